@@ -1,0 +1,121 @@
+//! The HTTP side: `/healthz`, `/metrics` and (in later stages) the REST API, as warp filters.
+//!
+//! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
+//! When `--api-token` is set, `/metrics` and every `/api/` route need
+//! `Authorization: Bearer <token>`, compared in constant time.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use warp::http::{header, StatusCode};
+use warp::reject::{Reject, Rejection};
+use warp::reply::Reply;
+use warp::Filter;
+
+use crate::metrics::Metrics;
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The bearer token, when one is required.
+    pub token: Option<String>,
+    /// Counters rendered by `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+/// An error reply: status code and a message in words.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl Reject for ApiError {}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+/// All routes, with errors turned into JSON.
+pub fn routes(
+    state: Arc<ApiState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(authorized(Arc::clone(&state)))
+        .map(move || {
+            warp::reply::with_header(
+                state.metrics.render(),
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        });
+    healthz.or(metrics).recover(recover)
+}
+
+/// Passes when no token is configured or the request carries the right one.
+fn authorized(state: Arc<ApiState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>(header::AUTHORIZATION.as_str())
+        .and_then(move |given: Option<String>| {
+            let state = Arc::clone(&state);
+            async move {
+                let Some(expected) = state.token.as_deref() else {
+                    return Ok(());
+                };
+                let presented = given
+                    .as_deref()
+                    .and_then(|h| h.strip_prefix("Bearer "))
+                    .map(str::trim);
+                match presented {
+                    Some(t) if bool::from(t.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+                    Some(_) => Err(warp::reject::custom(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "wrong API token",
+                    ))),
+                    None => Err(warp::reject::custom(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "missing API token: send Authorization: Bearer <token>",
+                    ))),
+                }
+            }
+        })
+        .untuple_one()
+}
+
+async fn recover(rejection: Rejection) -> Result<impl Reply, Infallible> {
+    let (status, message) = if let Some(e) = rejection.find::<ApiError>() {
+        (e.status, e.message.clone())
+    } else if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "no such route".to_string())
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this route".to_string(),
+        )
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        (StatusCode::BAD_REQUEST, e.to_string())
+    } else {
+        tracing::debug!(?rejection, "unhandled HTTP rejection");
+        (StatusCode::BAD_REQUEST, "bad request".to_string())
+    };
+    Ok(warp::reply::with_status(
+        warp::reply::json(&ErrorBody { error: &message }),
+        status,
+    ))
+}

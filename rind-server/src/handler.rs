@@ -1,0 +1,83 @@
+//! The whole DNS path for one packet, bytes in → bytes out, without sockets: request checks →
+//! resolver → response writer. Listeners, tests, benches and fuzz targets all drive it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
+use crate::request::{self, Acl, Checked, Request, Transport};
+use crate::resolver::Resolver;
+use crate::response::{self, Answer};
+
+/// Checks, resolves and answers DNS packets.
+#[derive(Debug)]
+pub struct Handler {
+    acl: Acl,
+    resolver: Resolver,
+    metrics: Arc<Metrics>,
+}
+
+/// How far [`Handler::begin`] got with a packet.
+#[derive(Debug)]
+pub enum Step {
+    /// Finished: send these bytes, or nothing.
+    Done(Option<Vec<u8>>),
+    /// The answer needs upstream: pass the request to [`Handler::finish`] in a task of its own.
+    Forward(Request),
+}
+
+impl Handler {
+    /// A handler answering the clients `acl` allows from `resolver`.
+    pub fn new(acl: Acl, resolver: Resolver, metrics: Arc<Metrics>) -> Self {
+        Handler {
+            acl,
+            resolver,
+            metrics,
+        }
+    }
+
+    /// Does everything that needs no waiting.
+    pub fn begin(&self, packet: &[u8], client: IpAddr, transport: Transport) -> Step {
+        let request = match request::check(packet, client, transport, &self.acl) {
+            Checked::Drop(reason) => {
+                self.metrics.dropped(reason);
+                return Step::Done(None);
+            }
+            Checked::Reject(reply, rcode) => {
+                tracing::debug!(%client, %rcode, "rejected query");
+                self.metrics.response(rcode);
+                return Step::Done(Some(reply));
+            }
+            Checked::Query(request) => request,
+        };
+        self.metrics.query(transport, request.query.query_type);
+        match self.resolver.answer_now(&request.query) {
+            Some(answer) => Step::Done(Some(self.write(&request, &answer))),
+            None => Step::Forward(request),
+        }
+    }
+
+    /// Finishes a request that needs upstream.
+    pub async fn finish(&self, request: Request) -> Vec<u8> {
+        let answer = self.resolver.answer_forwarded(&request.query).await;
+        self.write(&request, &answer)
+    }
+
+    /// Bytes in → reply bytes out (`None`: send nothing).
+    pub async fn handle(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        match self.begin(packet, client, transport) {
+            Step::Done(reply) => reply,
+            Step::Forward(request) => Some(self.finish(request).await),
+        }
+    }
+
+    fn write(&self, request: &Request, answer: &Answer) -> Vec<u8> {
+        self.metrics.response(answer.rcode);
+        response::write(request, answer)
+    }
+}

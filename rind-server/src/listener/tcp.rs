@@ -1,0 +1,181 @@
+//! DNS over TCP (RFC 1035 §4.2.2, RFC 7766).
+//!
+//! Each connection has a reader and a writer. The reader takes length-prefixed queries one
+//! after another and starts each in its own task, so queries are pipelined and answered in
+//! any order (RFC 7766 §6.2.1.1); the writer sends replies as they finish. Limits keep one
+//! client from hurting the others:
+//! - at most `--max-tcp-connections` connections; more are closed at once;
+//! - an idle connection is closed after `--tcp-idle-timeout`;
+//! - a query whose length prefix has arrived must arrive whole within [`MESSAGE_TIMEOUT`], so a
+//!   byte-at-a-time sender only holds its own connection, and never for long;
+//! - a length prefix too short for a DNS header closes the connection: the stream can no longer
+//!   be framed;
+//! - at most [`MAX_IN_FLIGHT`] queries per connection are resolved at once; the reader waits;
+//! - a client that does not read its replies is dropped after [`WRITE_TIMEOUT`].
+//!
+//! A half-closed connection (the client shut its sending side) still gets every reply.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::handler::Handler;
+use crate::request::Transport;
+
+/// Time for the rest of a query once its length prefix has arrived.
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time for a client to take one reply.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Queries resolved at once for one connection.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// A DNS message starts with a 12-byte header; a shorter frame cannot be a query.
+const HEADER_LEN: u16 = 12;
+
+/// Limits for the TCP listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Idle time before the server closes a connection.
+    pub idle_timeout: Duration,
+}
+
+/// Accepts connections on `listener` until `shutdown`.
+pub fn spawn(
+    listener: TcpListener,
+    limits: Limits,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let connections = tracker.clone();
+    tracker.spawn(async move {
+        accept_loop(listener, limits, handler, shutdown, connections).await;
+    });
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    limits: Limits,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => {
+                    backoff = Duration::from_millis(10);
+                    a
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "TCP connection limit reached; closing the new connection");
+            drop(stream);
+            continue;
+        };
+        let handler = Arc::clone(&handler);
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            connection(stream, peer, limits.idle_timeout, handler, shutdown).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    idle_timeout: Duration,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+) {
+    // Replies are small and latency matters more than packet count.
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let (replies, outbox) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT);
+    let write_side = tokio::spawn(write_replies(writer, outbox));
+    read_queries(reader, peer, idle_timeout, &handler, &shutdown, replies).await;
+    // The writer ends once every query task has sent its reply and dropped its sender.
+    let _ = write_side.await;
+}
+
+async fn read_queries(
+    mut reader: OwnedReadHalf,
+    peer: SocketAddr,
+    idle_timeout: Duration,
+    handler: &Arc<Handler>,
+    shutdown: &CancellationToken,
+    replies: mpsc::Sender<Vec<u8>>,
+) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let len = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            read = timeout(idle_timeout, reader.read_u16()) => match read {
+                Ok(Ok(len)) => len,
+                // Idle timeout, EOF (a half-close included) or a reset.
+                _ => return,
+            },
+        };
+        if len < HEADER_LEN {
+            tracing::debug!(%peer, len, "TCP length prefix too short for DNS; closing");
+            return;
+        }
+        let mut packet = vec![0u8; usize::from(len)];
+        match timeout(MESSAGE_TIMEOUT, reader.read_exact(&mut packet)).await {
+            Ok(Ok(_)) => {}
+            _ => {
+                tracing::debug!(%peer, "TCP query incomplete; closing");
+                return;
+            }
+        }
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let handler = Arc::clone(handler);
+        let replies = replies.clone();
+        tokio::spawn(async move {
+            if let Some(reply) = handler.handle(&packet, peer.ip(), Transport::Tcp).await {
+                // A closed writer means the client is gone; the reply has nowhere to go.
+                let _ = replies.send(reply).await;
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn write_replies(mut writer: OwnedWriteHalf, mut outbox: mpsc::Receiver<Vec<u8>>) {
+    while let Some(reply) = outbox.recv().await {
+        let Ok(len) = u16::try_from(reply.len()) else {
+            continue;
+        };
+        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&reply);
+        match timeout(WRITE_TIMEOUT, writer.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+    let _ = writer.shutdown().await;
+}

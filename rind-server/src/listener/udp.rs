@@ -1,0 +1,82 @@
+//! DNS over UDP (RFC 1035 §4.2.1).
+//!
+//! Several receive loops share the socket so both cores take packets. Answers that need no
+//! waiting (special-use names, later local records and cache hits) are written from the
+//! receive loop itself; only queries that go upstream get a task of their own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::handler::{Handler, Step};
+use crate::request::Transport;
+
+/// Largest query accepted; longer datagrams are cut and then fail the checks with FORMERR.
+const MAX_QUERY: usize = 4096;
+
+/// Runs `loops` receive loops on `socket` until `shutdown`; forwarded queries are tracked by
+/// `tracker` so shutdown can wait for them.
+pub fn spawn(
+    socket: Arc<UdpSocket>,
+    loops: usize,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    for _ in 0..loops.max(1) {
+        let socket = Arc::clone(&socket);
+        let handler = Arc::clone(&handler);
+        let shutdown = shutdown.clone();
+        let forwarded = tracker.clone();
+        tracker.spawn(async move {
+            receive_loop(socket, handler, shutdown, forwarded).await;
+        });
+    }
+}
+
+async fn receive_loop(
+    socket: Arc<UdpSocket>,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut buf = vec![0u8; MAX_QUERY];
+    loop {
+        let (len, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on some systems; they concern
+                    // one client, not the socket.
+                    tracing::debug!(error = %e, "UDP receive error");
+                    continue;
+                }
+            },
+        };
+        let Some(packet) = buf.get(..len) else {
+            continue;
+        };
+        match handler.begin(packet, peer.ip(), Transport::Udp) {
+            Step::Done(None) => {}
+            Step::Done(Some(reply)) => send(&socket, &reply, peer).await,
+            Step::Forward(request) => {
+                let socket = Arc::clone(&socket);
+                let handler = Arc::clone(&handler);
+                tracker.spawn(async move {
+                    let reply = handler.finish(request).await;
+                    send(&socket, &reply, peer).await;
+                });
+            }
+        }
+    }
+}
+
+async fn send(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
+    if let Err(e) = socket.send_to(reply, peer).await {
+        tracing::debug!(%peer, error = %e, "UDP send failed");
+    }
+}

@@ -1,0 +1,76 @@
+//! `rind-server`: parses flags, opens the store, binds the sockets, and runs until SIGTERM or
+//! SIGINT. Operator mistakes (a busy port, a locked data dir, an open API without a token)
+//! end with one line on stderr and exit status 2, never a panic.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use rind_server::config::{Args, Config};
+use rind_server::store::Store;
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with status 2.
+    let args = Args::parse();
+    let config = match args.validate() {
+        Ok(c) => c,
+        Err(e) => return refuse(&e),
+    };
+    init_logging(&config);
+    match start(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => refuse(&format!("{e:#}")),
+    }
+}
+
+/// Prints the one-line reason and returns exit status 2.
+fn refuse(reason: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("rind-server: {reason}");
+    ExitCode::from(2)
+}
+
+fn init_logging(config: &Config) {
+    // Our own crate at the chosen level; the libraries only when something is wrong.
+    let filter =
+        tracing_subscriber::EnvFilter::new(format!("warn,rind_server={}", config.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn start(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(&config.data_dir)?;
+        let sockets = rind_server::bind(&config).await?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        rind_server::run(config, store, sockets, shutdown).await?;
+        Ok(())
+    })
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop rind-server with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,306 @@
+//! Counters and histograms, rendered in the Prometheus text format for `GET /metrics`.
+//!
+//! Plain atomics in fixed arrays: counting a query is one relaxed `fetch_add`, with no lock,
+//! no allocation and no label lookup on the hot path.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::request::Transport;
+
+/// Query types counted by name; everything else is counted as `other`.
+const QTYPES: [RecordType; 14] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::SRV,
+    RecordType::PTR,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::CAA,
+    RecordType::HTTPS,
+    RecordType::SVCB,
+    RecordType::ANY,
+    RecordType::DS,
+];
+const QTYPE_SLOTS: usize = QTYPES.len() + 1;
+
+/// Response codes counted by name; anything else is `other`.
+const RCODES: [(ResponseCode, &str); 7] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::NotImp, "NOTIMP"),
+    (ResponseCode::Refused, "REFUSED"),
+    (ResponseCode::BADVERS, "BADVERS"),
+];
+const RCODE_SLOTS: usize = RCODES.len() + 1;
+
+/// Upper bounds of the upstream latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+];
+
+/// Why a packet got no reply at all.
+#[derive(Debug, Clone, Copy)]
+pub enum DropReason {
+    /// Shorter than a DNS header.
+    Short,
+    /// QR=1: answering responses enables reflection loops.
+    Response,
+}
+
+/// Everything `/metrics` shows.
+#[derive(Debug)]
+pub struct Metrics {
+    queries: [[AtomicU64; QTYPE_SLOTS]; 2],
+    responses: [AtomicU64; RCODE_SLOTS],
+    dropped: [AtomicU64; 2],
+    upstreams: Vec<UpstreamMetrics>,
+}
+
+#[derive(Debug)]
+struct UpstreamMetrics {
+    label: String,
+    queries: AtomicU64,
+    failures: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Creates zeroed metrics with one set of upstream series per upstream label.
+    pub fn new(upstream_labels: impl IntoIterator<Item = String>) -> Self {
+        Metrics {
+            queries: Default::default(),
+            responses: Default::default(),
+            dropped: Default::default(),
+            upstreams: upstream_labels
+                .into_iter()
+                .map(|label| UpstreamMetrics {
+                    label,
+                    queries: AtomicU64::new(0),
+                    failures: AtomicU64::new(0),
+                    latency_buckets: Default::default(),
+                    latency_count: AtomicU64::new(0),
+                    latency_sum_micros: AtomicU64::new(0),
+                })
+                .collect(),
+        }
+    }
+
+    /// Counts one well-formed query.
+    pub fn query(&self, transport: Transport, qtype: RecordType) {
+        let slot = QTYPES
+            .iter()
+            .position(|t| *t == qtype)
+            .unwrap_or(QTYPES.len());
+        let row = match transport {
+            Transport::Udp => &self.queries[0],
+            Transport::Tcp => &self.queries[1],
+        };
+        if let Some(c) = row.get(slot) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one reply sent, by its response code.
+    pub fn response(&self, rcode: ResponseCode) {
+        let slot = RCODES
+            .iter()
+            .position(|(r, _)| *r == rcode)
+            .unwrap_or(RCODES.len());
+        if let Some(c) = self.responses.get(slot) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one packet dropped without a reply.
+    pub fn dropped(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one query sent to upstream number `index`.
+    pub fn upstream_query(&self, index: usize) {
+        if let Some(u) = self.upstreams.get(index) {
+            u.queries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one failed try (timeout, network error, SERVFAIL or REFUSED) at upstream `index`.
+    pub fn upstream_failure(&self, index: usize) {
+        if let Some(u) = self.upstreams.get(index) {
+            u.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records how long upstream `index` took to give a usable answer.
+    pub fn upstream_latency(&self, index: usize, took: Duration) {
+        let Some(u) = self.upstreams.get(index) else {
+            return;
+        };
+        let secs = took.as_secs_f64();
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&u.latency_buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        u.latency_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        u.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Renders every series in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing to a String cannot fail; the results are ignored on purpose.
+        let _ = self.render_into(&mut out);
+        out
+    }
+
+    fn render_into(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(
+            out,
+            "# HELP rind_queries_total DNS queries received, by transport and query type."
+        )?;
+        writeln!(out, "# TYPE rind_queries_total counter")?;
+        for (transport, row) in ["udp", "tcp"].iter().zip(&self.queries) {
+            for (slot, count) in row.iter().enumerate() {
+                let qtype = QTYPES
+                    .get(slot)
+                    .map_or("other".to_string(), |t| t.to_string());
+                writeln!(
+                    out,
+                    "rind_queries_total{{transport=\"{transport}\",type=\"{qtype}\"}} {}",
+                    count.load(Ordering::Relaxed)
+                )?;
+            }
+        }
+        writeln!(
+            out,
+            "# HELP rind_responses_total DNS replies sent, by response code."
+        )?;
+        writeln!(out, "# TYPE rind_responses_total counter")?;
+        for (slot, count) in self.responses.iter().enumerate() {
+            let rcode = RCODES.get(slot).map_or("other", |(_, label)| label);
+            writeln!(
+                out,
+                "rind_responses_total{{rcode=\"{rcode}\"}} {}",
+                count.load(Ordering::Relaxed)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP rind_dropped_total Packets dropped without a reply."
+        )?;
+        writeln!(out, "# TYPE rind_dropped_total counter")?;
+        for (reason, count) in ["short", "response"].iter().zip(&self.dropped) {
+            writeln!(
+                out,
+                "rind_dropped_total{{reason=\"{reason}\"}} {}",
+                count.load(Ordering::Relaxed)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP rind_upstream_queries_total Queries sent to each upstream."
+        )?;
+        writeln!(out, "# TYPE rind_upstream_queries_total counter")?;
+        for u in &self.upstreams {
+            writeln!(
+                out,
+                "rind_upstream_queries_total{{upstream=\"{}\"}} {}",
+                u.label,
+                u.queries.load(Ordering::Relaxed)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP rind_upstream_failures_total Upstream tries that gave no usable answer."
+        )?;
+        writeln!(out, "# TYPE rind_upstream_failures_total counter")?;
+        for u in &self.upstreams {
+            writeln!(
+                out,
+                "rind_upstream_failures_total{{upstream=\"{}\"}} {}",
+                u.label,
+                u.failures.load(Ordering::Relaxed)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP rind_upstream_latency_seconds Time to a usable upstream answer."
+        )?;
+        writeln!(out, "# TYPE rind_upstream_latency_seconds histogram")?;
+        for u in &self.upstreams {
+            for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&u.latency_buckets) {
+                writeln!(
+                    out,
+                    "rind_upstream_latency_seconds_bucket{{upstream=\"{}\",le=\"{bound}\"}} {}",
+                    u.label,
+                    bucket.load(Ordering::Relaxed)
+                )?;
+            }
+            let count = u.latency_count.load(Ordering::Relaxed);
+            writeln!(
+                out,
+                "rind_upstream_latency_seconds_bucket{{upstream=\"{}\",le=\"+Inf\"}} {count}",
+                u.label
+            )?;
+            let sum = u.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            writeln!(
+                out,
+                "rind_upstream_latency_seconds_sum{{upstream=\"{}\"}} {sum}",
+                u.label
+            )?;
+            writeln!(
+                out,
+                "rind_upstream_latency_seconds_count{{upstream=\"{}\"}} {count}",
+                u.label
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counted_series() {
+        let m = Metrics::new(["127.0.0.1:53".to_string()]);
+        m.query(Transport::Udp, RecordType::A);
+        m.query(Transport::Udp, RecordType::A);
+        m.query(Transport::Tcp, RecordType::NULL);
+        m.response(ResponseCode::NXDomain);
+        m.upstream_query(0);
+        m.upstream_latency(0, Duration::from_millis(3));
+        let text = m.render();
+        assert!(
+            text.contains("rind_queries_total{transport=\"udp\",type=\"A\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("rind_queries_total{transport=\"tcp\",type=\"other\"} 1\n"));
+        assert!(
+            text.contains("rind_responses_total{rcode=\"NXDOMAIN\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("rind_upstream_queries_total{upstream=\"127.0.0.1:53\"} 1\n"));
+        assert!(text.contains(
+            "rind_upstream_latency_seconds_bucket{upstream=\"127.0.0.1:53\",le=\"0.0025\"} 0\n"
+        ));
+        assert!(text.contains(
+            "rind_upstream_latency_seconds_bucket{upstream=\"127.0.0.1:53\",le=\"0.005\"} 1\n"
+        ));
+        assert!(text.contains("rind_upstream_latency_seconds_count{upstream=\"127.0.0.1:53\"} 1\n"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Request checks: turns the bytes of one packet into a [`Request`] the resolver can answer,
+//! or into a drop or an error reply, in the contract's order (first match wins):
+//!
+//! 1. no readable 12-byte header → dropped;
+//! 2. QR=1 → dropped (answering responses lets two servers reflect packets at each other);
+//! 3. opcode other than QUERY → NOTIMP;
+//! 4. a body that does not parse, or not exactly one question → FORMERR;
+//! 5. a client outside `--allow` → REFUSED (nothing is forwarded for it);
+//! 6. EDNS version above 0 → BADVERS (RFC 6891 §6.1.3).
+//!
+//! Each error reply echoes the question when it could be read.
+
+use std::net::IpAddr;
+
+use hickory_proto::op::{
+    Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
+};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use ipnet::IpNet;
+
+use crate::metrics::DropReason;
+use crate::response;
+
+/// The transport a query arrived on; it decides the size limit of the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: replies are limited to the client's advertised size.
+    Udp,
+    /// TCP: replies may use the full 64 KiB.
+    Tcp,
+}
+
+/// The smallest UDP payload every client must accept (RFC 1035 §4.2.1).
+pub const MIN_UDP_PAYLOAD: u16 = 512;
+/// The largest UDP payload rind sends and advertises: avoids IP fragmentation (DNS Flag Day 2020).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// A query that passed every check.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The request header as received; the reply copies ID, opcode, RD and CD from it.
+    pub metadata: Metadata,
+    /// The one question, with the client's letter case.
+    pub query: Query,
+    /// Whether the query carried an OPT record; the reply carries one iff it did.
+    pub edns: bool,
+    /// Size limit of the reply in bytes.
+    pub max_size: u16,
+    /// Where the query came from.
+    pub transport: Transport,
+}
+
+/// What the checks decided about one packet.
+#[derive(Debug)]
+pub enum Checked {
+    /// Send nothing back.
+    Drop(DropReason),
+    /// Send this error reply (already encoded) with this response code.
+    Reject(Vec<u8>, ResponseCode),
+    /// A query to resolve.
+    Query(Request),
+}
+
+/// Client networks allowed to query (`--allow`).
+#[derive(Debug, Clone)]
+pub struct Acl {
+    nets: Vec<IpNet>,
+}
+
+impl Acl {
+    /// Builds the list from the configured networks.
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Acl { nets }
+    }
+
+    /// Whether `client` may query; IPv4-mapped IPv6 addresses count as their IPv4 address.
+    pub fn allows(&self, client: IpAddr) -> bool {
+        let client = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        self.nets.iter().any(|net| net.contains(&client))
+    }
+}
+
+/// Runs the checks on one packet from `client`.
+pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> Checked {
+    let mut decoder = BinDecoder::new(packet);
+    let Ok(header) = Header::read(&mut decoder) else {
+        return Checked::Drop(DropReason::Short);
+    };
+    let metadata = header.metadata;
+    if metadata.message_type == MessageType::Response {
+        return Checked::Drop(DropReason::Response);
+    }
+    if metadata.op_code != OpCode::Query {
+        let question = first_question(&mut decoder, header.counts.queries);
+        return reject(&metadata, question.as_ref(), None, ResponseCode::NotImp);
+    }
+    let message = match Message::from_vec(packet) {
+        Ok(m) => m,
+        Err(_) => {
+            let question = first_question(&mut decoder, header.counts.queries);
+            return reject(&metadata, question.as_ref(), None, ResponseCode::FormErr);
+        }
+    };
+    let Message { queries, edns, .. } = message;
+    let query = match <[Query; 1]>::try_from(queries) {
+        Ok([q]) => q,
+        Err(_) => return reject(&metadata, None, edns.as_ref(), ResponseCode::FormErr),
+    };
+    if !acl.allows(client) {
+        return reject(
+            &metadata,
+            Some(&query),
+            edns.as_ref(),
+            ResponseCode::Refused,
+        );
+    }
+    if let Some(e) = &edns {
+        if e.version() > 0 {
+            return reject(&metadata, Some(&query), Some(e), ResponseCode::BADVERS);
+        }
+    }
+    let max_size = match transport {
+        Transport::Tcp => u16::MAX,
+        Transport::Udp => edns.as_ref().map_or(MIN_UDP_PAYLOAD, |e| {
+            e.max_payload().clamp(MIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
+        }),
+    };
+    Checked::Query(Request {
+        metadata,
+        query,
+        edns: edns.is_some(),
+        max_size,
+        transport,
+    })
+}
+
+/// Reads the question for an error reply, when there is exactly one and it parses.
+fn first_question(decoder: &mut BinDecoder<'_>, count: u16) -> Option<Query> {
+    if count != 1 {
+        return None;
+    }
+    Query::read(decoder).ok()
+}
+
+fn reject(
+    metadata: &Metadata,
+    question: Option<&Query>,
+    edns: Option<&Edns>,
+    rcode: ResponseCode,
+) -> Checked {
+    Checked::Reject(
+        response::error(metadata, question, edns.is_some(), rcode),
+        rcode,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acl_maps_ipv4_in_ipv6() {
+        let acl = Acl::new(vec!["10.0.0.0/8".parse().expect("net")]);
+        assert!(acl.allows("10.1.2.3".parse().expect("ip")));
+        assert!(acl.allows("::ffff:10.1.2.3".parse().expect("ip")));
+        assert!(!acl.allows("127.0.0.1".parse().expect("ip")));
+        assert!(!acl.allows("::1".parse().expect("ip")));
+    }
+}

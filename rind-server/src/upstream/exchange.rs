@@ -1,0 +1,174 @@
+//! One question, one upstream, one try: the wire exchange over UDP or TCP and the rules for
+//! which reply counts.
+//!
+//! Spoofing defences (RFC 5452): every try uses a fresh random ID and a fresh socket on a
+//! kernel-chosen random port, connected to the upstream so the kernel itself discards
+//! datagrams from any other address or port. A reply counts only if it is a response with the
+//! same ID and the same question (name compared case-insensitively); anything else is ignored
+//! and the wait goes on until the try's deadline.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use hickory_proto::op::{Edns, Message, MessageType, Query};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::{timeout_at, Instant};
+
+use crate::config::{Protocol, Upstream};
+use crate::request::MAX_UDP_PAYLOAD;
+
+/// Why a try gave no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// No matching reply before the deadline.
+    #[error("no matching reply in time")]
+    Timeout,
+    /// A socket error (refused, unreachable, reset).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The query could not be encoded (a name too long for the wire, say).
+    #[error("cannot encode the query: {0}")]
+    Encode(#[from] hickory_proto::ProtoError),
+}
+
+/// Asks `upstream` the question once, retrying over TCP when a UDP reply is truncated.
+pub async fn exchange(
+    upstream: &Upstream,
+    query: &Query,
+    deadline: Instant,
+) -> Result<Message, ExchangeError> {
+    match upstream.protocol {
+        Protocol::Tcp => tcp(upstream.addr, query, deadline).await,
+        Protocol::Udp => {
+            let reply = udp(upstream.addr, query, deadline).await?;
+            if reply.metadata.truncation {
+                tcp(upstream.addr, query, deadline).await
+            } else {
+                Ok(reply)
+            }
+        }
+    }
+}
+
+/// Encodes the question with a fresh random ID; returns the ID and the bytes.
+fn encode(query: &Query) -> Result<(u16, Vec<u8>), ExchangeError> {
+    let id: u16 = rand::random();
+    let mut msg = Message::query();
+    msg.metadata.id = id;
+    msg.metadata.recursion_desired = true;
+    msg.add_query(query.clone());
+    let mut edns = Edns::new();
+    edns.set_max_payload(MAX_UDP_PAYLOAD);
+    msg.set_edns(edns);
+    Ok((id, msg.to_vec()?))
+}
+
+/// Whether `reply` answers the question we sent with `id`.
+fn matches(reply: &Message, id: u16, query: &Query) -> bool {
+    reply.metadata.id == id
+        && reply.metadata.message_type == MessageType::Response
+        && matches!(reply.queries.as_slice(), [q] if q.query_type == query.query_type
+            && q.query_class == query.query_class
+            && q.name == query.name)
+}
+
+async fn udp(addr: SocketAddr, query: &Query, deadline: Instant) -> Result<Message, ExchangeError> {
+    let (id, bytes) = encode(query)?;
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(addr).await?;
+    socket.send(&bytes).await?;
+    // Room for any reply an upstream may send; a bigger one would be cut and fail to parse.
+    let mut buf = vec![0u8; usize::from(u16::MAX)];
+    loop {
+        let len = timeout_at(deadline, socket.recv(&mut buf))
+            .await
+            .map_err(|_| ExchangeError::Timeout)??;
+        let Some(packet) = buf.get(..len) else {
+            continue;
+        };
+        match Message::from_vec(packet) {
+            Ok(reply) if matches(&reply, id, query) => return Ok(reply),
+            _ => tracing::debug!(upstream = %addr, "ignored a reply that does not match"),
+        }
+    }
+}
+
+async fn tcp(addr: SocketAddr, query: &Query, deadline: Instant) -> Result<Message, ExchangeError> {
+    let (id, bytes) = encode(query)?;
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let len = u16::try_from(bytes.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query over 64 KiB"))?;
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).await?;
+        loop {
+            let len = stream.read_u16().await?;
+            let mut buf = vec![0u8; usize::from(len)];
+            stream.read_exact(&mut buf).await?;
+            match Message::from_vec(&buf) {
+                Ok(reply) if matches(&reply, id, query) => return Ok(reply),
+                _ => tracing::debug!(upstream = %addr, "ignored a TCP reply that does not match"),
+            }
+        }
+    };
+    timeout_at(deadline, exchange)
+        .await
+        .map_err(|_| ExchangeError::Timeout)?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+
+    fn reply_to(id: u16, name: &str, qtype: RecordType) -> Message {
+        let mut msg = Message::response(id, hickory_proto::op::OpCode::Query);
+        msg.add_query(Query::query(Name::from_str(name).expect("name"), qtype));
+        msg
+    }
+
+    #[test]
+    fn matching_rules() {
+        let q = Query::query(
+            Name::from_str("www.example.com.").expect("name"),
+            RecordType::A,
+        );
+        assert!(matches(
+            &reply_to(7, "WWW.Example.COM.", RecordType::A),
+            7,
+            &q
+        ));
+        assert!(!matches(
+            &reply_to(8, "www.example.com.", RecordType::A),
+            7,
+            &q
+        ));
+        assert!(!matches(
+            &reply_to(7, "www.example.net.", RecordType::A),
+            7,
+            &q
+        ));
+        assert!(!matches(
+            &reply_to(7, "www.example.com.", RecordType::AAAA),
+            7,
+            &q
+        ));
+        let mut as_query = reply_to(7, "www.example.com.", RecordType::A);
+        as_query.metadata.message_type = MessageType::Query;
+        assert!(!matches(&as_query, 7, &q));
+        let mut two = reply_to(7, "www.example.com.", RecordType::A);
+        two.add_query(q.clone());
+        assert!(!matches(&two, 7, &q));
+    }
+}

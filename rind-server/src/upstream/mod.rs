@@ -1,0 +1,211 @@
+//! Forwarding: which upstream to ask, in what order, for how long, and sharing one upstream
+//! query between clients that ask the same question at the same time.
+//!
+//! - Each try waits at most [`TRY_TIMEOUT`], then the next upstream is asked; the whole
+//!   question gives up after [`TOTAL_BUDGET`] so the client gets SERVFAIL within the
+//!   contract's 5 seconds.
+//! - SERVFAIL, REFUSED, NOTIMP and FORMERR from an upstream count as failures: another upstream
+//!   may well answer.
+//! - An upstream that failed [`DEMOTE_AFTER`] tries in a row is tried last for
+//!   [`DEMOTE_FOR`]; one success restores it.
+
+mod exchange;
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::config::Upstream;
+use crate::metrics::Metrics;
+
+/// Longest wait for one upstream.
+pub const TRY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for all upstreams together; below the contract's 5 s so SERVFAIL leaves in time.
+pub const TOTAL_BUDGET: Duration = Duration::from_millis(4_500);
+/// Failures in a row after which an upstream is tried last.
+pub const DEMOTE_AFTER: u32 = 3;
+/// How long a failing upstream stays at the back of the line.
+pub const DEMOTE_FOR: Duration = Duration::from_secs(30);
+
+/// Why no upstream answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// Every upstream failed or the time budget ran out.
+    #[error("no upstream answered")]
+    NoAnswer,
+    /// The task asking upstream went away (only during shutdown).
+    #[error("the upstream query was abandoned")]
+    Abandoned,
+}
+
+type Outcome = Result<Arc<Message>, ForwardError>;
+
+/// The coalescing key: one upstream query per (lower-cased name, type, class) in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key(Name, RecordType, DNSClass);
+
+/// The upstream resolvers with their health, and the questions in flight.
+#[derive(Debug)]
+pub struct Forwarder {
+    upstreams: Vec<Health>,
+    in_flight: Mutex<HashMap<Key, Vec<oneshot::Sender<Outcome>>>>,
+    metrics: Arc<Metrics>,
+    /// Time zero for the demotion deadlines kept in atomics.
+    epoch: Instant,
+}
+
+#[derive(Debug)]
+struct Health {
+    upstream: Upstream,
+    failures_in_a_row: AtomicU32,
+    /// Milliseconds after `epoch` until which this upstream is tried last.
+    demoted_until_ms: AtomicU64,
+}
+
+impl Forwarder {
+    /// A forwarder over `upstreams`, asked in the order given while they are healthy.
+    pub fn new(upstreams: &[Upstream], metrics: Arc<Metrics>) -> Self {
+        Forwarder {
+            upstreams: upstreams
+                .iter()
+                .map(|u| Health {
+                    upstream: *u,
+                    failures_in_a_row: AtomicU32::new(0),
+                    demoted_until_ms: AtomicU64::new(0),
+                })
+                .collect(),
+            in_flight: Mutex::new(HashMap::new()),
+            metrics,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Asks the upstreams `query`; identical questions in flight share one upstream query.
+    pub async fn forward(self: &Arc<Self>, query: &Query) -> Outcome {
+        let key = Key(
+            query.name.to_lowercase(),
+            query.query_type,
+            query.query_class,
+        );
+        let (tx, rx) = oneshot::channel();
+        let first = match self.lock_in_flight().entry(key.clone()) {
+            Entry::Occupied(mut waiting) => {
+                waiting.get_mut().push(tx);
+                false
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(vec![tx]);
+                true
+            }
+        };
+        if first {
+            // The upstream query runs in its own task so that a client that goes away (a
+            // closed TCP connection) does not cancel it for the others waiting on it.
+            let this = Arc::clone(self);
+            let query = query.clone();
+            tokio::spawn(async move {
+                let outcome = this.ask_upstreams(&query).await;
+                let waiters = this.lock_in_flight().remove(&key).unwrap_or_default();
+                for waiter in waiters {
+                    // A waiter that stopped listening needs no answer.
+                    let _ = waiter.send(outcome.clone());
+                }
+            });
+        }
+        rx.await.unwrap_or(Err(ForwardError::Abandoned))
+    }
+
+    fn lock_in_flight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<oneshot::Sender<Outcome>>>> {
+        // The map stays consistent even if a holder panicked: every change is one insert or
+        // one remove.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn ask_upstreams(&self, query: &Query) -> Outcome {
+        let give_up = Instant::now() + TOTAL_BUDGET;
+        for index in self.order() {
+            let now = Instant::now();
+            if now >= give_up {
+                break;
+            }
+            let Some(health) = self.upstreams.get(index) else {
+                continue;
+            };
+            let deadline = (now + TRY_TIMEOUT).min(give_up);
+            self.metrics.upstream_query(index);
+            match exchange::exchange(&health.upstream, query, deadline).await {
+                Ok(reply) if usable(reply.metadata.response_code) => {
+                    self.metrics.upstream_latency(index, now.elapsed());
+                    self.succeeded(index);
+                    return Ok(Arc::new(reply));
+                }
+                Ok(reply) => {
+                    tracing::debug!(upstream = %health.upstream, rcode = %reply.metadata.response_code, name = %query.name, "upstream refused to answer");
+                    self.failed(index);
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %health.upstream, error = %e, name = %query.name, "upstream try failed");
+                    self.failed(index);
+                }
+            }
+        }
+        Err(ForwardError::NoAnswer)
+    }
+
+    /// Upstream indexes to try: healthy ones in configured order, then demoted ones.
+    fn order(&self) -> Vec<usize> {
+        let now = self.now_ms();
+        let (healthy, demoted): (Vec<usize>, Vec<usize>) =
+            (0..self.upstreams.len()).partition(|&i| {
+                self.upstreams
+                    .get(i)
+                    .is_some_and(|h| h.demoted_until_ms.load(Ordering::Relaxed) <= now)
+            });
+        healthy.into_iter().chain(demoted).collect()
+    }
+
+    fn succeeded(&self, index: usize) {
+        let Some(h) = self.upstreams.get(index) else {
+            return;
+        };
+        if h.failures_in_a_row.swap(0, Ordering::Relaxed) >= DEMOTE_AFTER {
+            h.demoted_until_ms.store(0, Ordering::Relaxed);
+            tracing::info!(upstream = %h.upstream, "upstream answers again");
+        }
+    }
+
+    fn failed(&self, index: usize) {
+        let Some(h) = self.upstreams.get(index) else {
+            return;
+        };
+        self.metrics.upstream_failure(index);
+        let failures = h.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= DEMOTE_AFTER {
+            let until = self.now_ms() + DEMOTE_FOR.as_millis() as u64;
+            let before = h.demoted_until_ms.swap(until, Ordering::Relaxed);
+            if before <= self.now_ms() {
+                tracing::warn!(upstream = %h.upstream, failures, "upstream keeps failing; trying it last for {}s", DEMOTE_FOR.as_secs());
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Whether a reply with this rcode ends the search; the rest mean "ask someone else".
+fn usable(rcode: ResponseCode) -> bool {
+    matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain)
+}
