@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::metrics::Metrics;
 use crate::request::{self, Acl, Checked, Request, Transport};
-use crate::resolver::Resolver;
-use crate::response::{self, Answer};
+use crate::resolver::{Ready, Resolver};
+use crate::response;
 
 /// Checks, resolves and answers DNS packets.
 #[derive(Debug)]
@@ -51,16 +51,16 @@ impl Handler {
             Checked::Query(request) => request,
         };
         self.metrics.query(transport, request.query.query_type);
-        match self.resolver.answer_now(&request.query) {
-            Some(answer) => Step::Done(Some(self.write(&request, &answer))),
+        match self.resolver.answer_now(&request) {
+            Some(ready) => Step::Done(Some(self.write(&request, ready))),
             None => Step::Forward(request),
         }
     }
 
     /// Finishes a request that needs upstream.
     pub async fn finish(&self, request: Request) -> Vec<u8> {
-        let answer = self.resolver.answer_forwarded(&request.query).await;
-        self.write(&request, &answer)
+        let ready = self.resolver.answer_forwarded(&request).await;
+        self.write(&request, ready)
     }
 
     /// Bytes in → reply bytes out (`None`: send nothing).
@@ -76,8 +76,16 @@ impl Handler {
         }
     }
 
-    fn write(&self, request: &Request, answer: &Answer) -> Vec<u8> {
-        self.metrics.response(answer.rcode);
-        response::write(request, answer)
+    fn write(&self, request: &Request, ready: Ready) -> Vec<u8> {
+        match ready {
+            Ready::Answer(answer) => {
+                self.metrics.response(answer.rcode);
+                response::write(request, &answer)
+            }
+            Ready::Wire(bytes, rcode) => {
+                self.metrics.response(rcode);
+                bytes
+            }
+        }
     }
 }

@@ -8,8 +8,8 @@
 //! ```text
 //! listener::{udp,tcp} ─bytes─▶ request ─Request─▶ resolver ─Answer─▶ response ─bytes─▶ client
 //!  framing, limits,            drop, NOTIMP,      special-use names   ID/RD/0x20 echo,
-//!  timeouts                    FORMERR, REFUSED,  upstream (coalesced) OPT echo, TC=1
-//!                              BADVERS
+//!  timeouts                    FORMERR, REFUSED,  cache ──────────────────────────▶ (hit: bytes)
+//!                              BADVERS            upstream (coalesced) OPT echo, TC=1
 //! ```
 //!
 //! - [`config`]: every flag with its env twin, validated into a [`config::Config`];
@@ -17,6 +17,7 @@
 //! - [`request`]: the staged packet checks and the ACL;
 //! - [`handler`]: bytes in → bytes out, tying the stages together;
 //! - [`resolver`]: the order of answer sources; [`special`] for special-use names;
+//! - [`cache`]: the answer cache in memory, written behind to sled, warm on restart;
 //! - [`upstream`]: forwarding, upstream health, reply matching, coalescing;
 //! - [`response`]: writing the reply;
 //! - [`store`]: the only code that touches sled;
@@ -28,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod handler;
 pub mod listener;
@@ -48,6 +50,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cache::{persist, Cache, CacheConfig, Clock, TtlPolicy};
 use crate::config::Config;
 use crate::handler::Handler;
 use crate::metrics::Metrics;
@@ -135,10 +138,47 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new(
         config.upstreams.iter().map(ToString::to_string),
     ));
+    let clock = Clock::default();
+    let (cache_writes, cache_queue) = persist::queue();
+    let cache = Arc::new(Cache::new(
+        CacheConfig {
+            capacity: config.cache_size,
+            ttl: TtlPolicy {
+                min_ttl: config.min_ttl,
+                max_ttl: config.max_ttl,
+                max_negative_ttl: config.max_negative_ttl,
+            },
+            serve_stale: config.serve_stale,
+            prefetch: config.prefetch,
+        },
+        clock.clone(),
+        Some(cache_writes),
+        Arc::clone(&metrics),
+    ));
+    let warmed = {
+        let (cache, store) = (Arc::clone(&cache), store.clone());
+        tokio::task::spawn_blocking(move || cache.warm(&store)).await
+    };
+    match warmed {
+        Ok(Ok(loaded)) => tracing::info!(loaded, "cache loaded from disk"),
+        Ok(Err(e)) => return Err(e),
+        Err(e) => tracing::error!(error = %e, "cache warm-up task failed; starting cold"),
+    }
+    // The writer outlives the listeners: it stops only after the last query has cached its
+    // answer.
+    let writer_stop = CancellationToken::new();
+    let writer = persist::spawn_writer(store.clone(), cache_queue, writer_stop.clone());
+    persist::spawn_janitor(
+        store.clone(),
+        clock,
+        u64::from(config.serve_stale),
+        shutdown.clone(),
+    );
+
     let forwarder = Arc::new(Forwarder::new(&config.upstreams, Arc::clone(&metrics)));
     let handler = Arc::new(Handler::new(
         Acl::new(config.allow.clone()),
-        Resolver::new(forwarder),
+        Resolver::new(Arc::clone(&cache), forwarder),
         Arc::clone(&metrics),
     ));
 
@@ -166,6 +206,7 @@ pub async fn run(
     let api_state = Arc::new(api::ApiState {
         token: config.api_token.clone(),
         metrics,
+        cache,
     });
     let http = tokio::spawn(
         warp::serve(api::routes(api_state))
@@ -190,6 +231,10 @@ pub async fn run(
     }
     if tokio::time::timeout(DRAIN_TIMEOUT, http).await.is_err() {
         tracing::warn!("HTTP requests still open after {DRAIN_TIMEOUT:?}; stopping anyway");
+    }
+    writer_stop.cancel();
+    if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
+        tracing::warn!("cache writes still pending after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
     match flushed {

@@ -5,7 +5,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +21,8 @@ fn main() -> ExitCode {
     init_logging(&config);
     match start(config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => refuse(&format!("{e:#}")),
+        // Every error's own message already names its cause; the chain would repeat it.
+        Err(e) => refuse(&e),
     }
 }
 
@@ -47,10 +47,11 @@ fn start(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
-        let store = Store::open(&config.data_dir)?;
+        // Bind first: a busy port is the likelier mistake, and nothing is logged before it.
         let sockets = rind_server::bind(&config).await?;
+        let store = Store::open(&config.data_dir)?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         rind_server::run(config, store, sockets, shutdown).await?;

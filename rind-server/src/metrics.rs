@@ -43,9 +43,55 @@ const RCODES: [(ResponseCode, &str); 7] = [
 ];
 const RCODE_SLOTS: usize = RCODES.len() + 1;
 
+/// The usual spelling of a response code (NOERROR, NXDOMAIN, ...); `other` for the rest.
+pub fn rcode_label(rcode: ResponseCode) -> &'static str {
+    RCODES
+        .iter()
+        .find(|(r, _)| *r == rcode)
+        .map_or("other", |(_, label)| label)
+}
+
 /// Upper bounds of the upstream latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 11] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+];
+
+/// Something the cache did, for the `rind_cache_*` counters.
+#[derive(Debug, Clone, Copy)]
+pub enum CacheEvent {
+    /// A fresh answer served from memory.
+    Hit,
+    /// No fresh answer in memory.
+    Miss,
+    /// An entry pushed out to make room.
+    Eviction,
+    /// An expired answer served because no upstream answered (RFC 8767).
+    StaleServed,
+    /// A background refresh of a nearly expired entry started.
+    Prefetch,
+}
+
+const CACHE_EVENTS: [(&str, &str); 5] = [
+    (
+        "rind_cache_hits_total",
+        "Answers served fresh from the cache.",
+    ),
+    (
+        "rind_cache_misses_total",
+        "Queries the cache had no fresh answer for.",
+    ),
+    (
+        "rind_cache_evictions_total",
+        "Entries evicted to keep the cache within --cache-size.",
+    ),
+    (
+        "rind_cache_stale_served_total",
+        "Expired answers served because no upstream answered.",
+    ),
+    (
+        "rind_cache_prefetches_total",
+        "Background refreshes of nearly expired entries.",
+    ),
 ];
 
 /// Why a packet got no reply at all.
@@ -63,6 +109,7 @@ pub struct Metrics {
     queries: [[AtomicU64; QTYPE_SLOTS]; 2],
     responses: [AtomicU64; RCODE_SLOTS],
     dropped: [AtomicU64; 2],
+    cache: [AtomicU64; CACHE_EVENTS.len()],
     upstreams: Vec<UpstreamMetrics>,
 }
 
@@ -83,6 +130,7 @@ impl Metrics {
             queries: Default::default(),
             responses: Default::default(),
             dropped: Default::default(),
+            cache: Default::default(),
             upstreams: upstream_labels
                 .into_iter()
                 .map(|label| UpstreamMetrics {
@@ -128,6 +176,11 @@ impl Metrics {
         self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one cache event.
+    pub fn cache(&self, event: CacheEvent) {
+        self.cache[event as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one query sent to upstream number `index`.
     pub fn upstream_query(&self, index: usize) {
         if let Some(u) = self.upstreams.get(index) {
@@ -158,15 +211,27 @@ impl Metrics {
         u.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// Renders every series in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
+    /// Renders every series in the Prometheus text exposition format (version 0.0.4);
+    /// `cache_entries` is the cache's current size.
+    pub fn render(&self, cache_entries: usize) -> String {
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail; the results are ignored on purpose.
-        let _ = self.render_into(&mut out);
+        let _ = self.render_into(&mut out, cache_entries);
         out
     }
 
-    fn render_into(&self, out: &mut String) -> std::fmt::Result {
+    fn render_into(&self, out: &mut String, cache_entries: usize) -> std::fmt::Result {
+        writeln!(
+            out,
+            "# HELP rind_cache_entries Answers held in the memory cache."
+        )?;
+        writeln!(out, "# TYPE rind_cache_entries gauge")?;
+        writeln!(out, "rind_cache_entries {cache_entries}")?;
+        for ((name, help), count) in CACHE_EVENTS.iter().zip(&self.cache) {
+            writeln!(out, "# HELP {name} {help}")?;
+            writeln!(out, "# TYPE {name} counter")?;
+            writeln!(out, "{name} {}", count.load(Ordering::Relaxed))?;
+        }
         writeln!(
             out,
             "# HELP rind_queries_total DNS queries received, by transport and query type."
@@ -190,7 +255,7 @@ impl Metrics {
         )?;
         writeln!(out, "# TYPE rind_responses_total counter")?;
         for (slot, count) in self.responses.iter().enumerate() {
-            let rcode = RCODES.get(slot).map_or("other", |(_, label)| label);
+            let rcode = RCODES.get(slot).map_or("other", |(_, label)| *label);
             writeln!(
                 out,
                 "rind_responses_total{{rcode=\"{rcode}\"}} {}",
@@ -284,7 +349,10 @@ mod tests {
         m.response(ResponseCode::NXDomain);
         m.upstream_query(0);
         m.upstream_latency(0, Duration::from_millis(3));
-        let text = m.render();
+        m.cache(CacheEvent::Hit);
+        let text = m.render(7);
+        assert!(text.contains("rind_cache_entries 7\n"));
+        assert!(text.contains("rind_cache_hits_total 1\n"));
         assert!(
             text.contains("rind_queries_total{transport=\"udp\",type=\"A\"} 2\n"),
             "{text}"

@@ -4,6 +4,8 @@
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
 //! `Authorization: Bearer <token>`, compared in constant time.
 
+mod cache;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -14,6 +16,9 @@ use warp::reject::{Reject, Rejection};
 use warp::reply::Reply;
 use warp::Filter;
 
+use hickory_proto::rr::Name;
+
+use crate::cache::Cache;
 use crate::metrics::Metrics;
 
 /// What the HTTP handlers share.
@@ -23,6 +28,8 @@ pub struct ApiState {
     pub token: Option<String>,
     /// Counters rendered by `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The answer cache.
+    pub cache: Arc<Cache>,
 }
 
 /// An error reply: status code and a message in words.
@@ -59,14 +66,20 @@ pub fn routes(
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(authorized(Arc::clone(&state)))
-        .map(move || {
-            warp::reply::with_header(
-                state.metrics.render(),
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )
+        .map({
+            let state = Arc::clone(&state);
+            move || {
+                warp::reply::with_header(
+                    state.metrics.render(state.cache.len()),
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            }
         });
-    healthz.or(metrics).recover(recover)
+    healthz
+        .or(metrics)
+        .or(cache::routes(state))
+        .recover(recover)
 }
 
 /// Passes when no token is configured or the request carries the right one.
@@ -96,6 +109,18 @@ fn authorized(state: Arc<ApiState>) -> impl Filter<Extract = (), Error = Rejecti
             }
         })
         .untuple_one()
+}
+
+/// Parses a name given over the API: case-folded and fully qualified (trailing dot added).
+pub fn normalize_name(raw: &str) -> Result<Name, ApiError> {
+    let bad =
+        |why: String| ApiError::new(StatusCode::BAD_REQUEST, format!("bad name {raw:?}: {why}"));
+    if raw.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    let mut name = Name::from_ascii(raw).map_err(|e| bad(e.to_string()))?;
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
 }
 
 async fn recover(rejection: Rejection) -> Result<impl Reply, Infallible> {

@@ -4,6 +4,8 @@
 //! of 1 GiB is far more than rind needs) and brought to the current schema by the
 //! `migrations` crate before anything is served.
 
+pub mod cache;
+
 use std::path::{Path, PathBuf};
 
 use migrations::MigrationError;

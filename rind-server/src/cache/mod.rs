@@ -1,0 +1,360 @@
+//! The answer cache: a bounded in-memory map for the hot path, written behind to sled so a
+//! restart (clean or `kill -9`) comes back warm.
+//!
+//! - Memory: `quick_cache` (sharded, S3-FIFO eviction, lock-free reads), at most
+//!   `--cache-size` entries keyed by (lower-cased name, type, class). A hit never touches sled.
+//! - Expiry: absolute wall-clock seconds in each entry, checked on every read; an entry past
+//!   its expiry but within `--serve-stale` seconds is kept for RFC 8767 stale answers.
+//! - Disk: every insert, eviction and flush is queued to [`persist`], which applies them to
+//!   sled in batches off the hot path; a janitor removes expired entries from disk; on start
+//!   [`Cache::warm`] loads the freshest entries.
+
+mod entry;
+pub mod persist;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::Name;
+use quick_cache::sync::Cache as QuickCache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub use entry::{Entry, Key, TtlPolicy, STALE_TTL};
+
+use crate::metrics::{rcode_label, CacheEvent, Metrics};
+use crate::request::Request;
+use crate::store::cache::CacheWrite;
+use crate::store::{Store, StoreError};
+
+/// After a failed refresh, a stale entry is served at once for this many seconds (RFC 8767
+/// §5 "failure recheck timer") instead of making every client wait for upstream again.
+const FAILURE_RECHECK_SECS: u64 = 30;
+
+type Memory = QuickCache<Box<[u8]>, Arc<Entry>, UnitWeighter, DefaultHashBuilder, Evictions>;
+
+/// Settings of the cache, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Most entries kept in memory (0: no caching).
+    pub capacity: usize,
+    /// TTL clamps.
+    pub ttl: TtlPolicy,
+    /// Seconds past expiry an entry may be served stale.
+    pub serve_stale: u32,
+    /// Whether hits on nearly expired entries start a refresh.
+    pub prefetch: bool,
+}
+
+/// Wall-clock seconds; tests swap in a clock they move by hand.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<AtomicU64>>,
+}
+
+impl Clock {
+    /// A clock that reads a value the test moves by hand.
+    pub fn manual(now: Arc<AtomicU64>) -> Clock {
+        Clock { manual: Some(now) }
+    }
+
+    /// Unix seconds now.
+    pub fn now(&self) -> u64 {
+        match &self.manual {
+            Some(now) => now.load(Ordering::Relaxed),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A fresh answer, already written for the client.
+    Hit {
+        /// The reply bytes.
+        reply: Vec<u8>,
+        /// Its response code.
+        rcode: ResponseCode,
+        /// The entry is nearly expired and this caller won the right to refresh it.
+        refresh: bool,
+    },
+    /// An expired entry still inside the serve-stale window.
+    Stale(Arc<Entry>),
+    /// Nothing usable.
+    Miss,
+}
+
+/// One line of `GET /api/v1/cache`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Listed {
+    /// Owner name, lower case, fully qualified.
+    pub name: String,
+    /// Record type.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// Response code of the cached answer.
+    pub rcode: String,
+    /// Seconds left.
+    pub ttl: u64,
+}
+
+/// Counts evictions and forgets evicted entries on disk too, so the store stays as small as
+/// the memory cache.
+#[derive(Clone)]
+struct Evictions {
+    metrics: Arc<Metrics>,
+    persist: Option<mpsc::Sender<CacheWrite>>,
+}
+
+impl Lifecycle<Box<[u8]>, Arc<Entry>> for Evictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), key: Box<[u8]>, _: Arc<Entry>) {
+        self.metrics.cache(CacheEvent::Eviction);
+        if let Some(persist) = &self.persist {
+            // A full queue only means the disk copy keeps the entry until it expires.
+            let _ = persist.try_send(CacheWrite::Delete(key.into_vec()));
+        }
+    }
+}
+
+/// The cache.
+pub struct Cache {
+    memory: Option<Memory>,
+    config: CacheConfig,
+    clock: Clock,
+    persist: Option<mpsc::Sender<CacheWrite>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("entries", &self.len())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Cache {
+    /// A cache with `config`; writes go to `persist` when given.
+    pub fn new(
+        config: CacheConfig,
+        clock: Clock,
+        persist: Option<mpsc::Sender<CacheWrite>>,
+        metrics: Arc<Metrics>,
+    ) -> Cache {
+        let memory = (config.capacity > 0).then(|| {
+            QuickCache::with(
+                config.capacity,
+                config.capacity as u64,
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                Evictions {
+                    metrics: Arc::clone(&metrics),
+                    persist: persist.clone(),
+                },
+            )
+        });
+        Cache {
+            memory,
+            config,
+            clock,
+            persist,
+            metrics,
+        }
+    }
+
+    /// Unix seconds by the cache's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Entries in memory.
+    pub fn len(&self) -> usize {
+        self.memory.as_ref().map_or(0, |m| m.len())
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Looks `request` up; a fresh entry comes back as the finished reply.
+    pub fn lookup(&self, request: &Request) -> Lookup {
+        let Some(memory) = &self.memory else {
+            return Lookup::Miss;
+        };
+        let key = Key::of(&request.query);
+        let Some(entry) = memory.get(key.as_bytes()) else {
+            self.metrics.cache(CacheEvent::Miss);
+            return Lookup::Miss;
+        };
+        let now = self.clock.now();
+        if entry.is_fresh(now) {
+            if let Some(reply) = entry.reply(request, now, false) {
+                self.metrics.cache(CacheEvent::Hit);
+                let refresh =
+                    self.config.prefetch && entry.nearly_expired(now) && entry.start_refresh();
+                if refresh {
+                    self.metrics.cache(CacheEvent::Prefetch);
+                }
+                return Lookup::Hit {
+                    reply,
+                    rcode: entry.rcode(),
+                    refresh,
+                };
+            }
+        } else if now < entry.expires_at() + u64::from(self.config.serve_stale) {
+            self.metrics.cache(CacheEvent::Miss);
+            return Lookup::Stale(entry);
+        } else {
+            memory.remove_if(key.as_bytes(), |e| Arc::ptr_eq(e, &entry));
+        }
+        self.metrics.cache(CacheEvent::Miss);
+        Lookup::Miss
+    }
+
+    /// Whether a stale entry had a failed refresh recently, so it should be served at once.
+    pub fn failed_recently(&self, entry: &Entry) -> bool {
+        entry.failed_within(self.clock.now(), FAILURE_RECHECK_SECS)
+    }
+
+    /// The stale answer to `request` from `entry` (TTL 30, EDE 3 for EDNS clients).
+    pub fn stale_reply(&self, entry: &Entry, request: &Request) -> Option<Vec<u8>> {
+        let reply = entry.reply(request, self.clock.now(), true)?;
+        self.metrics.cache(CacheEvent::StaleServed);
+        Some(reply)
+    }
+
+    /// The entry for `query` if it is expired but still within the serve-stale window.
+    pub fn stale_entry(&self, query: &Query) -> Option<Arc<Entry>> {
+        let entry = self.memory.as_ref()?.get(Key::of(query).as_bytes())?;
+        let now = self.clock.now();
+        (!entry.is_fresh(now) && now < entry.expires_at() + u64::from(self.config.serve_stale))
+            .then_some(entry)
+    }
+
+    /// Records that refreshing `query` found no upstream.
+    pub fn refresh_failed(&self, query: &Query) {
+        if let Some(entry) = self
+            .memory
+            .as_ref()
+            .and_then(|m| m.get(Key::of(query).as_bytes()))
+        {
+            entry.refresh_failed(self.clock.now());
+        }
+    }
+
+    /// Stores the upstream `reply` to `query` when it may be cached; returns the entry.
+    pub fn insert(&self, query: &Query, reply: &Message) -> Option<Arc<Entry>> {
+        let memory = self.memory.as_ref()?;
+        let now = self.clock.now();
+        let entry = Arc::new(Entry::from_upstream(query, reply, &self.config.ttl, now)?);
+        let key = Key::of(query).as_bytes().to_vec();
+        if let Some(persist) = &self.persist {
+            let write = CacheWrite::Put {
+                key: key.clone(),
+                expires_at: entry.expires_at(),
+                value: entry.encode(),
+            };
+            // The disk copy is best effort: a full queue costs a warm start, never an answer.
+            let _ = persist.try_send(write);
+        }
+        memory.insert(key.into_boxed_slice(), Arc::clone(&entry));
+        Some(entry)
+    }
+
+    /// Fresh entries, optionally only those for `name`.
+    pub fn list(&self, name: Option<&Name>) -> Vec<Listed> {
+        let Some(memory) = &self.memory else {
+            return Vec::new();
+        };
+        let now = self.clock.now();
+        let mut out: Vec<Listed> = memory
+            .iter()
+            .filter(|(_, entry)| entry.is_fresh(now))
+            .filter_map(|(_, entry)| {
+                let q = entry.question()?;
+                if name.is_some_and(|n| *n != q.name) {
+                    return None;
+                }
+                Some(Listed {
+                    name: q.name.to_string(),
+                    rtype: q.query_type.to_string(),
+                    rcode: rcode_label(entry.rcode()).to_string(),
+                    ttl: entry.expires_at().saturating_sub(now),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.name, &a.rtype).cmp(&(&b.name, &b.rtype)));
+        out
+    }
+
+    /// Forgets every entry, or every entry for `name`, in memory and on disk.
+    pub fn flush(&self, name: Option<&Name>) {
+        let Some(memory) = &self.memory else {
+            return;
+        };
+        match name {
+            None => {
+                memory.clear();
+                self.queue(CacheWrite::Clear);
+            }
+            Some(name) => {
+                let doomed: Vec<Box<[u8]>> = memory
+                    .iter()
+                    .filter(|(_, e)| e.question().is_some_and(|q| q.name == *name))
+                    .map(|(k, _)| k)
+                    .collect();
+                for key in doomed {
+                    memory.remove(&key);
+                    self.queue(CacheWrite::Delete(key.into_vec()));
+                }
+            }
+        }
+    }
+
+    /// Loads the freshest entries from `store` (dropping expired ones there first).
+    /// Returns how many were loaded.
+    pub fn warm(&self, store: &Store) -> Result<usize, StoreError> {
+        let Some(memory) = &self.memory else {
+            return Ok(0);
+        };
+        let now = self.clock.now();
+        store.cache_expire(now.saturating_sub(u64::from(self.config.serve_stale)))?;
+        let mut loaded = 0;
+        let mut unreadable = 0;
+        for (key, value) in store.cache_load(now, self.config.capacity)? {
+            match Entry::decode(&value) {
+                Some(entry) => {
+                    memory.insert(key.into_boxed_slice(), Arc::new(entry));
+                    loaded += 1;
+                }
+                None => {
+                    unreadable += 1;
+                    self.queue(CacheWrite::Delete(key));
+                }
+            }
+        }
+        if unreadable > 0 {
+            tracing::warn!(
+                unreadable,
+                "dropped unreadable cache entries from the store"
+            );
+        }
+        Ok(loaded)
+    }
+
+    fn queue(&self, write: CacheWrite) {
+        if let Some(persist) = &self.persist {
+            let _ = persist.try_send(write);
+        }
+    }
+}

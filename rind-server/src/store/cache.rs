@@ -1,0 +1,262 @@
+//! The persistent side of the cache: two sled trees kept in step.
+//!
+//! - `cache`: key → value, where the key is the cache key (lower-cased wire name, type, class)
+//!   and the value starts with a format byte and the absolute expiry (unix seconds, big-endian);
+//! - `cache_expiry`: expiry (big-endian `u64`) ++ key → nothing, so expired entries are found
+//!   with one range scan and the freshest ones with one reverse scan.
+//!
+//! sled has no TTL of its own (spacejam/sled#1119); this index is the usual substitute. Puts
+//! and deletes go through one transaction per batch so the trees never disagree after a crash.
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{Store, StoreError};
+
+/// Name of the tree holding cached answers.
+pub const CACHE_TREE: &str = "cache";
+/// Name of the expiry index tree.
+pub const EXPIRY_TREE: &str = "cache_expiry";
+
+/// One change to the persistent cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheWrite {
+    /// Store `value` under `key`, replacing an older value; `expires_at` indexes it.
+    Put {
+        /// The cache key.
+        key: Vec<u8>,
+        /// Unix seconds after which the entry is stale.
+        expires_at: u64,
+        /// The encoded entry; its bytes 1..9 hold `expires_at` (see [`expiry_of`]).
+        value: Vec<u8>,
+    },
+    /// Forget `key`.
+    Delete(Vec<u8>),
+    /// Forget everything.
+    Clear,
+}
+
+/// The expiry stored in an encoded entry: bytes 1..9 (after the format byte), big-endian.
+pub fn expiry_of(value: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = value.get(1..9)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// A key and its encoded value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+fn index_key(expires_at: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&expires_at.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+impl Store {
+    /// Applies `writes` in order. Not flushed: the cache is rebuilt from upstream if the last
+    /// batch is lost, and sled's own timer flushes within half a second.
+    pub fn cache_apply(&self, writes: &[CacheWrite]) -> Result<(), StoreError> {
+        let cache = self.db.open_tree(CACHE_TREE)?;
+        let expiry = self.db.open_tree(EXPIRY_TREE)?;
+        // Whatever came before the last Clear is wiped by it.
+        let run = match writes.iter().rposition(|w| matches!(w, CacheWrite::Clear)) {
+            Some(last_clear) => {
+                cache.clear()?;
+                expiry.clear()?;
+                writes.get(last_clear + 1..).unwrap_or_default()
+            }
+            None => writes,
+        };
+        if !run.is_empty() {
+            apply_run(&cache, &expiry, run)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every entry whose expiry is before `before`; returns how many went.
+    pub fn cache_expire(&self, before: u64) -> Result<usize, StoreError> {
+        let cache = self.db.open_tree(CACHE_TREE)?;
+        let expiry = self.db.open_tree(EXPIRY_TREE)?;
+        let mut removed = 0;
+        let mut index_batch = sled::Batch::default();
+        let mut cache_batch = sled::Batch::default();
+        for item in expiry.range(..before.to_be_bytes().to_vec()) {
+            let (index, _) = item?;
+            index_batch.remove(index.clone());
+            let (Some(exp), Some(key)) = (
+                index.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()),
+                index.get(8..),
+            ) else {
+                continue;
+            };
+            // Only remove the value if it is the one this index entry points at: a newer put
+            // for the same key has its own, later index entry.
+            if cache
+                .get(key)?
+                .is_some_and(|v| expiry_of(&v) == Some(u64::from_be_bytes(exp)))
+            {
+                cache_batch.remove(key);
+                removed += 1;
+            }
+        }
+        (&cache, &expiry)
+            .transaction(|(c, e)| {
+                c.apply_batch(&cache_batch)?;
+                e.apply_batch(&index_batch)?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(transaction_error)?;
+        Ok(removed)
+    }
+
+    /// Up to `limit` entries that expire after `now`, freshest first, as (key, value).
+    pub fn cache_load(&self, now: u64, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
+        let cache = self.db.open_tree(CACHE_TREE)?;
+        let expiry = self.db.open_tree(EXPIRY_TREE)?;
+        let mut out = Vec::new();
+        let first_fresh = (now + 1).to_be_bytes().to_vec();
+        for item in expiry.range(first_fresh..).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (index, _) = item?;
+            let (Some(exp), Some(key)) = (index.get(..8), index.get(8..)) else {
+                continue;
+            };
+            let Some(value) = cache.get(key)? else {
+                continue;
+            };
+            if value.get(1..9) == Some(exp) {
+                out.push((key.to_vec(), value.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of entries in the persistent cache.
+    pub fn cache_len(&self) -> Result<usize, StoreError> {
+        Ok(self.db.open_tree(CACHE_TREE)?.len())
+    }
+}
+
+fn apply_run(
+    cache: &sled::Tree,
+    expiry: &sled::Tree,
+    run: &[CacheWrite],
+) -> Result<(), StoreError> {
+    (cache, expiry)
+        .transaction(|(c, e)| {
+            for write in run {
+                match write {
+                    CacheWrite::Put {
+                        key,
+                        expires_at,
+                        value,
+                    } => {
+                        if let Some(old) = c.insert(key.as_slice(), value.as_slice())? {
+                            if let Some(old_exp) = expiry_of(&old) {
+                                e.remove(index_key(old_exp, key))?;
+                            }
+                        }
+                        e.insert(index_key(*expires_at, key), &[])?;
+                    }
+                    CacheWrite::Delete(key) => {
+                        if let Some(old) = c.remove(key.as_slice())? {
+                            if let Some(old_exp) = expiry_of(&old) {
+                                e.remove(index_key(old_exp, key))?;
+                            }
+                        }
+                    }
+                    CacheWrite::Clear => {}
+                }
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        })
+        .map_err(transaction_error)
+}
+
+fn transaction_error(e: TransactionError<()>) -> StoreError {
+    match e {
+        TransactionError::Storage(e) => StoreError::Sled(e),
+        // The closures above never abort.
+        TransactionError::Abort(()) => {
+            StoreError::Sled(sled::Error::Unsupported("cache transaction aborted".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(expires_at: u64, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![1];
+        v.extend_from_slice(&expires_at.to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn put(key: &[u8], expires_at: u64) -> CacheWrite {
+        CacheWrite::Put {
+            key: key.to_vec(),
+            expires_at,
+            value: value(expires_at, key),
+        }
+    }
+
+    #[test]
+    fn load_returns_fresh_entries_freshest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .cache_apply(&[
+                put(b"a", 100),
+                put(b"b", 300),
+                put(b"c", 200),
+                put(b"old", 50),
+            ])
+            .expect("apply");
+        let loaded = store.cache_load(100, 10).expect("load");
+        let keys: Vec<&[u8]> = loaded.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(keys, [b"b".as_slice(), b"c"]);
+        assert_eq!(store.cache_load(100, 1).expect("load").len(), 1);
+    }
+
+    #[test]
+    fn replacing_a_key_moves_its_index_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.cache_apply(&[put(b"k", 100)]).expect("apply");
+        store.cache_apply(&[put(b"k", 500)]).expect("apply");
+        assert_eq!(store.cache_expire(400).expect("expire"), 0);
+        assert_eq!(store.cache_len().expect("len"), 1);
+        assert_eq!(store.cache_expire(600).expect("expire"), 1);
+        assert_eq!(store.cache_len().expect("len"), 0);
+        let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
+        assert!(expiry.is_empty());
+    }
+
+    #[test]
+    fn delete_and_clear() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .cache_apply(&[
+                put(b"a", 100),
+                put(b"b", 100),
+                CacheWrite::Delete(b"a".to_vec()),
+            ])
+            .expect("apply");
+        assert_eq!(store.cache_len().expect("len"), 1);
+        store
+            .cache_apply(&[put(b"c", 100), CacheWrite::Clear, put(b"d", 100)])
+            .expect("apply");
+        let keys: Vec<Vec<u8>> = store
+            .cache_load(0, 10)
+            .expect("load")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, [b"d".to_vec()]);
+    }
+}
