@@ -1,0 +1,124 @@
+//! The cache-hit path, bytes in → bytes out: a query for a cached name through the whole
+//! handler (checks, special-name test, cache lookup, reply patching), no sockets.
+//!
+//! Also counts heap allocations per hit with a counting global allocator and prints them,
+//! because "a hit allocates as little as possible" is a claim to measure, not to assume.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hickory_proto::op::{Edns, Message, OpCode, Query};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use rind_server::cache::{Cache, CacheConfig, Clock, TtlPolicy};
+use rind_server::config::Upstream;
+use rind_server::handler::{Handler, Step};
+use rind_server::metrics::Metrics;
+use rind_server::request::{Acl, Transport};
+use rind_server::resolver::Resolver;
+use rind_server::upstream::Forwarder;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn handler_with_cached(name: &Name) -> Handler {
+    let metrics = Arc::new(Metrics::new(["127.0.0.1:9".to_string()]));
+    let cache = Arc::new(Cache::new(
+        CacheConfig {
+            capacity: 1_000,
+            ttl: TtlPolicy {
+                min_ttl: 0,
+                max_ttl: 86_400,
+                max_negative_ttl: 3_600,
+            },
+            serve_stale: 0,
+            prefetch: false,
+        },
+        Clock::default(),
+        None,
+        Arc::clone(&metrics),
+    ));
+    let query = Query::query(name.clone(), RecordType::A);
+    let mut upstream = Message::response(1, OpCode::Query);
+    upstream.add_query(query.clone());
+    upstream.add_answer(Record::from_rdata(
+        name.clone(),
+        3_600,
+        RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+    ));
+    cache.insert(&query, &upstream).expect("cacheable");
+    let upstreams = [Upstream::from_str("127.0.0.1:9").expect("upstream")];
+    let forwarder = Arc::new(Forwarder::new(&upstreams, Arc::clone(&metrics)));
+    Handler::new(
+        Acl::new(vec!["127.0.0.0/8".parse().expect("net")]),
+        Resolver::new(cache, forwarder),
+        metrics,
+    )
+}
+
+fn query_bytes(name: &Name, edns: bool) -> Vec<u8> {
+    let mut msg = Message::query();
+    msg.metadata.id = 0x4242;
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(name.clone(), RecordType::A));
+    if edns {
+        msg.set_edns(Edns::new());
+    }
+    msg.to_vec().expect("encodes")
+}
+
+fn hit(handler: &Handler, packet: &[u8]) -> Vec<u8> {
+    match handler.begin(packet, CLIENT, Transport::Udp) {
+        Step::Done(Some(reply)) => reply,
+        other => panic!("expected a cache hit, got {other:?}"),
+    }
+}
+
+fn bench_hit(c: &mut Criterion) {
+    let name = Name::from_ascii("www.Example.com.").expect("name");
+    let handler = handler_with_cached(&name);
+    for (label, edns) in [("cache_hit_udp", false), ("cache_hit_udp_edns", true)] {
+        let packet = query_bytes(&name, edns);
+        let reply = hit(&handler, &packet);
+        assert!(Message::from_vec(&reply).is_ok_and(|m| m.answers.len() == 1));
+
+        const HITS: u64 = 10_000;
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..HITS {
+            black_box(hit(&handler, black_box(&packet)));
+        }
+        let per_hit = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / HITS as f64;
+        println!("{label}: {per_hit:.2} heap allocations per hit");
+
+        c.bench_function(label, |b| b.iter(|| hit(&handler, black_box(&packet))));
+    }
+}
+
+criterion_group!(benches, bench_hit);
+criterion_main!(benches);

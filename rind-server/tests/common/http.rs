@@ -1,0 +1,59 @@
+//! A tiny HTTP client for the server's API (loopback only, no proxy).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Status and body of one HTTP response.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The body as JSON; panics with the body when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        // A proxy from the environment must not intercept loopback requests.
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("build HTTP client")
+}
+
+/// GET `http://addr{path}`, with `Authorization: Bearer <token>` when `token` is set.
+pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpReply {
+    let mut req = client().get(format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} failed: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: reading body failed: {e}"));
+    HttpReply { status, body }
+}
+
+/// The value of the first Prometheus sample whose name and labels are exactly `series`
+/// (e.g. `rind_queries_total{transport="udp",type="A"}`).
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        // The series must end here: the next char is the separator before the value.
+        if !rest.starts_with([' ', '\t']) {
+            return None;
+        }
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}

@@ -1,0 +1,55 @@
+//! Graceful shutdown on SIGTERM (behaviour 10).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+const EXIT_DEADLINE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_in_flight_query_finish_then_exits_0() {
+    let up = FakeUpstream::start(Behaviour::Delay(Duration::from_secs(1)));
+    let mut server = Server::start(&["--upstream", &up.arg()]);
+    let addr = server.dns_addr();
+
+    let qname = "t10-inflight.example.com.";
+    let in_flight = tokio::spawn(async move { ask_udp(addr, &query(qname, RecordType::A)).await });
+    // Signal only once the server has really forwarded the query.
+    assert!(
+        up.wait_for_count(qname, 1, Duration::from_secs(3)).await,
+        "the query never reached the upstream"
+    );
+    server.sigterm();
+    let signalled = Instant::now();
+
+    let reply = in_flight.await.expect("query task");
+    assert_eq!(
+        rcode(&reply),
+        ResponseCode::NoError,
+        "the in-flight query was dropped"
+    );
+    assert_eq!(a_records(&reply), vec![ANSWER_V4]);
+
+    let status = server.wait_exit(EXIT_DEADLINE.saturating_sub(signalled.elapsed()));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running {EXIT_DEADLINE:?} after SIGTERM; stderr:\n{}",
+            server.stderr_text()
+        )
+    });
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr_text());
+}
+
+#[test]
+fn sigterm_on_an_idle_server_exits_0() {
+    let mut server = Server::start(&[]);
+    server.sigterm();
+    let status = server
+        .wait_exit(EXIT_DEADLINE)
+        .unwrap_or_else(|| panic!("still running after SIGTERM:\n{}", server.stderr_text()));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr_text());
+}
