@@ -1,1 +1,380 @@
-fn main() {}
+//! `rind-ctl`: manage rind's local records and cache from the command line.
+//!
+//! A client of the REST API and nothing else (the contract is the interface): one function
+//! per command, [`client`] for HTTP, [`output`] for tables and `--json`. Exit status: 0 done,
+//! 1 the request failed (the server refused it or could not be reached), 2 usage.
+
+mod client;
+mod output;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+
+use client::{CacheEntry, Client, Record, RecordInput, RequestError, Snapshot};
+
+const RECORDS: &str = "/api/v1/records";
+
+/// Manage the local records and the cache of a running rind-server.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rind-ctl",
+    version,
+    after_help = "Examples:\n  rind-ctl add nas.home.arpa A 192.168.1.20\n  rind-ctl list --type A\n  rind-ctl rm nas.home.arpa A\n  rind-ctl cache flush example.com"
+)]
+struct Cli {
+    /// Base URL of the rind-server HTTP API.
+    #[arg(
+        long,
+        env = "RIND_SERVER",
+        default_value = "http://127.0.0.1:8053",
+        global = true
+    )]
+    server: String,
+
+    /// API token (the server's --api-token).
+    #[arg(long, env = "RIND_API_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+
+    /// Print JSON as the API returns it, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a record.
+    #[command(
+        after_help = "Examples:\n  rind-ctl add nas.home.arpa A 192.168.1.20\n  rind-ctl add home.arpa MX '10 mail.home.arpa.' --ttl 3600\n  rind-ctl add _http._tcp.home.arpa SRV '0 5 80 web.home.arpa.'"
+    )]
+    Add {
+        /// Owner name (a trailing dot is added).
+        name: String,
+        /// Record type: A, AAAA, CNAME, MX, TXT, SRV, PTR, NS, CAA.
+        #[arg(value_name = "TYPE")]
+        rtype: String,
+        /// RDATA in zone-file form.
+        data: String,
+        /// TTL in seconds (server default: 300).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// List records, optionally filtered.
+    #[command(
+        after_help = "Examples:\n  rind-ctl list\n  rind-ctl list --name nas.home.arpa --json"
+    )]
+    List {
+        /// Only records with this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only records of this type.
+        #[arg(long = "type", value_name = "TYPE")]
+        rtype: Option<String>,
+    },
+    /// Show one record.
+    #[command(after_help = "Example:\n  rind-ctl get 0000000000000001")]
+    Get {
+        /// Record id.
+        id: String,
+    },
+    /// Change fields of a record; the others keep their values.
+    #[command(
+        after_help = "Examples:\n  rind-ctl update 0000000000000001 --data 192.168.1.21\n  rind-ctl update 0000000000000001 --ttl 60"
+    )]
+    Update {
+        /// Record id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New type.
+        #[arg(long = "type", value_name = "TYPE")]
+        rtype: Option<String>,
+        /// New RDATA.
+        #[arg(long)]
+        data: Option<String>,
+        /// New TTL.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Delete a record by id, or by NAME TYPE [DATA] when that matches exactly one record.
+    #[command(
+        after_help = "Examples:\n  rind-ctl rm 0000000000000001\n  rind-ctl rm nas.home.arpa A\n  rind-ctl rm nas.home.arpa A 192.168.1.20"
+    )]
+    Rm {
+        /// Record id, or the record's name.
+        id_or_name: String,
+        /// Record type (when deleting by name).
+        #[arg(value_name = "TYPE")]
+        rtype: Option<String>,
+        /// RDATA (when several records share name and type).
+        data: Option<String>,
+    },
+    /// Inspect or flush the answer cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Ask the server for a consistent copy of its store; prints the copy's path.
+    #[command(after_help = "Example:\n  rind-ctl snapshot")]
+    Snapshot,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  rind-ctl completions bash > /etc/bash_completion.d/rind-ctl"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCommand {
+    /// List cached answers.
+    #[command(after_help = "Example:\n  rind-ctl cache list --name example.com")]
+    List {
+        /// Only entries for this name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Flush the whole cache, or one name.
+    #[command(
+        after_help = "Examples:\n  rind-ctl cache flush\n  rind-ctl cache flush example.com"
+    )]
+    Flush {
+        /// Only this name.
+        name: Option<String>,
+    },
+}
+
+/// What ends a command early.
+enum Failure {
+    /// The request failed; exit 1.
+    Request(String),
+    /// Writing to stdout failed.
+    Output(io::Error),
+}
+
+impl From<RequestError> for Failure {
+    fn from(e: RequestError) -> Self {
+        Failure::Request(e.0)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Output(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `rind-ctl list | head` closing the pipe early is not an error.
+        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Output(e)) => {
+            eprintln!("rind-ctl: cannot write output: {e}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Request(message)) => {
+            eprintln!("rind-ctl: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Completions { shell } = cli.command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "rind-ctl", &mut io::stdout());
+        return Ok(());
+    }
+    let client = Client::new(&cli.server, cli.token.clone())?;
+    let json = cli.json;
+    match cli.command {
+        Command::Add {
+            name,
+            rtype,
+            data,
+            ttl,
+        } => {
+            let input = RecordInput {
+                name: &name,
+                rtype: &rtype,
+                ttl,
+                data: &data,
+            };
+            let record: Record = client.post(RECORDS, &input)?;
+            show_record(&record, json)
+        }
+        Command::List { name, rtype } => {
+            let records = list(&client, name.as_deref(), rtype.as_deref())?;
+            if json {
+                Ok(output::json(&records)?)
+            } else {
+                Ok(output::records(&records)?)
+            }
+        }
+        Command::Get { id } => {
+            let record: Record = client.get(&record_path(&id), &[])?;
+            show_record(&record, json)
+        }
+        Command::Update {
+            id,
+            name,
+            rtype,
+            data,
+            ttl,
+        } => {
+            if name.is_none() && rtype.is_none() && data.is_none() && ttl.is_none() {
+                return Err(Failure::Request(
+                    "nothing to change: give --name, --type, --data or --ttl".into(),
+                ));
+            }
+            let current: Record = client.get(&record_path(&id), &[])?;
+            let input = RecordInput {
+                name: name.as_deref().unwrap_or(&current.name),
+                rtype: rtype.as_deref().unwrap_or(&current.rtype),
+                ttl: Some(ttl.unwrap_or(current.ttl)),
+                data: data.as_deref().unwrap_or(&current.data),
+            };
+            let record: Record = client.put(&record_path(&id), &input)?;
+            show_record(&record, json)
+        }
+        Command::Rm {
+            id_or_name,
+            rtype: None,
+            ..
+        } => {
+            client.delete(&record_path(&id_or_name), &[])?;
+            Ok(())
+        }
+        Command::Rm {
+            id_or_name,
+            rtype: Some(rtype),
+            data,
+        } => rm_by_name(&client, &id_or_name, &rtype, data.as_deref()),
+        Command::Cache(CacheCommand::List { name }) => {
+            let query: Vec<(&str, &str)> = name.iter().map(|n| ("name", n.as_str())).collect();
+            let entries: Vec<CacheEntry> = client.get("/api/v1/cache", &query)?;
+            if json {
+                Ok(output::json(&entries)?)
+            } else {
+                Ok(output::cache(&entries)?)
+            }
+        }
+        Command::Cache(CacheCommand::Flush { name }) => {
+            let query: Vec<(&str, &str)> = name.iter().map(|n| ("name", n.as_str())).collect();
+            client.delete("/api/v1/cache", &query)?;
+            Ok(())
+        }
+        Command::Snapshot => {
+            let snapshot: Snapshot = client.post("/api/v1/snapshot", &serde_json::json!({}))?;
+            if json {
+                Ok(output::json(&snapshot)?)
+            } else {
+                println!("{}", snapshot.path);
+                Ok(())
+            }
+        }
+        Command::Completions { .. } => Ok(()),
+    }
+}
+
+fn list(client: &Client, name: Option<&str>, rtype: Option<&str>) -> Result<Vec<Record>, Failure> {
+    let mut query = Vec::new();
+    if let Some(name) = name {
+        query.push(("name", name));
+    }
+    if let Some(rtype) = rtype {
+        query.push(("type", rtype));
+    }
+    Ok(client.get(RECORDS, &query)?)
+}
+
+/// Deletes the one record with `name`, `rtype` (and `data`), refusing when that is ambiguous.
+fn rm_by_name(client: &Client, name: &str, rtype: &str, data: Option<&str>) -> Result<(), Failure> {
+    let candidates = list(client, Some(name), Some(rtype))?;
+    let matching: Vec<&Record> = candidates
+        .iter()
+        .filter(|r| data.is_none_or(|d| same_data(&r.data, d)))
+        .collect();
+    let wanted = match data {
+        Some(d) => format!("{name} {rtype} {d}"),
+        None => format!("{name} {rtype}"),
+    };
+    match matching.as_slice() {
+        [one] => {
+            client.delete(&record_path(&one.id), &[])?;
+            Ok(())
+        }
+        [] => Err(Failure::Request(format!("no record matches {wanted}"))),
+        several => {
+            let ids: Vec<String> = several
+                .iter()
+                .map(|r| format!("{} ({})", r.id, r.data))
+                .collect();
+            Err(Failure::Request(format!(
+                "{} records match {wanted}: {}; give the DATA too, or delete by id",
+                several.len(),
+                ids.join(", ")
+            )))
+        }
+    }
+}
+
+/// RDATA as typed by a person against RDATA as the server prints it: names may lack the
+/// trailing dot and differ in case.
+fn same_data(stored: &str, given: &str) -> bool {
+    let norm = |s: &str| s.trim().trim_end_matches('.').to_ascii_lowercase();
+    stored == given || norm(stored) == norm(given)
+}
+
+fn record_path(id: &str) -> String {
+    // Ids are URL-safe by contract; anything else is sent escaped so it cannot change the path.
+    let escaped: String = id
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("{RECORDS}/{escaped}")
+}
+
+fn show_record(record: &Record, json: bool) -> Result<(), Failure> {
+    if json {
+        Ok(output::json(record)?)
+    } else {
+        Ok(output::records(std::slice::from_ref(record))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn data_comparison_forgives_dots_and_case() {
+        assert!(same_data("mail.home.arpa.", "Mail.Home.Arpa"));
+        assert!(same_data("192.168.1.20", "192.168.1.20"));
+        assert!(!same_data("192.168.1.20", "192.168.1.21"));
+    }
+
+    #[test]
+    fn ids_cannot_escape_the_path() {
+        assert_eq!(record_path("abc-1_2"), "/api/v1/records/abc-1_2");
+        assert_eq!(record_path("../x"), "/api/v1/records/..%2Fx");
+    }
+}

@@ -1,0 +1,200 @@
+//! The HTTP side of `rind-ctl`: one blocking request per call, and errors a person can read.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client as Http, RequestBuilder, Response};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A record as the API returns it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Record {
+    /// Stable id.
+    pub id: String,
+    /// Owner name, lower case, fully qualified.
+    pub name: String,
+    /// Record type.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// TTL in seconds.
+    pub ttl: u64,
+    /// RDATA in presentation form.
+    pub data: String,
+}
+
+/// The body of a create or replace.
+#[derive(Debug, Serialize)]
+pub struct RecordInput<'a> {
+    /// Owner name.
+    pub name: &'a str,
+    /// Record type.
+    #[serde(rename = "type")]
+    pub rtype: &'a str,
+    /// TTL; the server's default (300) when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    /// RDATA in presentation form.
+    pub data: &'a str,
+}
+
+/// One cached answer.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct CacheEntry {
+    /// Owner name.
+    pub name: String,
+    /// Record type.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// Response code.
+    pub rcode: String,
+    /// Seconds left.
+    pub ttl: u64,
+}
+
+/// The reply to a snapshot request.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Snapshot {
+    /// Directory of the copy, on the server's machine.
+    pub path: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+/// Why a request failed; the message is the one line `rind-ctl` prints.
+#[derive(Debug)]
+pub struct RequestError(pub String);
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// A client for one rind-server.
+pub struct Client {
+    http: Http,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:8053`).
+    pub fn new(base: &str, token: Option<String>) -> Result<Client, RequestError> {
+        let http = Http::builder()
+            .timeout(Duration::from_secs(30))
+            // rind lives on the local network; a proxy from the environment would only
+            // get in the way of reaching it.
+            .no_proxy()
+            .build()
+            .map_err(|e| RequestError(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// GETs `path` (with `query` parameters) and decodes the JSON reply.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, RequestError> {
+        let response = self.send(self.request(Method::GET, path).query(query))?;
+        decode(response)
+    }
+
+    /// POSTs `body` to `path` and decodes the JSON reply.
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, RequestError> {
+        decode(self.send(self.request(Method::POST, path).json(body))?)
+    }
+
+    /// PUTs `body` to `path` and decodes the JSON reply.
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, RequestError> {
+        decode(self.send(self.request(Method::PUT, path).json(body))?)
+    }
+
+    /// DELETEs `path` (with `query` parameters).
+    pub fn delete(&self, path: &str, query: &[(&str, &str)]) -> Result<(), RequestError> {
+        self.send(self.request(Method::DELETE, path).query(query))?;
+        Ok(())
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Sends the request; any non-2xx becomes the server's own message.
+    fn send(&self, request: RequestBuilder) -> Result<Response, RequestError> {
+        let response = request.send().map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| text.trim().to_string());
+        Err(RequestError(match status {
+            StatusCode::UNAUTHORIZED => format!(
+                "{message} (HTTP 401; set --token or RIND_API_TOKEN to the server's --api-token)"
+            ),
+            _ if message.is_empty() => format!("the server answered HTTP {status}"),
+            _ => format!("{message} (HTTP {})", status.as_u16()),
+        }))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> RequestError {
+        let cause = if e.is_timeout() {
+            "timed out".to_string()
+        } else if e.is_connect() {
+            // The innermost cause says what the OS said ("Connection refused", ...).
+            let mut source: Option<&dyn std::error::Error> = Some(e);
+            let mut last = e.to_string();
+            while let Some(s) = source {
+                last = s.to_string();
+                source = s.source();
+            }
+            // "Connection refused (os error 111)": the errno adds nothing for a person.
+            match last.find(" (os error") {
+                Some(at) => last[..at].to_lowercase(),
+                None => last.to_lowercase(),
+            }
+        } else {
+            e.to_string()
+        };
+        RequestError(format!(
+            "cannot reach rind-server at {}: {cause} — is it running?",
+            self.base
+        ))
+    }
+}
+
+fn decode<T: DeserializeOwned>(response: Response) -> Result<T, RequestError> {
+    let text = response
+        .text()
+        .map_err(|e| RequestError(format!("reading the server's reply failed: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| {
+        RequestError(format!(
+            "the server's reply is not what rind-ctl expects: {e}"
+        ))
+    })
+}
