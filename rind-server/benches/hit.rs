@@ -22,6 +22,7 @@ use rind_server::handler::{Handler, Step};
 use rind_server::metrics::Metrics;
 use rind_server::request::{Acl, Transport};
 use rind_server::resolver::Resolver;
+use rind_server::upstream::pool::UdpPool;
 use rind_server::upstream::Forwarder;
 
 struct Counting;
@@ -74,7 +75,8 @@ fn handler_with_cached(name: &Name) -> Handler {
     ));
     cache.insert(&query, &upstream).expect("cacheable");
     let upstreams = [Upstream::from_str("127.0.0.1:9").expect("upstream")];
-    let forwarder = Arc::new(Forwarder::new(&upstreams, Arc::clone(&metrics)));
+    let pool = UdpPool::new(1, upstreams.iter().map(|u| u.addr)).expect("pool");
+    let forwarder = Arc::new(Forwarder::new(&upstreams, pool, Arc::clone(&metrics)));
     Handler::new(
         Acl::new(vec!["127.0.0.0/8".parse().expect("net")]),
         Resolver::new(cache, forwarder),

@@ -46,31 +46,39 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::{persist, Cache, CacheConfig, Clock, TtlPolicy};
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 use crate::handler::Handler;
 use crate::metrics::Metrics;
 use crate::request::Acl;
 use crate::resolver::Resolver;
 use crate::store::Store;
+use crate::upstream::pool::{UdpPool, POOL_SIZE};
 use crate::upstream::Forwarder;
+
+/// Receive buffer asked for on each DNS UDP socket.
+const RECV_BUFFER: usize = 4 << 20;
 
 /// How long shutdown waits for queries in flight before it stops anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The listening sockets, bound before [`run`].
+/// The sockets, bound before [`run`].
 #[derive(Debug)]
 pub struct Sockets {
-    /// DNS over UDP.
-    pub udp: UdpSocket,
+    /// DNS over UDP: one socket per core on the same port (`SO_REUSEPORT`), each with its own
+    /// receive loop.
+    pub udp: Vec<UdpSocket>,
     /// DNS over TCP, on the same port as `udp`.
     pub tcp: TcpListener,
     /// The HTTP API.
     pub http: TcpListener,
+    /// Sockets for queries to UDP upstreams.
+    pub upstream_pool: UdpPool,
 }
 
 /// A listen address that could not be bound.
@@ -92,39 +100,86 @@ pub enum BindError {
         /// Why it failed.
         source: io::Error,
     },
+    /// The pool of upstream sockets.
+    #[error("cannot open {count} sockets for upstream queries: {source} (raise the open-files limit, e.g. ulimit -n 8192)")]
+    UpstreamPool {
+        /// Sockets asked for.
+        count: usize,
+        /// Why it failed.
+        source: io::Error,
+    },
 }
 
-/// Binds the DNS (UDP and TCP, one port) and HTTP listeners of `config`.
+/// Binds the DNS (UDP and TCP, one port) and HTTP listeners of `config`, and the upstream
+/// socket pool.
+///
+/// The UDP sockets share their port through `SO_REUSEPORT`; the TCP listener does not, so
+/// another server already on the port is still detected by the TCP bind.
 pub async fn bind(config: &Config) -> Result<Sockets, BindError> {
     let dns = config.dns_addr;
     let dns_error = |source| BindError::Dns { addr: dns, source };
+    let copies = std::thread::available_parallelism().map_or(2, |n| n.get());
     // With port 0 the kernel picks the UDP port; that port may be taken for TCP, so try a few.
     let attempts = if dns.port() == 0 { 16 } else { 1 };
     let mut last_error = None;
     let mut bound = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(dns).await.map_err(dns_error)?;
-        let port = udp.local_addr().map_err(dns_error)?.port();
-        match TcpListener::bind(SocketAddr::new(dns.ip(), port)).await {
+        let first = reuseport_udp(dns).map_err(dns_error)?;
+        let addr = first.local_addr().map_err(dns_error)?;
+        match TcpListener::bind(addr).await {
             Ok(tcp) => {
-                bound = Some((udp, tcp));
+                bound = Some((first, addr, tcp));
                 break;
             }
             Err(e) => last_error = Some(e),
         }
     }
-    let (udp, tcp) = match (bound, last_error) {
+    let (first, addr, tcp) = match (bound, last_error) {
         (Some(b), _) => b,
         (None, Some(e)) => return Err(dns_error(e)),
         (None, None) => return Err(dns_error(io::Error::other("no bind attempt made"))),
     };
+    let mut udp = vec![first];
+    for _ in 1..copies {
+        udp.push(reuseport_udp(addr).map_err(dns_error)?);
+    }
     let http = TcpListener::bind(config.http_addr)
         .await
         .map_err(|source| BindError::Http {
             addr: config.http_addr,
             source,
         })?;
-    Ok(Sockets { udp, tcp, http })
+    let udp_upstreams = config
+        .upstreams
+        .iter()
+        .filter(|u| u.protocol == Protocol::Udp)
+        .map(|u| u.addr);
+    let upstream_pool =
+        UdpPool::new(POOL_SIZE, udp_upstreams).map_err(|source| BindError::UpstreamPool {
+            count: POOL_SIZE,
+            source,
+        })?;
+    Ok(Sockets {
+        udp,
+        tcp,
+        http,
+        upstream_pool,
+    })
+}
+
+/// A UDP socket on `addr` that other sockets of this process can share.
+fn reuseport_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM,
+        Some(SockProtocol::UDP),
+    )?;
+    socket.set_reuse_port(true)?;
+    // Room for bursts while the receive loop is busy; the kernel caps it at rmem_max.
+    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// Serves DNS and HTTP on `sockets` until `shutdown` is cancelled, then drains queries in
@@ -175,20 +230,22 @@ pub async fn run(
         shutdown.clone(),
     );
 
-    let forwarder = Arc::new(Forwarder::new(&config.upstreams, Arc::clone(&metrics)));
+    let forwarder = Arc::new(Forwarder::new(
+        &config.upstreams,
+        sockets.upstream_pool,
+        Arc::clone(&metrics),
+    ));
     let handler = Arc::new(Handler::new(
         Acl::new(config.allow.clone()),
         Resolver::new(Arc::clone(&cache), forwarder),
         Arc::clone(&metrics),
     ));
 
-    let dns_addr = sockets.udp.local_addr().ok();
+    let dns_addr = sockets.udp.first().and_then(|s| s.local_addr().ok());
     let http_addr = sockets.http.local_addr().ok();
     let tracker = TaskTracker::new();
-    let receive_loops = std::thread::available_parallelism().map_or(2, |n| n.get());
     listener::udp::spawn(
-        Arc::new(sockets.udp),
-        receive_loops,
+        sockets.udp,
         Arc::clone(&handler),
         shutdown.clone(),
         &tracker,

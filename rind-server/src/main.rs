@@ -43,7 +43,27 @@ fn init_logging(config: &Config) {
         .init();
 }
 
+/// Lifts the soft open-files limit to the hard one: the upstream socket pool alone holds a
+/// thousand sockets, more than the common soft default of 1024.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::debug!("could not raise the open-files limit");
+            }
+        }
+    }
+}
+
 fn start(config: Config) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

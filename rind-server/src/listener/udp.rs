@@ -1,8 +1,9 @@
 //! DNS over UDP (RFC 1035 §4.2.1).
 //!
-//! Several receive loops share the socket so both cores take packets. Answers that need no
-//! waiting (special-use names, later local records and cache hits) are written from the
-//! receive loop itself; only queries that go upstream get a task of their own.
+//! One receive loop per socket, the sockets sharing one port through `SO_REUSEPORT`, so the
+//! kernel spreads clients over the cores. Answers that need no waiting (special-use names,
+//! local records, cache hits) are written from the receive loop itself; only queries that go
+//! upstream get a task of their own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,17 +18,16 @@ use crate::request::Transport;
 /// Largest query accepted; longer datagrams are cut and then fail the checks with FORMERR.
 const MAX_QUERY: usize = 4096;
 
-/// Runs `loops` receive loops on `socket` until `shutdown`; forwarded queries are tracked by
-/// `tracker` so shutdown can wait for them.
+/// Runs a receive loop on each of `sockets` until `shutdown`; forwarded queries are tracked
+/// by `tracker` so shutdown can wait for them.
 pub fn spawn(
-    socket: Arc<UdpSocket>,
-    loops: usize,
+    sockets: Vec<UdpSocket>,
     handler: Arc<Handler>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
-    for _ in 0..loops.max(1) {
-        let socket = Arc::clone(&socket);
+    for socket in sockets {
+        let socket = Arc::new(socket);
         let handler = Arc::clone(&handler);
         let shutdown = shutdown.clone();
         let forwarded = tracker.clone();

@@ -8,13 +8,14 @@
 //! and the wait goes on until the try's deadline.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, Query};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
+use super::pool::UdpPool;
 use crate::config::{Protocol, Upstream};
 use crate::request::MAX_UDP_PAYLOAD;
 
@@ -34,6 +35,7 @@ pub enum ExchangeError {
 
 /// Asks `upstream` the question once, retrying over TCP when a UDP reply is truncated.
 pub async fn exchange(
+    pool: &UdpPool,
     upstream: &Upstream,
     query: &Query,
     deadline: Instant,
@@ -41,7 +43,7 @@ pub async fn exchange(
     match upstream.protocol {
         Protocol::Tcp => tcp(upstream.addr, query, deadline).await,
         Protocol::Udp => {
-            let reply = udp(upstream.addr, query, deadline).await?;
+            let reply = udp(pool, upstream.addr, query, deadline).await?;
             if reply.metadata.truncation {
                 tcp(upstream.addr, query, deadline).await
             } else {
@@ -73,22 +75,26 @@ fn matches(reply: &Message, id: u16, query: &Query) -> bool {
             && q.name == query.name)
 }
 
-async fn udp(addr: SocketAddr, query: &Query, deadline: Instant) -> Result<Message, ExchangeError> {
+async fn udp(
+    pool: &UdpPool,
+    addr: SocketAddr,
+    query: &Query,
+    deadline: Instant,
+) -> Result<Message, ExchangeError> {
     let (id, bytes) = encode(query)?;
-    let local: SocketAddr = match addr {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(addr).await?;
+    let lease = pool.lease(addr).await?;
+    let socket = lease.socket();
     socket.send(&bytes).await?;
-    // Room for any reply an upstream may send; a bigger one would be cut and fail to parse.
-    let mut buf = vec![0u8; usize::from(u16::MAX)];
+    // We advertise 1232 bytes; an upstream that sends more than this gets cut, fails to
+    // parse, and is ignored like any other unusable datagram.
+    let mut buf = [0u8; 4096];
     loop {
-        let len = timeout_at(deadline, socket.recv(&mut buf))
+        let (len, from) = timeout_at(deadline, socket.recv_from(&mut buf))
             .await
             .map_err(|_| ExchangeError::Timeout)??;
-        let Some(packet) = buf.get(..len) else {
+        // The socket is connected, so the kernel filters already; this also rejects a datagram
+        // left queued from the socket's previous lease to another upstream.
+        let (true, Some(packet)) = (from == addr, buf.get(..len)) else {
             continue;
         };
         match Message::from_vec(packet) {

@@ -10,6 +10,7 @@
 //!   [`DEMOTE_FOR`]; one success restores it.
 
 mod exchange;
+pub mod pool;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::config::Upstream;
 use crate::metrics::Metrics;
+use pool::UdpPool;
 
 /// Longest wait for one upstream.
 pub const TRY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -56,6 +58,7 @@ struct Key(Name, RecordType, DNSClass);
 pub struct Forwarder {
     upstreams: Vec<Health>,
     in_flight: Mutex<HashMap<Key, Vec<oneshot::Sender<Outcome>>>>,
+    pool: UdpPool,
     metrics: Arc<Metrics>,
     /// Time zero for the demotion deadlines kept in atomics.
     epoch: Instant,
@@ -70,8 +73,9 @@ struct Health {
 }
 
 impl Forwarder {
-    /// A forwarder over `upstreams`, asked in the order given while they are healthy.
-    pub fn new(upstreams: &[Upstream], metrics: Arc<Metrics>) -> Self {
+    /// A forwarder over `upstreams`, asked in the order given while they are healthy, with
+    /// UDP sockets from `pool`.
+    pub fn new(upstreams: &[Upstream], pool: UdpPool, metrics: Arc<Metrics>) -> Self {
         Forwarder {
             upstreams: upstreams
                 .iter()
@@ -82,6 +86,7 @@ impl Forwarder {
                 })
                 .collect(),
             in_flight: Mutex::new(HashMap::new()),
+            pool,
             metrics,
             epoch: Instant::now(),
         }
@@ -144,7 +149,7 @@ impl Forwarder {
             };
             let deadline = (now + TRY_TIMEOUT).min(give_up);
             self.metrics.upstream_query(index);
-            match exchange::exchange(&health.upstream, query, deadline).await {
+            match exchange::exchange(&self.pool, &health.upstream, query, deadline).await {
                 Ok(reply) if usable(reply.metadata.response_code) => {
                     self.metrics.upstream_latency(index, now.elapsed());
                     self.succeeded(index);
