@@ -5,11 +5,16 @@
 //! - `cache_expiry`: expiry (big-endian `u64`) ++ key → nothing, so expired entries are found
 //!   with one range scan and the freshest ones with one reverse scan.
 //!
-//! sled has no TTL of its own (spacejam/sled#1119); this index is the usual substitute. Puts
-//! and deletes go through one transaction per batch so the trees never disagree after a crash.
+//! sled has no TTL of its own (spacejam/sled#1119); this index is the usual substitute.
+//!
+//! The trees are written with one `Batch` each, not a transaction: sled's transactions cost
+//! more than everything else on the cache-miss path together. Instead, readers tolerate the
+//! index being ahead of the values: an index entry counts only if the value it names carries
+//! the same expiry. Replacing or deleting a value leaves its old index entry behind, and the
+//! janitor removes it when its time comes. Index batches go first, so a crash can leave index
+//! entries without values (skipped), never values the janitor cannot find.
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
+use std::collections::HashMap;
 
 use super::{Store, StoreError};
 
@@ -99,13 +104,9 @@ impl Store {
                 removed += 1;
             }
         }
-        (&cache, &expiry)
-            .transaction(|(c, e)| {
-                c.apply_batch(&cache_batch)?;
-                e.apply_batch(&index_batch)?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(transaction_error)?;
+        // Values first: should the index batch be lost, its entries are simply seen again.
+        cache.apply_batch(cache_batch)?;
+        expiry.apply_batch(index_batch)?;
         Ok(removed)
     }
 
@@ -144,45 +145,35 @@ fn apply_run(
     expiry: &sled::Tree,
     run: &[CacheWrite],
 ) -> Result<(), StoreError> {
-    (cache, expiry)
-        .transaction(|(c, e)| {
-            for write in run {
-                match write {
-                    CacheWrite::Put {
-                        key,
-                        expires_at,
-                        value,
-                    } => {
-                        if let Some(old) = c.insert(key.as_slice(), value.as_slice())? {
-                            if let Some(old_exp) = expiry_of(&old) {
-                                e.remove(index_key(old_exp, key))?;
-                            }
-                        }
-                        e.insert(index_key(*expires_at, key), &[])?;
-                    }
-                    CacheWrite::Delete(key) => {
-                        if let Some(old) = c.remove(key.as_slice())? {
-                            if let Some(old_exp) = expiry_of(&old) {
-                                e.remove(index_key(old_exp, key))?;
-                            }
-                        }
-                    }
-                    CacheWrite::Clear => {}
-                }
+    // Within one batch only the last write to a key matters.
+    let mut last: HashMap<&[u8], &CacheWrite> = HashMap::with_capacity(run.len());
+    for write in run {
+        match write {
+            CacheWrite::Put { key, .. } | CacheWrite::Delete(key) => {
+                last.insert(key.as_slice(), write);
             }
-            Ok::<(), ConflictableTransactionError<()>>(())
-        })
-        .map_err(transaction_error)
-}
-
-fn transaction_error(e: TransactionError<()>) -> StoreError {
-    match e {
-        TransactionError::Storage(e) => StoreError::Sled(e),
-        // The closures above never abort.
-        TransactionError::Abort(()) => {
-            StoreError::Sled(sled::Error::Unsupported("cache transaction aborted".into()))
+            CacheWrite::Clear => {}
         }
     }
+    let mut index = sled::Batch::default();
+    let mut values = sled::Batch::default();
+    for write in last.into_values() {
+        match write {
+            CacheWrite::Put {
+                key,
+                expires_at,
+                value,
+            } => {
+                index.insert(index_key(*expires_at, key), &[]);
+                values.insert(key.as_slice(), value.as_slice());
+            }
+            CacheWrite::Delete(key) => values.remove(key.as_slice()),
+            CacheWrite::Clear => {}
+        }
+    }
+    expiry.apply_batch(index)?;
+    cache.apply_batch(values)?;
+    Ok(())
 }
 
 #[cfg(test)]
