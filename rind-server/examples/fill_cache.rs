@@ -17,7 +17,9 @@ use rind_server::store::Store;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().ok_or_else(|| anyhow::anyhow!("usage: fill_cache DIR COUNT"))?;
+    let dir = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: fill_cache DIR COUNT"))?;
     let count: u32 = args.next().unwrap_or_else(|| "1000000".into()).parse()?;
     let store = Store::open(dir.as_ref())?;
     let policy = TtlPolicy {
