@@ -1,10 +1,13 @@
-//! The HTTP side: `/healthz`, `/metrics` and (in later stages) the REST API, as warp filters.
+//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`]), as warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
 //! `Authorization: Bearer <token>`, compared in constant time.
 
+pub mod records;
+
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -15,6 +18,7 @@ use warp::reply::Reply;
 use warp::Filter;
 
 use crate::metrics::Metrics;
+use crate::records::Records;
 
 /// What the HTTP handlers share.
 #[derive(Debug)]
@@ -23,6 +27,10 @@ pub struct ApiState {
     pub token: Option<String>,
     /// Counters rendered by `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The local records.
+    pub records: Arc<Records>,
+    /// Where `POST /api/v1/snapshot` writes.
+    pub snapshot_dir: PathBuf,
 }
 
 /// An error reply: status code and a message in words.
@@ -56,6 +64,7 @@ pub fn routes(
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let records = records::routes(Arc::clone(&state));
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(authorized(Arc::clone(&state)))
@@ -66,7 +75,7 @@ pub fn routes(
                 "text/plain; version=0.0.4; charset=utf-8",
             )
         });
-    healthz.or(metrics).recover(recover)
+    healthz.or(metrics).or(records).recover(recover)
 }
 
 /// Passes when no token is configured or the request carries the right one.
