@@ -163,8 +163,8 @@ pub enum WriteError {
     /// The snapshot could not be written.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-    /// The snapshot task died.
-    #[error("the snapshot task failed: {0}")]
+    /// The task finishing the write or snapshot died.
+    #[error("the write task failed: {0}")]
     Task(String),
 }
 
@@ -245,7 +245,7 @@ impl Records {
     }
 
     /// Creates a record from `draft`; returns it once it is on disk and visible to DNS.
-    pub async fn create(&self, draft: Draft) -> Result<Arc<LocalRecord>, WriteError> {
+    pub async fn create(self: &Arc<Self>, draft: Draft) -> Result<Arc<LocalRecord>, WriteError> {
         self.write(|zone| {
             // 80 random bits make a clash all but impossible; checking costs nothing.
             let mut id = RecordId::generate();
@@ -260,7 +260,11 @@ impl Records {
     }
 
     /// Replaces the name, type, TTL and data of record `id`.
-    pub async fn update(&self, id: &str, draft: Draft) -> Result<Arc<LocalRecord>, WriteError> {
+    pub async fn update(
+        self: &Arc<Self>,
+        id: &str,
+        draft: Draft,
+    ) -> Result<Arc<LocalRecord>, WriteError> {
         self.write(|zone| {
             let old = zone
                 .get(id)
@@ -273,7 +277,7 @@ impl Records {
     }
 
     /// Deletes record `id`.
-    pub async fn delete(&self, id: &str) -> Result<(), WriteError> {
+    pub async fn delete(self: &Arc<Self>, id: &str) -> Result<(), WriteError> {
         self.write(|zone| {
             let old = zone
                 .get(id)
@@ -285,23 +289,28 @@ impl Records {
 
     /// Holds the writers, waits for every write so far to be on disk, and copies the store into
     /// a new directory under `parent`; returns its path.
-    pub async fn snapshot(&self, parent: &Path) -> Result<PathBuf, WriteError> {
-        let _writers = self.writer.lock().await;
-        self.store.flushed().await?;
-        let store = self.store.store().clone();
+    pub async fn snapshot(self: &Arc<Self>, parent: &Path) -> Result<PathBuf, WriteError> {
+        let this = Arc::clone(self);
         let parent = parent.to_path_buf();
-        let copied = tokio::task::spawn_blocking(move || store.snapshot(&parent)).await;
-        match copied {
-            Ok(result) => Ok(result?),
-            Err(join) => Err(WriteError::Task(join.to_string())),
-        }
+        // In a task of its own, so writers stay held until the copy is done even if the caller
+        // goes away.
+        finish(tokio::spawn(async move {
+            let _writers = this.writer.lock().await;
+            this.store.flushed().await?;
+            let store = this.store.store().clone();
+            finish(tokio::task::spawn_blocking(move || {
+                store.snapshot(&parent).map_err(WriteError::from)
+            }))
+            .await
+        }))
+        .await
     }
 
     /// The write path: `change` builds the change (and what the caller returns) from the
     /// writer's index, or refuses it, which leaves everything as it was; the change is then
     /// written to sled, made durable and published.
     async fn write<T>(
-        &self,
+        self: &Arc<Self>,
         change: impl FnOnce(&Zone) -> Result<(Change, T), WriteError>,
     ) -> Result<T, WriteError> {
         let (seq, flushed, done) = {
@@ -321,8 +330,15 @@ impl Records {
             // Queued while still the writer: the flush it waits for starts after this write.
             (seq, self.store.flushed(), done)
         };
-        flushed.await?;
-        self.publish_through(seq);
+        // The change is in sled now, so it must reach the index DNS reads even if the caller
+        // goes away (an HTTP client that hangs up): waiting and publishing get a task.
+        let this = Arc::clone(self);
+        finish(tokio::spawn(async move {
+            flushed.await?;
+            this.publish_through(seq);
+            Ok(())
+        }))
+        .await?;
         Ok(done)
     }
 
@@ -342,6 +358,12 @@ impl Records {
     }
 }
 
+/// The result of a task that returns one.
+async fn finish<T>(task: tokio::task::JoinHandle<Result<T, WriteError>>) -> Result<T, WriteError> {
+    task.await
+        .unwrap_or_else(|join| Err(WriteError::Task(join.to_string())))
+}
+
 fn stored_form(record: &LocalRecord) -> StoredRecord {
     StoredRecord {
         name: record.name.to_ascii(),
@@ -358,9 +380,9 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
-    fn records(dir: &Path) -> Records {
+    fn records(dir: &Path) -> Arc<Records> {
         let store = Store::open(dir).expect("open");
-        Records::load(RecordStore::open(&store).expect("tree")).expect("load")
+        Arc::new(Records::load(RecordStore::open(&store).expect("tree")).expect("load"))
     }
 
     fn draft(name: &str, rtype: &str, data: &str) -> Draft {
@@ -464,9 +486,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_whose_caller_left_is_still_published() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = records(dir.path());
+        // Polled once: the record reaches sled, then the caller gives up waiting for the flush.
+        let gave_up = tokio::time::timeout(
+            std::time::Duration::ZERO,
+            records.create(draft("left.lan", "A", "10.0.0.1")),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the create finished in one poll");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while visible(&records, "left.lan.") == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never published");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(records.list(None, None).len(), 1);
+    }
+
+    #[tokio::test]
     async fn concurrent_duplicates_have_one_winner() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let records = Arc::new(records(dir.path()));
+        let records = records(dir.path());
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let records = Arc::clone(&records);
