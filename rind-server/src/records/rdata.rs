@@ -530,6 +530,28 @@ mod tests {
     }
 
     #[test]
+    fn the_normal_form_parses_to_itself() {
+        // Stored records are parsed again at start, from their printed form.
+        for (rtype, text) in [
+            (RecordType::A, "10.0.0.1"),
+            (RecordType::AAAA, "FD00::1"),
+            (RecordType::CNAME, "Web.Lan"),
+            (RecordType::MX, "0 ."),
+            (RecordType::SRV, "1 2 3 sip.lan"),
+            (RecordType::TXT, "say \"hi\" \\ now"),
+            (RecordType::TXT, "\"\\200\\007\" \"caf\u{e9}\" \"\""),
+            (RecordType::CAA, "128 issue \"ca.org; account=1\""),
+            (RecordType::CAA, "0 tbs \"a \\\"b\\\"\""),
+        ] {
+            let printed = ok(rtype, text);
+            assert_eq!(ok(rtype, &printed), printed, "{rtype} {text:?}");
+            let (first, _) = parse_data(rtype, text).expect("parses");
+            let (again, _) = parse_data(rtype, &printed).expect("parses");
+            assert_eq!(first, again, "{rtype} {text:?}");
+        }
+    }
+
+    #[test]
     fn caa() {
         assert_eq!(
             ok(RecordType::CAA, "0 issue \"letsencrypt.org\""),
