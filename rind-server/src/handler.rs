@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::metrics::Metrics;
 use crate::request::{self, Acl, Checked, Request, Transport};
-use crate::resolver::{Ready, Resolver};
+use crate::resolver::{Now, Pending, Ready, Resolver};
 use crate::response;
 
 /// Checks, resolves and answers DNS packets.
@@ -22,8 +22,15 @@ pub struct Handler {
 pub enum Step {
     /// Finished: send these bytes, or nothing.
     Done(Option<Vec<u8>>),
-    /// The answer needs upstream: pass the request to [`Handler::finish`] in a task of its own.
-    Forward(Request),
+    /// The answer needs upstream: pass it to [`Handler::finish`] in a task of its own.
+    Forward(Waiting),
+}
+
+/// A request whose answer needs upstream, with what the resolver has found so far.
+#[derive(Debug)]
+pub struct Waiting {
+    request: Request,
+    pending: Pending,
 }
 
 impl Handler {
@@ -52,14 +59,15 @@ impl Handler {
         };
         self.metrics.query(transport, request.query.query_type);
         match self.resolver.answer_now(&request) {
-            Some(ready) => Step::Done(Some(self.write(&request, ready))),
-            None => Step::Forward(request),
+            Now::Ready(ready) => Step::Done(Some(self.write(&request, ready))),
+            Now::Later(pending) => Step::Forward(Waiting { request, pending }),
         }
     }
 
     /// Finishes a request that needs upstream.
-    pub async fn finish(&self, request: Request) -> Vec<u8> {
-        let ready = self.resolver.answer_forwarded(&request).await;
+    pub async fn finish(&self, waiting: Waiting) -> Vec<u8> {
+        let Waiting { request, pending } = waiting;
+        let ready = self.resolver.answer_later(&request, pending).await;
         self.write(&request, ready)
     }
 
@@ -72,7 +80,7 @@ impl Handler {
     ) -> Option<Vec<u8>> {
         match self.begin(packet, client, transport) {
             Step::Done(reply) => reply,
-            Step::Forward(request) => Some(self.finish(request).await),
+            Step::Forward(waiting) => Some(self.finish(waiting).await),
         }
     }
 

@@ -7,21 +7,25 @@
 //!
 //! ```text
 //! listener::{udp,tcp} ─bytes─▶ request ─Request─▶ resolver ─Answer─▶ response ─bytes─▶ client
-//!  framing, limits,            drop, NOTIMP,      special-use names   ID/RD/0x20 echo,
-//!  timeouts                    FORMERR, REFUSED,  cache ──────────────────────────▶ (hit: bytes)
-//!                              BADVERS            upstream (coalesced) OPT echo, TC=1
+//!  framing, limits,            drop, NOTIMP,      local records       ID/RD/0x20 echo,
+//!  timeouts                    FORMERR, REFUSED,  special-use names   OPT echo, TC=1
+//!                              BADVERS            cache ─────────────────────────▶ (hit: bytes)
+//!                                                 upstream (coalesced)
 //! ```
 //!
 //! - [`config`]: every flag with its env twin, validated into a [`config::Config`];
 //! - [`listener`]: DNS over UDP and TCP;
 //! - [`request`]: the staged packet checks and the ACL;
 //! - [`handler`]: bytes in → bytes out, tying the stages together;
-//! - [`resolver`]: the order of answer sources; [`special`] for special-use names;
+//! - [`resolver`]: the order of answer sources; [`records`] for local records (index, answering
+//!   rules, RDATA, the write path); [`special`] for special-use names;
 //! - [`cache`]: the answer cache in memory, written behind to sled, warm on restart;
 //! - [`upstream`]: forwarding, upstream health, reply matching, coalescing;
 //! - [`response`]: writing the reply;
-//! - [`store`]: the only code that touches sled;
-//! - [`api`]: the HTTP routes; [`metrics`]: counters for `/metrics`.
+//! - [`store`]: the only code that touches sled (records tree, group-committed flushes,
+//!   snapshots);
+//! - [`api`]: the HTTP routes (REST records API, snapshots); [`metrics`]: counters for
+//!   `/metrics`.
 //!
 //! [`run`] takes sockets already bound (so port 0 works and bind errors are the caller's to
 //! report) and a shutdown token, in the manner of mini-redis's `server::run`.
@@ -34,6 +38,7 @@ pub mod config;
 pub mod handler;
 pub mod listener;
 pub mod metrics;
+pub mod records;
 pub mod request;
 pub mod resolver;
 pub mod response;
@@ -55,6 +60,7 @@ use crate::cache::{persist, Cache, CacheConfig, Clock, TtlPolicy};
 use crate::config::{Config, Protocol};
 use crate::handler::Handler;
 use crate::metrics::Metrics;
+use crate::records::Records;
 use crate::request::Acl;
 use crate::resolver::Resolver;
 use crate::store::Store;
@@ -235,9 +241,11 @@ pub async fn run(
         sockets.upstream_pool,
         Arc::clone(&metrics),
     ));
+    // Loaded before any listener runs, so the first query already sees every record.
+    let records = Arc::new(Records::load(store::records::RecordStore::open(&store)?)?);
     let handler = Arc::new(Handler::new(
         Acl::new(config.allow.clone()),
-        Resolver::new(Arc::clone(&cache), forwarder),
+        Resolver::new(Arc::clone(&cache), forwarder, Arc::clone(&records)),
         Arc::clone(&metrics),
     ));
 
@@ -264,6 +272,8 @@ pub async fn run(
         token: config.api_token.clone(),
         metrics,
         cache,
+        records,
+        snapshot_dir: config.snapshot_dir.clone(),
     });
     let http = tokio::spawn(
         warp::serve(api::routes(api_state))

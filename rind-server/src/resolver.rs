@@ -1,18 +1,23 @@
 //! The resolver: where the answer to one question comes from, in order.
 //!
-//! 1. special-use names (`localhost.`, `home.arpa.`, private reverse zones), answered here;
-//! 2. the cache, whose hits come back as finished reply bytes;
-//! 3. the upstream resolvers, through the [`Forwarder`]; their answers go into the cache, and
+//! 1. local records ([`Records`]): they beat everything below;
+//! 2. special-use names (`localhost.`, `home.arpa.`, private reverse zones), answered here;
+//! 3. the cache, whose hits come back as finished reply bytes;
+//! 4. the upstream resolvers, through the [`Forwarder`]; their answers go into the cache, and
 //!    when none answers, a stale cache entry may stand in (RFC 8767).
 //!
 //! Sources that need no waiting are asked in [`Resolver::answer_now`], so a listener can
-//! answer them without spawning a task; only forwarding is async.
+//! answer them without spawning a task; only forwarding is async. A local CNAME whose chain
+//! leaves the local data is finished by asking the later sources (special names, cache,
+//! upstream) for its last target.
 
 use std::sync::Arc;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 
 use crate::cache::{Cache, Lookup};
+use crate::records::answer::{Chase, Local};
+use crate::records::Records;
 use crate::request::Request;
 use crate::response::Answer;
 use crate::special::SpecialNames;
@@ -21,6 +26,7 @@ use crate::upstream::Forwarder;
 /// The ordered answer sources.
 #[derive(Debug)]
 pub struct Resolver {
+    records: Arc<Records>,
     special: SpecialNames,
     cache: Arc<Cache>,
     forwarder: Arc<Forwarder>,
@@ -35,21 +41,66 @@ pub enum Ready {
     Wire(Vec<u8>, ResponseCode),
 }
 
+/// What [`Resolver::answer_now`] found.
+#[derive(Debug)]
+pub enum Now {
+    /// The answer, ready to write.
+    Ready(Ready),
+    /// Upstream is needed: finish with [`Resolver::answer_later`].
+    Later(Pending),
+}
+
+/// What a question still needs from upstream.
+#[derive(Debug)]
+pub enum Pending {
+    /// The question itself goes upstream.
+    Forward,
+    /// A local CNAME chain ends outside the local data: its last target goes upstream.
+    Chase(Chase),
+}
+
 impl Resolver {
-    /// A resolver over the special-use names, `cache` and `forwarder`.
-    pub fn new(cache: Arc<Cache>, forwarder: Arc<Forwarder>) -> Self {
+    /// A resolver over `records`, the special-use names, `cache` and `forwarder`.
+    pub fn new(cache: Arc<Cache>, forwarder: Arc<Forwarder>, records: Arc<Records>) -> Self {
         Resolver {
+            records,
             special: SpecialNames::new(),
             cache,
             forwarder,
         }
     }
 
-    /// The answer when one is at hand without waiting for upstream.
-    pub fn answer_now(&self, request: &Request) -> Option<Ready> {
-        if let Some(answer) = self.special.answer(&request.query) {
-            return Some(Ready::Answer(answer));
+    /// The answer when one is at hand without waiting for upstream, else what is left to ask.
+    pub fn answer_now(&self, request: &Request) -> Now {
+        match self.records.answer(&request.query) {
+            Some(Local::Answer(answer)) => Now::Ready(Ready::Answer(answer)),
+            Some(Local::Chase(chase)) => match self.answer_target_now(chase.target()) {
+                Some(tail) => Now::Ready(Ready::Answer(chase.finish(tail))),
+                None => Now::Later(Pending::Chase(chase)),
+            },
+            None => match self.special.answer(&request.query) {
+                Some(answer) => Now::Ready(Ready::Answer(answer)),
+                None => match self.cached(request) {
+                    Some(ready) => Now::Ready(ready),
+                    None => Now::Later(Pending::Forward),
+                },
+            },
         }
+    }
+
+    /// Finishes what [`Resolver::answer_now`] left `pending` for `request`.
+    pub async fn answer_later(&self, request: &Request, pending: Pending) -> Ready {
+        match pending {
+            Pending::Forward => self.answer_forwarded(request).await,
+            Pending::Chase(chase) => {
+                let tail = self.answer_target_forwarded(chase.target()).await;
+                Ready::Answer(chase.finish(tail))
+            }
+        }
+    }
+
+    /// A cache hit, or a stale answer right away when upstream failed moments ago.
+    fn cached(&self, request: &Request) -> Option<Ready> {
         match self.cache.lookup(request) {
             Lookup::Hit {
                 reply,
@@ -61,7 +112,6 @@ impl Resolver {
                 }
                 Some(Ready::Wire(reply, rcode))
             }
-            // Upstream failed moments ago: answer stale now, and try upstream again behind it.
             Lookup::Stale(entry) if self.cache.failed_recently(&entry) => {
                 if entry.start_refresh() {
                     self.refresh_in_background(&request.query);
@@ -75,22 +125,17 @@ impl Resolver {
 
     /// Asks upstream and caches the answer; when no upstream answers, a stale entry or
     /// SERVFAIL.
-    pub async fn answer_forwarded(&self, request: &Request) -> Ready {
+    async fn answer_forwarded(&self, request: &Request) -> Ready {
         let query = &request.query;
         match self.forwarder.forward(query).await {
             Ok(reply) => {
                 // The cached form gives the same bytes a later hit will: clamped TTLs and the
                 // negative-caching SOA TTL.
-                let cached = self.cache.insert(query, &reply);
-                match cached.and_then(|entry| {
-                    Some((
-                        entry.reply(request, self.cache.now(), false)?,
-                        entry.rcode(),
-                    ))
-                }) {
-                    Some((bytes, rcode)) => Ready::Wire(bytes, rcode),
-                    None => Ready::Answer(from_upstream(&reply)),
-                }
+                let written = self.cache.insert(query, &reply).and_then(|entry| {
+                    let bytes = entry.reply(request, self.cache.now(), false)?;
+                    Some(Ready::Wire(bytes, entry.rcode()))
+                });
+                written.unwrap_or_else(|| Ready::Answer(from_upstream(&reply)))
             }
             Err(e) => {
                 if let Some(entry) = self.cache.stale_entry(query) {
@@ -101,6 +146,27 @@ impl Resolver {
                 }
                 tracing::debug!(name = %query.name, qtype = %query.query_type, error = %e, "answering SERVFAIL");
                 Ready::Answer(Answer::rcode(ResponseCode::ServFail))
+            }
+        }
+    }
+
+    /// The answer for the target of a local CNAME chain, from special names or the cache.
+    fn answer_target_now(&self, target: &Query) -> Option<Answer> {
+        self.special
+            .answer(target)
+            .or_else(|| self.cache.answer(target))
+    }
+
+    /// The answer for the target of a local CNAME chain from upstream, cached on the way.
+    async fn answer_target_forwarded(&self, target: &Query) -> Answer {
+        match self.forwarder.forward(target).await {
+            Ok(reply) => {
+                self.cache.insert(target, &reply);
+                from_upstream(&reply)
+            }
+            Err(e) => {
+                tracing::debug!(name = %target.name, error = %e, "CNAME target unresolved; SERVFAIL");
+                Answer::rcode(ResponseCode::ServFail)
             }
         }
     }
@@ -117,7 +183,7 @@ impl Resolver {
             match forwarder.forward(&query).await {
                 Ok(reply) => {
                     if cache.insert(&query, &reply).is_none() {
-                        // Not cacheable this time (SERVFAIL-free but TTL 0, say): free the slot.
+                        // Not cacheable this time (TTL 0, say): free the refresh slot.
                         cache.refresh_failed(&query);
                     }
                 }

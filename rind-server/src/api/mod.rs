@@ -1,12 +1,14 @@
-//! The HTTP side: `/healthz`, `/metrics` and (in later stages) the REST API, as warp filters.
+//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`]), as warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
 //! `Authorization: Bearer <token>`, compared in constant time.
 
 mod cache;
+pub mod records;
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -20,6 +22,7 @@ use hickory_proto::rr::Name;
 
 use crate::cache::Cache;
 use crate::metrics::Metrics;
+use crate::records::Records;
 
 /// What the HTTP handlers share.
 #[derive(Debug)]
@@ -30,6 +33,10 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// The answer cache.
     pub cache: Arc<Cache>,
+    /// The local records.
+    pub records: Arc<Records>,
+    /// Where `POST /api/v1/snapshot` writes.
+    pub snapshot_dir: PathBuf,
 }
 
 /// An error reply: status code and a message in words.
@@ -63,6 +70,7 @@ pub fn routes(
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let records = records::routes(Arc::clone(&state));
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(authorized(Arc::clone(&state)))
@@ -78,6 +86,7 @@ pub fn routes(
         });
     healthz
         .or(metrics)
+        .or(records)
         .or(cache::routes(state))
         .recover(recover)
 }

@@ -12,11 +12,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use crate::request::{Request, MAX_UDP_PAYLOAD};
+use crate::request::{Request, Transport, MAX_UDP_PAYLOAD};
+use crate::response::Answer;
 
 /// TTL of an answer served stale (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;
@@ -245,6 +246,26 @@ impl Entry {
     pub fn question(&self) -> Option<Query> {
         let question = self.template.get(HEADER_LEN..self.question_end)?;
         Query::read(&mut BinDecoder::new(question)).ok()
+    }
+
+    /// The cached answer as records, TTLs counted down to `now` (for a local CNAME's target,
+    /// which is written together with the local records).
+    pub fn answer(&self, now: u64) -> Option<Answer> {
+        let request = Request {
+            metadata: Metadata::new(0, MessageType::Query, OpCode::Query),
+            query: self.question()?,
+            edns: false,
+            max_size: u16::MAX,
+            transport: Transport::Tcp,
+        };
+        let msg = Message::from_vec(&self.reply(&request, now, false)?).ok()?;
+        Some(Answer {
+            rcode: msg.metadata.response_code,
+            authoritative: false,
+            answers: msg.answers,
+            authorities: msg.authorities,
+            additionals: msg.additionals,
+        })
     }
 
     /// The reply to `request` at `now`, TTLs counted down, or with the stale TTL and an
@@ -585,6 +606,17 @@ mod tests {
         for bad in [&[][..], &[2, 0, 0], &entry.encode()[..20]] {
             assert!(Entry::decode(bad).is_none());
         }
+    }
+
+    #[test]
+    fn answer_gives_records_with_counted_down_ttls() {
+        let q = Query::query(name("t.example."), RecordType::A);
+        let entry = Entry::from_upstream(&q, &upstream_reply("t.example.", &[100]), &POLICY, 0)
+            .expect("cacheable");
+        let answer = entry.answer(30).expect("answer");
+        assert_eq!(answer.answers.len(), 1);
+        assert_eq!(answer.answers[0].ttl, 70);
+        assert!(!answer.authoritative);
     }
 
     #[test]

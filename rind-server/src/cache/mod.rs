@@ -27,6 +27,7 @@ pub use entry::{Entry, Key, TtlPolicy, STALE_TTL};
 
 use crate::metrics::{rcode_label, CacheEvent, Metrics};
 use crate::request::Request;
+use crate::response::Answer;
 use crate::store::cache::CacheWrite;
 use crate::store::{Store, StoreError};
 
@@ -219,6 +220,18 @@ impl Cache {
         }
         self.metrics.cache(CacheEvent::Miss);
         Lookup::Miss
+    }
+
+    /// The fresh cached answer for `query` as records (for the target of a local CNAME).
+    pub fn answer(&self, query: &Query) -> Option<Answer> {
+        let entry = self.memory.as_ref()?.get(Key::of(query).as_bytes())?;
+        let now = self.clock.now();
+        if !entry.is_fresh(now) {
+            return None;
+        }
+        let answer = entry.answer(now)?;
+        self.metrics.cache(CacheEvent::Hit);
+        Some(answer)
     }
 
     /// Whether a stale entry had a failed refresh recently, so it should be served at once.

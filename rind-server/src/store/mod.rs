@@ -3,6 +3,12 @@
 //! One sled database per data directory, opened with an explicit cache size (sled's default
 //! of 1 GiB is far more than rind needs) and brought to the current schema by the
 //! `migrations` crate before anything is served.
+//!
+//! - [`records`]: the local records tree and the group-committed flush behind every write;
+//! - [`snapshot`]: consistent copies of the whole store.
+
+pub mod records;
+pub mod snapshot;
 
 pub mod cache;
 

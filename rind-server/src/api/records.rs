@@ -1,0 +1,285 @@
+//! The records API (CONTRACT.md, "REST API"): `/api/v1/records` create, list, read, replace
+//! and delete, and `POST /api/v1/snapshot`.
+//!
+//! Bodies are read up to [`MAX_BODY`] bytes whether or not they declare a length (a chunked
+//! body over the limit is cut off with 413 as soon as it passes it). Unknown JSON fields are
+//! refused by name, so a misspelt field never silently becomes a default.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use warp::http::{header, StatusCode};
+use warp::reject::Rejection;
+use warp::reply::Reply;
+use warp::{Buf, Filter, Stream};
+
+use super::{authorized, ApiError, ApiState};
+use crate::records::rdata::{parse_owner, parse_type};
+use crate::records::{Draft, LocalRecord, WriteError, DEFAULT_TTL};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A record as the API shows it.
+#[derive(Serialize)]
+struct RecordView<'a> {
+    id: &'a str,
+    name: String,
+    #[serde(rename = "type")]
+    rtype: String,
+    ttl: u32,
+    data: &'a str,
+}
+
+impl<'a> From<&'a LocalRecord> for RecordView<'a> {
+    fn from(r: &'a LocalRecord) -> Self {
+        RecordView {
+            id: r.id.as_str(),
+            name: r.name.to_ascii(),
+            rtype: r.rtype.to_string(),
+            ttl: r.ttl,
+            data: &r.text,
+        }
+    }
+}
+
+/// A record as a client sends it; the seed's `Host`, `Type`, `TTL` and `Data` are aliases.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordBody {
+    /// Accepted so a record read from the API can be sent back as it is.
+    id: Option<String>,
+    #[serde(alias = "Host")]
+    name: Option<String>,
+    #[serde(rename = "type", alias = "Type")]
+    rtype: Option<String>,
+    /// A number, or a string holding one (as seed files sometimes have it).
+    #[serde(alias = "TTL")]
+    ttl: Option<serde_json::Value>,
+    #[serde(alias = "Data")]
+    data: Option<String>,
+}
+
+/// The records and snapshot routes; each needs the token when one is set.
+pub fn routes(
+    state: Arc<ApiState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone + Send + Sync + 'static {
+    let collection = warp::path!("api" / "v1" / "records");
+    let item = warp::path!("api" / "v1" / "records" / String);
+    let guarded = authorized(Arc::clone(&state)).and(with(state));
+    let create = collection
+        .and(warp::post())
+        .and(guarded.clone())
+        .and(body())
+        .and_then(create);
+    let list = collection
+        .and(warp::get())
+        .and(guarded.clone())
+        .and(warp::query::<Vec<(String, String)>>())
+        .and_then(list);
+    let read = item.and(warp::get()).and(guarded.clone()).and_then(read);
+    let replace = item
+        .and(warp::put())
+        .and(guarded.clone())
+        .and(body())
+        .and_then(replace);
+    let delete = item
+        .and(warp::delete())
+        .and(guarded.clone())
+        .and_then(delete);
+    let snapshot = warp::path!("api" / "v1" / "snapshot")
+        .and(warp::post())
+        .and(guarded)
+        .and_then(snapshot);
+    create
+        .or(list)
+        .unify()
+        .or(read)
+        .unify()
+        .or(replace)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(snapshot)
+        .unify()
+}
+
+fn with(
+    state: Arc<ApiState>,
+) -> impl Filter<Extract = (Arc<ApiState>,), Error = Infallible> + Clone {
+    warp::any().map(move || Arc::clone(&state))
+}
+
+type Response = warp::reply::Response;
+
+async fn create(state: Arc<ApiState>, body: Vec<u8>) -> Result<Response, Rejection> {
+    let body = parse_body(&body)?;
+    if body.id.is_some() {
+        return Err(bad_request(
+            "\"id\" is chosen by the server; leave it out of a new record",
+        ));
+    }
+    let record = state
+        .records
+        .create(draft(body)?)
+        .await
+        .map_err(write_error)?;
+    let location = format!("/api/v1/records/{}", record.id);
+    let reply = warp::reply::json(&RecordView::from(record.as_ref()));
+    let reply = warp::reply::with_header(reply, header::LOCATION, location);
+    Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
+}
+
+async fn list(state: Arc<ApiState>, query: Vec<(String, String)>) -> Result<Response, Rejection> {
+    let mut name = None;
+    let mut rtype = None;
+    for (key, value) in query {
+        match key.as_str() {
+            "name" => name = Some(parse_owner(&value).map_err(|e| bad_request(e.0))?),
+            "type" => rtype = Some(parse_type(&value).map_err(|e| bad_request(e.0))?),
+            other => {
+                return Err(bad_request(format!(
+                    "unknown query parameter {other:?}; filter with name and type"
+                )))
+            }
+        }
+    }
+    let records = state.records.list(name.as_ref(), rtype);
+    let views: Vec<RecordView<'_>> = records
+        .iter()
+        .map(|r| RecordView::from(r.as_ref()))
+        .collect();
+    Ok(warp::reply::json(&views).into_response())
+}
+
+async fn read(id: String, state: Arc<ApiState>) -> Result<Response, Rejection> {
+    let record = state
+        .records
+        .get(&id)
+        .ok_or_else(|| write_error(WriteError::NotFound(id)))?;
+    Ok(warp::reply::json(&RecordView::from(record.as_ref())).into_response())
+}
+
+async fn replace(id: String, state: Arc<ApiState>, body: Vec<u8>) -> Result<Response, Rejection> {
+    let body = parse_body(&body)?;
+    if body.id.as_ref().is_some_and(|given| *given != id) {
+        return Err(bad_request(
+            "the \"id\" in the body differs from the id in the URL; ids cannot change",
+        ));
+    }
+    let record = state
+        .records
+        .update(&id, draft(body)?)
+        .await
+        .map_err(write_error)?;
+    Ok(warp::reply::json(&RecordView::from(record.as_ref())).into_response())
+}
+
+async fn delete(id: String, state: Arc<ApiState>) -> Result<Response, Rejection> {
+    state.records.delete(&id).await.map_err(write_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn snapshot(state: Arc<ApiState>) -> Result<Response, Rejection> {
+    let path = state
+        .records
+        .snapshot(&state.snapshot_dir)
+        .await
+        .map_err(write_error)?;
+    tracing::info!(path = %path.display(), "snapshot written");
+    let reply = warp::reply::json(&serde_json::json!({ "path": path.to_string_lossy() }));
+    Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
+}
+
+/// The request body, at most [`MAX_BODY`] bytes.
+fn body() -> impl Filter<Extract = (Vec<u8>,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>(header::CONTENT_LENGTH.as_str())
+        .and(warp::body::stream())
+        .and_then(read_body)
+}
+
+async fn read_body<S, B>(declared: Option<u64>, stream: S) -> Result<Vec<u8>, Rejection>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut stream = std::pin::pin!(stream);
+    let mut body = Vec::new();
+    while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        let mut chunk =
+            chunk.map_err(|e| bad_request(format!("cannot read the request body: {e}")))?;
+        if body.len() + chunk.remaining() > MAX_BODY {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            body.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(body)
+}
+
+fn parse_body(bytes: &[u8]) -> Result<RecordBody, Rejection> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad_request(
+            "the body is empty; send a record as JSON, such as {\"name\": \"nas.home.lan\", \"type\": \"A\", \"data\": \"192.168.1.10\"}",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| bad_request(format!("bad JSON: {e}")))
+}
+
+/// Checks the fields of a record body.
+fn draft(body: RecordBody) -> Result<Draft, Rejection> {
+    let missing = |field: &str| bad_request(format!("missing field \"{field}\""));
+    let name = body.name.ok_or_else(|| missing("name"))?;
+    let rtype = body.rtype.ok_or_else(|| missing("type"))?;
+    let data = body.data.ok_or_else(|| missing("data"))?;
+    let ttl = match body.ttl {
+        None => i64::from(DEFAULT_TTL),
+        Some(value) => ttl_number(&value).ok_or_else(|| {
+            bad_request(format!(
+                "ttl {value} is not a whole number of seconds from 0 to 2147483647"
+            ))
+        })?,
+    };
+    Draft::parse(&name, &rtype, ttl, &data).map_err(|e| bad_request(e.0))
+}
+
+/// A TTL given as a JSON integer or a string of digits; `i64::MAX` stands for anything larger,
+/// so it is refused as out of range rather than as not a number.
+fn ttl_number(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_u64().map(|_| i64::MAX)),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Rejection {
+    warp::reject::custom(ApiError::new(StatusCode::BAD_REQUEST, message))
+}
+
+fn too_large() -> Rejection {
+    warp::reject::custom(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is over {} KiB", MAX_BODY / 1024),
+    ))
+}
+
+fn write_error(e: WriteError) -> Rejection {
+    let status = match &e {
+        WriteError::NotFound(_) => StatusCode::NOT_FOUND,
+        WriteError::Conflict(_) => StatusCode::CONFLICT,
+        _ => {
+            tracing::error!(error = %e, "write failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    warp::reject::custom(ApiError::new(status, e.to_string()))
+}

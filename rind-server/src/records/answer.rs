@@ -1,0 +1,339 @@
+//! Answering from local records (CONTRACT.md, "DNS behaviour"):
+//!
+//! - records of the asked type at the name: AA=1, each with its own TTL;
+//! - a name with local records but none of that type: NODATA (NOERROR, no answer, AA=1);
+//! - a CNAME at the name is followed: local targets here, a target outside the local data is
+//!   handed back as a [`Chase`] for the resolver to finish; more than [`MAX_LINKS`] links, or
+//!   a loop, is SERVFAIL;
+//! - wildcards and synthesized PTRs come from [`Zone::lookup`].
+
+use hickory_proto::op::{Query, ResponseCode};
+use hickory_proto::rr::rdata::{CNAME, PTR};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use super::zone::{Node, Zone};
+use crate::response::Answer;
+
+/// Most CNAME links followed for one question.
+pub const MAX_LINKS: usize = 8;
+
+/// What the local records say about a question they know.
+#[derive(Debug)]
+pub enum Local {
+    /// The whole answer.
+    Answer(Answer),
+    /// A CNAME chain that leaves the local data: resolve [`Chase::target`] elsewhere.
+    Chase(Chase),
+}
+
+/// The local part of a CNAME chain whose last target is not a local name.
+#[derive(Debug)]
+pub struct Chase {
+    chain: Vec<Record>,
+    target: Query,
+}
+
+impl Chase {
+    /// The question to ask elsewhere: the last target, with the original type.
+    pub fn target(&self) -> &Query {
+        &self.target
+    }
+
+    /// The answer to the original question, given `tail`, the answer for [`Chase::target`]:
+    /// the local CNAMEs first, then the tail's records under its rcode. A tail that failed
+    /// (SERVFAIL, REFUSED, ...) fails the whole question.
+    pub fn finish(self, tail: Answer) -> Answer {
+        if !matches!(tail.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+            return Answer::rcode(tail.rcode);
+        }
+        let mut answers = self.chain;
+        answers.extend(tail.answers);
+        Answer {
+            rcode: tail.rcode,
+            // AA describes the first owner in the answer (RFC 1035 §4.1.1), which is ours.
+            authoritative: true,
+            answers,
+            authorities: tail.authorities,
+            additionals: tail.additionals,
+        }
+    }
+}
+
+/// The answer to `query` from `zone`, or `None` when no local record concerns its name.
+pub fn answer(zone: &Zone, query: &Query) -> Option<Local> {
+    if query.query_class != DNSClass::IN {
+        return None;
+    }
+    let qtype = query.query_type;
+    // The first owner keeps the client's spelling; later ones are the stored targets.
+    let mut owner = query.name.clone();
+    let mut chain: Vec<Record> = Vec::new();
+    loop {
+        let Some(node) = zone.lookup(&owner) else {
+            if chain.is_empty() {
+                return None;
+            }
+            let mut target = Query::query(owner, qtype);
+            target.query_class = query.query_class;
+            return Some(Local::Chase(Chase { chain, target }));
+        };
+        let found = records_of(node, &owner, qtype);
+        let next = match cname_of(node) {
+            Some(cname) if found.is_empty() => cname,
+            _ => {
+                chain.extend(found);
+                return Some(Local::Answer(authoritative(chain)));
+            }
+        };
+        if chain.len() == MAX_LINKS {
+            tracing::debug!(name = %query.name, "local CNAME chain longer than {MAX_LINKS} links");
+            return Some(Local::Answer(Answer::rcode(ResponseCode::ServFail)));
+        }
+        let (target, ttl) = next;
+        chain.push(Record::from_rdata(
+            owner,
+            ttl,
+            RData::CNAME(CNAME(target.clone())),
+        ));
+        if chain.iter().any(|r| r.name == *target) {
+            tracing::debug!(name = %query.name, "local CNAME loop");
+            return Some(Local::Answer(Answer::rcode(ResponseCode::ServFail)));
+        }
+        owner = target.clone();
+    }
+}
+
+/// NOERROR, AA=1, with `answers` (none: NODATA).
+fn authoritative(answers: Vec<Record>) -> Answer {
+    Answer {
+        authoritative: true,
+        answers,
+        ..Answer::default()
+    }
+}
+
+/// The records of `node` that answer `qtype`, owned by `owner`.
+fn records_of(node: Node<'_>, owner: &Name, qtype: RecordType) -> Vec<Record> {
+    let wanted = |t: RecordType| qtype == t || qtype == RecordType::ANY;
+    match node {
+        Node::Exact(records) | Node::Wildcard(records) => records
+            .iter()
+            .filter(|r| wanted(r.rtype))
+            .map(|r| Record::from_rdata(owner.clone(), r.ttl, r.data.clone()))
+            .collect(),
+        Node::Reverse(records) if wanted(RecordType::PTR) => records
+            .iter()
+            .map(|r| Record::from_rdata(owner.clone(), r.ttl, RData::PTR(PTR(r.name.clone()))))
+            .collect(),
+        Node::Reverse(_) => Vec::new(),
+    }
+}
+
+/// The CNAME target and TTL of `node`, if it has one.
+fn cname_of(node: Node<'_>) -> Option<(&Name, u32)> {
+    let (Node::Exact(records) | Node::Wildcard(records)) = node else {
+        return None;
+    };
+    records.iter().find_map(|r| match &r.data {
+        RData::CNAME(target) => Some((&target.0, r.ttl)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::records::zone::Change;
+    use crate::records::{Draft, RecordId};
+
+    fn zone(records: &[(&str, &str, &str)]) -> Zone {
+        let mut zone = Zone::default();
+        for (i, (name, rtype, data)) in records.iter().enumerate() {
+            let draft = Draft::parse(name, rtype, 60 + i as i64, data).expect("valid");
+            let record = draft.into_record(RecordId::from_stored(&i.to_string()));
+            zone.apply(&Change::Put(Arc::new(record)));
+        }
+        zone
+    }
+
+    fn ask(zone: &Zone, name: &str, qtype: RecordType) -> Option<Local> {
+        answer(
+            zone,
+            &Query::query(Name::from_ascii(name).expect("name"), qtype),
+        )
+    }
+
+    fn answered(zone: &Zone, name: &str, qtype: RecordType) -> Answer {
+        match ask(zone, name, qtype) {
+            Some(Local::Answer(a)) => a,
+            other => panic!("{name} {qtype}: {other:?}"),
+        }
+    }
+
+    fn data(answer: &Answer) -> Vec<String> {
+        answer.answers.iter().map(|r| r.data.to_string()).collect()
+    }
+
+    #[test]
+    fn records_of_the_type_with_their_ttl_and_nodata_for_others() {
+        let z = zone(&[
+            ("nas.home.lan", "A", "192.168.1.10"),
+            ("nas.home.lan", "A", "192.168.1.11"),
+            ("nas.home.lan", "TXT", "hi"),
+        ]);
+        let a = answered(&z, "NAS.home.lan.", RecordType::A);
+        assert!(a.authoritative);
+        assert_eq!(a.rcode, ResponseCode::NoError);
+        assert_eq!(data(&a), ["192.168.1.10", "192.168.1.11"]);
+        assert_eq!(a.answers[1].ttl, 61);
+        // The owner keeps the client's spelling.
+        assert_eq!(a.answers[0].name.to_string(), "NAS.home.lan.");
+        let nodata = answered(&z, "nas.home.lan.", RecordType::MX);
+        assert!(nodata.authoritative && nodata.answers.is_empty());
+        assert_eq!(nodata.rcode, ResponseCode::NoError);
+        assert_eq!(
+            answered(&z, "nas.home.lan.", RecordType::ANY).answers.len(),
+            3
+        );
+        assert!(ask(&z, "other.home.lan.", RecordType::A).is_none());
+        let mut chaos = Query::query(
+            Name::from_ascii("nas.home.lan.").expect("name"),
+            RecordType::A,
+        );
+        chaos.query_class = DNSClass::CH;
+        assert!(answer(&z, &chaos).is_none());
+    }
+
+    #[test]
+    fn wildcards_synthesize_the_asked_name() {
+        let z = zone(&[
+            ("*.home.lan", "A", "10.0.0.1"),
+            ("www.home.lan", "TXT", "x"),
+        ]);
+        let a = answered(&z, "a.b.home.lan.", RecordType::A);
+        assert_eq!(data(&a), ["10.0.0.1"]);
+        assert_eq!(a.answers[0].name.to_string(), "a.b.home.lan.");
+        assert!(answered(&z, "a.b.home.lan.", RecordType::AAAA)
+            .answers
+            .is_empty());
+        // An exact name wins, even without the asked type.
+        assert!(answered(&z, "www.home.lan.", RecordType::A)
+            .answers
+            .is_empty());
+        assert!(ask(&z, "home.lan.", RecordType::A).is_none());
+    }
+
+    #[test]
+    fn cname_chains_are_followed_locally() {
+        let z = zone(&[
+            ("a.lan", "CNAME", "b.lan"),
+            ("b.lan", "CNAME", "c.lan"),
+            ("c.lan", "A", "10.0.0.3"),
+        ]);
+        let a = answered(&z, "a.lan.", RecordType::A);
+        assert_eq!(data(&a), ["b.lan.", "c.lan.", "10.0.0.3"]);
+        assert!(a.authoritative);
+        // Asked for the CNAME itself: no chasing.
+        assert_eq!(data(&answered(&z, "a.lan.", RecordType::CNAME)), ["b.lan."]);
+        // A target without the type: the chain, then NODATA.
+        assert_eq!(
+            data(&answered(&z, "a.lan.", RecordType::MX)),
+            ["b.lan.", "c.lan."]
+        );
+    }
+
+    #[test]
+    fn a_chain_leaving_local_data_is_chased() {
+        let z = zone(&[
+            ("a.lan", "CNAME", "b.lan"),
+            ("b.lan", "CNAME", "www.example.com"),
+        ]);
+        let Some(Local::Chase(chase)) = ask(&z, "a.lan.", RecordType::A) else {
+            panic!("no chase")
+        };
+        assert_eq!(
+            chase.target().name,
+            Name::from_str("www.example.com.").expect("name")
+        );
+        assert_eq!(chase.target().query_type, RecordType::A);
+        let tail = Answer {
+            answers: vec![Record::from_rdata(
+                chase.target().name.clone(),
+                30,
+                RData::A(hickory_proto::rr::rdata::A::new(93, 184, 216, 34)),
+            )],
+            ..Answer::default()
+        };
+        let done = chase.finish(tail);
+        assert_eq!(data(&done), ["b.lan.", "www.example.com.", "93.184.216.34"]);
+        let Some(Local::Chase(chase)) = ask(&z, "a.lan.", RecordType::A) else {
+            panic!("no chase")
+        };
+        let failed = chase.finish(Answer::rcode(ResponseCode::ServFail));
+        assert_eq!(failed.rcode, ResponseCode::ServFail);
+        assert!(failed.answers.is_empty());
+    }
+
+    #[test]
+    fn loops_and_long_chains_fail() {
+        let z = zone(&[("a.lan", "CNAME", "b.lan"), ("b.lan", "CNAME", "a.lan")]);
+        assert_eq!(
+            answered(&z, "a.lan.", RecordType::A).rcode,
+            ResponseCode::ServFail
+        );
+        let z = zone(&[("self.lan", "CNAME", "self.lan")]);
+        assert_eq!(
+            answered(&z, "self.lan.", RecordType::A).rcode,
+            ResponseCode::ServFail
+        );
+        let z = zone(&[("*.w.lan", "CNAME", "x.w.lan")]);
+        assert_eq!(
+            answered(&z, "y.w.lan.", RecordType::A).rcode,
+            ResponseCode::ServFail
+        );
+
+        let chain = |links: usize| {
+            let mut records: Vec<(String, String, String)> = (0..links)
+                .map(|i| {
+                    (
+                        format!("n{i}.lan"),
+                        "CNAME".into(),
+                        format!("n{}.lan", i + 1),
+                    )
+                })
+                .collect();
+            records.push((format!("n{links}.lan"), "A".into(), "10.0.0.1".into()));
+            let refs: Vec<(&str, &str, &str)> = records
+                .iter()
+                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+                .collect();
+            answered(&zone(&refs), "n0.lan.", RecordType::A)
+        };
+        let eight = chain(MAX_LINKS);
+        assert_eq!(eight.rcode, ResponseCode::NoError);
+        assert_eq!(eight.answers.len(), MAX_LINKS + 1);
+        assert_eq!(chain(MAX_LINKS + 1).rcode, ResponseCode::ServFail);
+    }
+
+    #[test]
+    fn addresses_answer_ptr() {
+        let z = zone(&[
+            ("nas.home.lan", "A", "192.168.1.10"),
+            ("files.home.lan", "A", "192.168.1.10"),
+            ("nas.home.lan", "AAAA", "fd00::10"),
+        ]);
+        let ptr = answered(&z, "10.1.168.192.in-addr.arpa.", RecordType::PTR);
+        assert!(ptr.authoritative);
+        assert_eq!(data(&ptr), ["nas.home.lan.", "files.home.lan."]);
+        assert_eq!(ptr.answers[0].ttl, 60);
+        let v6 = Name::from(std::net::IpAddr::from_str("fd00::10").expect("ip"));
+        let ptr = answered(&z, &v6.to_ascii(), RecordType::PTR);
+        assert_eq!(data(&ptr), ["nas.home.lan."]);
+        assert!(answered(&z, "10.1.168.192.in-addr.arpa.", RecordType::A)
+            .answers
+            .is_empty());
+    }
+}

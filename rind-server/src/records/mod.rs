@@ -1,0 +1,550 @@
+//! Local records: what they are, how they change, and how DNS reads them.
+//!
+//! - [`rdata`]: names, types and RDATA in presentation form, parsed and printed;
+//! - [`zone`]: the in-memory index DNS answers from (exact names, wildcards, reverse names);
+//! - [`answer`]: the answering rules (AA, NODATA, CNAME chains, PTR);
+//! - [`Records`]: the write path. Writers take turns on a lock only long enough to check the
+//!   change against every earlier one, hand it to sled and queue it; each then waits for a
+//!   flush that started after its write (shared with the writers around it, see
+//!   [`crate::store::records`]), and publishes to the index DNS reads every queued change up
+//!   to its own, in write order, before the API answers. DNS never sees a change sled could
+//!   still lose, and sees every acknowledged one.
+
+pub mod answer;
+pub mod rdata;
+pub mod zone;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::Query;
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use crate::store::records::{FlushError, RecordStore, StoredRecord};
+use crate::store::snapshot::SnapshotError;
+use crate::store::StoreError;
+use answer::Local;
+use rdata::Invalid;
+use zone::{Change, Conflict, Zone};
+
+/// TTL of a record created without one.
+pub const DEFAULT_TTL: u32 = 300;
+/// Largest TTL (RFC 2181 §8: 2^31 - 1).
+pub const MAX_TTL: i64 = 2_147_483_647;
+
+/// A record id: 26 characters of Crockford base32 for 48 bits of creation time in milliseconds
+/// and 80 random bits (the ULID layout).
+///
+/// Random bits make ids that are never reused, with no counter to keep: not after a crash, nor
+/// when a snapshot is restored and the restored server creates records the original also
+/// created ids for after the snapshot (a persisted counter would hand those ids out again).
+/// The time prefix lists records in creation order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordId(String);
+
+impl RecordId {
+    fn generate() -> RecordId {
+        const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let random: u128 = rand::random();
+        let bits = (millis & ((1 << 48) - 1)) << 80 | (random & ((1 << 80) - 1));
+        let id = (0..26)
+            .rev()
+            .map(|i| char::from(ALPHABET[((bits >> (i * 5)) & 31) as usize]))
+            .collect();
+        RecordId(id)
+    }
+
+    /// An id as read back from the store.
+    pub fn from_stored(id: &str) -> RecordId {
+        RecordId(id.to_string())
+    }
+
+    /// The id as text (it is URL-safe as it is).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for RecordId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One local record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRecord {
+    /// Stable id.
+    pub id: RecordId,
+    /// Owner name, lower-case and fully qualified.
+    pub name: Name,
+    /// Record type, one of [`rdata::SUPPORTED`].
+    pub rtype: RecordType,
+    /// TTL in seconds, answered as it is.
+    pub ttl: u32,
+    /// The data, ready for answers.
+    pub data: RData,
+    /// The data in its normal presentation form (what the API shows and duplicates compare).
+    pub text: String,
+}
+
+/// A valid record that has no id yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    name: Name,
+    rtype: RecordType,
+    ttl: u32,
+    data: RData,
+    text: String,
+}
+
+impl Draft {
+    /// Validates the fields of a record as given over the API.
+    pub fn parse(name: &str, rtype: &str, ttl: i64, data: &str) -> Result<Draft, Invalid> {
+        let rtype = rdata::parse_type(rtype)?;
+        let name = rdata::parse_owner(name)?;
+        let ttl = u32::try_from(ttl)
+            .ok()
+            .filter(|t| i64::from(*t) <= MAX_TTL)
+            .ok_or_else(|| {
+                Invalid(format!(
+                    "ttl {ttl} is out of range: it must be 0 to {MAX_TTL} seconds"
+                ))
+            })?;
+        let (data, text) = rdata::parse_data(rtype, data)?;
+        Ok(Draft {
+            name,
+            rtype,
+            ttl,
+            data,
+            text,
+        })
+    }
+
+    fn into_record(self, id: RecordId) -> LocalRecord {
+        LocalRecord {
+            id,
+            name: self.name,
+            rtype: self.rtype,
+            ttl: self.ttl,
+            data: self.data,
+            text: self.text,
+        }
+    }
+}
+
+/// Why a write or snapshot was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No record has the id.
+    #[error("no record with id {0:?}")]
+    NotFound(String),
+    /// The change would break a rule of the name's data.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// sled refused the write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The write may not be on disk.
+    #[error(transparent)]
+    Flush(#[from] FlushError),
+    /// The snapshot could not be written.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The task finishing the write or snapshot died.
+    #[error("the write task failed: {0}")]
+    Task(String),
+}
+
+/// The writer's side: the index with every change handed to sled, flushed or not.
+#[derive(Debug)]
+struct Writer {
+    zone: Zone,
+    next_seq: u64,
+}
+
+/// The local records: the index DNS reads, and the write path that keeps it and sled in step.
+#[derive(Debug)]
+pub struct Records {
+    /// Durable changes only; what DNS and the API's reads see.
+    live: RwLock<Zone>,
+    /// Holding it makes one the writer; also held for a snapshot.
+    writer: tokio::sync::Mutex<Writer>,
+    /// Changes handed to sled but not yet in `live`, with their sequence numbers.
+    unpublished: Mutex<VecDeque<(u64, Change)>>,
+    store: RecordStore,
+}
+
+impl Records {
+    /// Loads every record from `store` (records that no longer parse are logged and skipped).
+    pub fn load(store: RecordStore) -> Result<Records, StoreError> {
+        let mut live = Zone::default();
+        let mut writer = Zone::default();
+        for (id, stored) in store.load()? {
+            match Draft::parse(&stored.name, &stored.rtype, stored.ttl.into(), &stored.data) {
+                Ok(draft) => {
+                    let change = Change::Put(Arc::new(draft.into_record(RecordId(id))));
+                    live.apply(&change);
+                    writer.apply(&change);
+                }
+                Err(e) => {
+                    tracing::error!(%id, error = %e, "stored record no longer valid; skipped")
+                }
+            }
+        }
+        tracing::info!(records = live.iter().count(), "local records loaded");
+        Ok(Records {
+            live: RwLock::new(live),
+            writer: tokio::sync::Mutex::new(Writer {
+                zone: writer,
+                next_seq: 0,
+            }),
+            unpublished: Mutex::new(VecDeque::new()),
+            store,
+        })
+    }
+
+    /// What the local records say about `query`, if its name has any.
+    pub fn answer(&self, query: &Query) -> Option<Local> {
+        answer::answer(
+            &self.live.read().unwrap_or_else(PoisonError::into_inner),
+            query,
+        )
+    }
+
+    /// The records, oldest first, optionally only those owned by `name` and of `rtype`.
+    pub fn list(&self, name: Option<&Name>, rtype: Option<RecordType>) -> Vec<Arc<LocalRecord>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        let wanted = |r: &&Arc<LocalRecord>| rtype.is_none_or(|t| r.rtype == t);
+        match name {
+            Some(name) => {
+                let mut found: Vec<_> = live.at(name).iter().filter(wanted).cloned().collect();
+                found.sort_by(|a, b| a.id.cmp(&b.id));
+                found
+            }
+            None => live.iter().filter(wanted).cloned().collect(),
+        }
+    }
+
+    /// The record with `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<LocalRecord>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.get(id).cloned()
+    }
+
+    /// Creates a record from `draft`; returns it once it is on disk and visible to DNS.
+    pub async fn create(self: &Arc<Self>, draft: Draft) -> Result<Arc<LocalRecord>, WriteError> {
+        self.write(|zone| {
+            // 80 random bits make a clash all but impossible; checking costs nothing.
+            let mut id = RecordId::generate();
+            while zone.get(id.as_str()).is_some() {
+                id = RecordId::generate();
+            }
+            let record = Arc::new(draft.into_record(id));
+            zone.check(&record)?;
+            Ok((Change::Put(Arc::clone(&record)), record))
+        })
+        .await
+    }
+
+    /// Replaces the name, type, TTL and data of record `id`.
+    pub async fn update(
+        self: &Arc<Self>,
+        id: &str,
+        draft: Draft,
+    ) -> Result<Arc<LocalRecord>, WriteError> {
+        self.write(|zone| {
+            let old = zone
+                .get(id)
+                .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
+            let record = Arc::new(draft.into_record(old.id.clone()));
+            zone.check(&record)?;
+            Ok((Change::Put(Arc::clone(&record)), record))
+        })
+        .await
+    }
+
+    /// Deletes record `id`.
+    pub async fn delete(self: &Arc<Self>, id: &str) -> Result<(), WriteError> {
+        self.write(|zone| {
+            let old = zone
+                .get(id)
+                .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
+            Ok((Change::Delete(old.id.clone()), ()))
+        })
+        .await
+    }
+
+    /// Holds the writers, waits for every write so far to be on disk, and copies the store into
+    /// a new directory under `parent`; returns its path.
+    pub async fn snapshot(self: &Arc<Self>, parent: &Path) -> Result<PathBuf, WriteError> {
+        let this = Arc::clone(self);
+        let parent = parent.to_path_buf();
+        // In a task of its own, so writers stay held until the copy is done even if the caller
+        // goes away.
+        finish(tokio::spawn(async move {
+            let _writers = this.writer.lock().await;
+            this.store.flushed().await?;
+            let store = this.store.store().clone();
+            finish(tokio::task::spawn_blocking(move || {
+                store.snapshot(&parent).map_err(WriteError::from)
+            }))
+            .await
+        }))
+        .await
+    }
+
+    /// The write path: `change` builds the change (and what the caller returns) from the
+    /// writer's index, or refuses it, which leaves everything as it was; the change is then
+    /// written to sled, made durable and published.
+    async fn write<T>(
+        self: &Arc<Self>,
+        change: impl FnOnce(&Zone) -> Result<(Change, T), WriteError>,
+    ) -> Result<T, WriteError> {
+        let (seq, flushed, done) = {
+            let mut writer = self.writer.lock().await;
+            let (change, done) = change(&writer.zone)?;
+            match &change {
+                Change::Put(record) => self.store.put(record.id.as_str(), &stored_form(record))?,
+                Change::Delete(id) => self.store.remove(id.as_str())?,
+            }
+            writer.zone.apply(&change);
+            let seq = writer.next_seq;
+            writer.next_seq += 1;
+            self.unpublished
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back((seq, change));
+            // Queued while still the writer: the flush it waits for starts after this write.
+            (seq, self.store.flushed(), done)
+        };
+        // The change is in sled now, so it must reach the index DNS reads even if the caller
+        // goes away (an HTTP client that hangs up): waiting and publishing get a task.
+        let this = Arc::clone(self);
+        finish(tokio::spawn(async move {
+            flushed.await?;
+            this.publish_through(seq);
+            Ok(())
+        }))
+        .await?;
+        Ok(done)
+    }
+
+    /// Moves every queued change up to `seq` into the index DNS reads, in write order. A
+    /// flush covers every write before it, so they are all on disk.
+    fn publish_through(&self, seq: u64) {
+        let mut queue = self
+            .unpublished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
+        while queue.front().is_some_and(|(s, _)| *s <= seq) {
+            if let Some((_, change)) = queue.pop_front() {
+                live.apply(&change);
+            }
+        }
+    }
+}
+
+/// The result of a task that returns one.
+async fn finish<T>(task: tokio::task::JoinHandle<Result<T, WriteError>>) -> Result<T, WriteError> {
+    task.await
+        .unwrap_or_else(|join| Err(WriteError::Task(join.to_string())))
+}
+
+fn stored_form(record: &LocalRecord) -> StoredRecord {
+    StoredRecord {
+        name: record.name.to_ascii(),
+        rtype: record.rtype.to_string(),
+        ttl: record.ttl,
+        data: record.text.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::store::Store;
+
+    fn records(dir: &Path) -> Arc<Records> {
+        let store = Store::open(dir).expect("open");
+        Arc::new(Records::load(RecordStore::open(&store).expect("tree")).expect("load"))
+    }
+
+    fn draft(name: &str, rtype: &str, data: &str) -> Draft {
+        Draft::parse(name, rtype, 300, data).expect("valid")
+    }
+
+    fn visible(records: &Records, name: &str) -> usize {
+        let query = Query::query(Name::from_str(name).expect("name"), RecordType::A);
+        match records.answer(&query) {
+            Some(Local::Answer(a)) => a.answers.len(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn ids_are_url_safe_ordered_and_distinct() {
+        let a = RecordId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = RecordId::generate();
+        assert_eq!(a.as_str().len(), 26);
+        assert!(a
+            .as_str()
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(a < b, "{a} then {b}");
+    }
+
+    #[test]
+    fn ttl_range() {
+        assert!(Draft::parse("a.lan", "A", 0, "10.0.0.1").is_ok());
+        assert!(Draft::parse("a.lan", "A", MAX_TTL, "10.0.0.1").is_ok());
+        for bad in [-1, MAX_TTL + 1] {
+            let e = Draft::parse("a.lan", "A", bad, "10.0.0.1").expect_err("out of range");
+            assert!(e.0.contains("out of range"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_are_visible_when_they_return() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = records(dir.path());
+        let created = records
+            .create(draft("nas.home.lan", "A", "10.0.0.1"))
+            .await
+            .expect("create");
+        assert_eq!(visible(&records, "nas.home.lan."), 1);
+        assert_eq!(records.get(created.id.as_str()), Some(Arc::clone(&created)));
+
+        let moved = records
+            .update(
+                created.id.as_str(),
+                draft("files.home.lan", "A", "10.0.0.2"),
+            )
+            .await
+            .expect("update");
+        assert_eq!(moved.id, created.id);
+        assert_eq!(visible(&records, "nas.home.lan."), 0);
+        assert_eq!(visible(&records, "files.home.lan."), 1);
+
+        records.delete(created.id.as_str()).await.expect("delete");
+        assert_eq!(visible(&records, "files.home.lan."), 0);
+        assert!(matches!(
+            records.delete(created.id.as_str()).await,
+            Err(WriteError::NotFound(_))
+        ));
+        assert!(matches!(
+            records
+                .update("nope", draft("x.lan", "A", "10.0.0.1"))
+                .await,
+            Err(WriteError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = records(dir.path());
+        let a = records
+            .create(draft("www.home.lan", "A", "10.0.0.1"))
+            .await
+            .expect("create");
+        let conflict = records
+            .create(draft("www.home.lan", "CNAME", "other.lan"))
+            .await;
+        assert!(
+            matches!(conflict, Err(WriteError::Conflict(_))),
+            "{conflict:?}"
+        );
+        let other = records
+            .create(draft("other.home.lan", "A", "10.0.0.1"))
+            .await
+            .expect("create");
+        let duplicate = records
+            .update(other.id.as_str(), draft("www.home.lan", "A", "10.0.0.1"))
+            .await;
+        assert!(
+            matches!(duplicate, Err(WriteError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        assert_eq!(records.list(None, None), vec![a, other]);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_left_is_still_published() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = records(dir.path());
+        // Polled once: the record reaches sled, then the caller gives up waiting for the flush.
+        // (On a fast disk the flush may already be done by then; the record must show either
+        // way, so the outcome of the one poll is not asserted.)
+        let _ = tokio::time::timeout(
+            std::time::Duration::ZERO,
+            records.create(draft("left.lan", "A", "10.0.0.1")),
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while visible(&records, "left.lan.") == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never published");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(records.list(None, None).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_duplicates_have_one_winner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = records(dir.path());
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let records = Arc::clone(&records);
+                tokio::spawn(async move { records.create(draft("x.lan", "A", "10.0.0.1")).await })
+            })
+            .collect();
+        let mut won = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(_) => won += 1,
+                Err(WriteError::Conflict(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(won, 1);
+        assert_eq!(records.list(None, None).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn list_filters_by_name_and_type() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = records(dir.path());
+        for (name, rtype, data) in [
+            ("a.lan", "A", "10.0.0.1"),
+            ("a.lan", "TXT", "x"),
+            ("b.lan", "A", "10.0.0.2"),
+        ] {
+            records
+                .create(draft(name, rtype, data))
+                .await
+                .expect("create");
+        }
+        let a = Name::from_str("a.lan.").expect("name");
+        assert_eq!(records.list(Some(&a), None).len(), 2);
+        assert_eq!(records.list(Some(&a), Some(RecordType::TXT)).len(), 1);
+        assert_eq!(records.list(None, Some(RecordType::A)).len(), 2);
+        assert_eq!(records.list(None, None).len(), 3);
+    }
+}
