@@ -31,6 +31,16 @@
 //! report) and a shutdown token, in the manner of mini-redis's `server::run`.
 
 #![warn(missing_docs)]
+// Bytes from the network and the disk never get to panic the server; tests may.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod api;
 pub mod cache;

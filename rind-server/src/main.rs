@@ -2,6 +2,13 @@
 //! SIGINT. Operator mistakes (a busy port, a locked data dir, an open API without a token)
 //! end with one line on stderr and exit status 2, never a panic.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

@@ -173,12 +173,16 @@ impl Metrics {
 
     /// Counts one packet dropped without a reply.
     pub fn dropped(&self, reason: DropReason) {
-        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.dropped.get(reason as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts one cache event.
     pub fn cache(&self, event: CacheEvent) {
-        self.cache[event as usize].fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.cache.get(event as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts one query sent to upstream number `index`.

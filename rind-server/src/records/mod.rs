@@ -55,7 +55,12 @@ impl RecordId {
         let bits = (millis & ((1 << 48) - 1)) << 80 | (random & ((1 << 80) - 1));
         let id = (0..26)
             .rev()
-            .map(|i| char::from(ALPHABET[((bits >> (i * 5)) & 31) as usize]))
+            // A 5-bit value always indexes the 32-letter alphabet.
+            .filter_map(|i| {
+                ALPHABET
+                    .get(((bits >> (i * 5)) & 31) as usize)
+                    .map(|&b| char::from(b))
+            })
             .collect();
         RecordId(id)
     }
