@@ -219,10 +219,12 @@ impl Entry {
         now < self.expires_at
     }
 
-    /// Whether less than a tenth of the entry's lifetime is left (the prefetch trigger).
+    /// Whether less than a tenth of the entry's lifetime may be left (the prefetch trigger).
+    /// `now` is in whole seconds, so the time left is somewhere above `expires_at - now - 1`;
+    /// using that lower bound lets entries of 10 s and less trigger in their last second.
     pub fn nearly_expired(&self, now: u64) -> bool {
         let total = self.expires_at - self.stored_at;
-        self.expires_at.saturating_sub(now) * 10 < total
+        self.expires_at.saturating_sub(now).saturating_sub(1) * 10 < total
     }
 
     /// Claims the entry's one refresh; false when another is already running.

@@ -6,8 +6,9 @@
 //! - Expiry: absolute wall-clock seconds in each entry, checked on every read; an entry past
 //!   its expiry but within `--serve-stale` seconds is kept for RFC 8767 stale answers.
 //! - Disk: every insert, eviction and flush is queued to [`persist`], which applies them to
-//!   sled in batches off the hot path; a janitor removes expired entries from disk; on start
-//!   [`Cache::warm`] loads the freshest entries.
+//!   sled in batches off the hot path and flushes each batch, so an answer cached a batch
+//!   window (a quarter of a second) before a crash is there after restart; a janitor removes
+//!   expired entries from disk; on start [`Cache::warm`] loads the freshest entries.
 
 mod entry;
 pub mod persist;
@@ -105,23 +106,17 @@ pub struct Listed {
     pub ttl: u64,
 }
 
-/// Counts evictions and forgets evicted entries on disk too, so the store stays as small as
-/// the memory cache.
-#[derive(Clone)]
-struct Evictions {
-    metrics: Arc<Metrics>,
-    persist: Option<mpsc::Sender<CacheWrite>>,
-}
+/// Collects what an insert pushed out, so [`Cache::insert`] can tell evictions (counted, and
+/// forgotten on disk so the store stays as small as the memory cache) from the replacement of
+/// the key it inserted, which quick_cache reports the same way.
+#[derive(Clone, Default)]
+struct Evictions;
 
 impl Lifecycle<Box<[u8]>, Arc<Entry>> for Evictions {
-    type RequestState = ();
+    type RequestState = Vec<(Box<[u8]>, u64)>;
 
-    fn on_evict(&self, _: &mut (), key: Box<[u8]>, _: Arc<Entry>) {
-        self.metrics.cache(CacheEvent::Eviction);
-        if let Some(persist) = &self.persist {
-            // A full queue only means the disk copy keeps the entry until it expires.
-            let _ = persist.try_send(CacheWrite::Delete(key.into_vec()));
-        }
+    fn on_evict(&self, evicted: &mut Self::RequestState, key: Box<[u8]>, entry: Arc<Entry>) {
+        evicted.push((key, entry.expires_at()));
     }
 }
 
@@ -157,10 +152,7 @@ impl Cache {
                 config.capacity as u64,
                 UnitWeighter,
                 DefaultHashBuilder::default(),
-                Evictions {
-                    metrics: Arc::clone(&metrics),
-                    persist: persist.clone(),
-                },
+                Evictions,
             )
         });
         Cache {
@@ -271,17 +263,32 @@ impl Cache {
         let now = self.clock.now();
         let entry = Arc::new(Entry::from_upstream(query, reply, &self.config.ttl, now)?);
         let key = Key::of(query).as_bytes().to_vec();
-        if let Some(persist) = &self.persist {
-            let write = CacheWrite::Put {
-                key: key.clone(),
-                expires_at: entry.expires_at(),
-                value: entry.encode(),
-            };
-            // The disk copy is best effort: a full queue costs a warm start, never an answer.
-            let _ = persist.try_send(write);
-        }
-        memory.insert(key.into_boxed_slice(), Arc::clone(&entry));
+        self.remember(memory, key.clone().into_boxed_slice(), Arc::clone(&entry));
+        // Queued after the memory insert, so it lands after any eviction that insert caused.
+        self.queue(CacheWrite::Put {
+            key,
+            expires_at: entry.expires_at(),
+            value: entry.encode(),
+        });
         Some(entry)
+    }
+
+    /// Inserts into memory; what that evicts (not the key's own older entry) is counted and
+    /// forgotten on disk.
+    fn remember(&self, memory: &Memory, key: Box<[u8]>, entry: Arc<Entry>) {
+        let mut evicted = Vec::new();
+        let inserted = key.clone();
+        memory.insert_with_lifecycle(key, entry, &mut evicted);
+        for (key, expires_at) in evicted {
+            if key == inserted {
+                continue;
+            }
+            self.metrics.cache(CacheEvent::Eviction);
+            self.queue(CacheWrite::Evict {
+                key: key.into_vec(),
+                expires_at,
+            });
+        }
     }
 
     /// Fresh entries, optionally only those for `name`.
@@ -347,7 +354,7 @@ impl Cache {
         for (key, value) in store.cache_load(now, self.config.capacity)? {
             match Entry::decode(&value) {
                 Some(entry) => {
-                    memory.insert(key.into_boxed_slice(), Arc::new(entry));
+                    self.remember(memory, key.into_boxed_slice(), Arc::new(entry));
                     loaded += 1;
                 }
                 None => {
@@ -367,6 +374,7 @@ impl Cache {
 
     fn queue(&self, write: CacheWrite) {
         if let Some(persist) = &self.persist {
+            // The disk copy is best effort: a full queue costs a warm start, never an answer.
             let _ = persist.try_send(write);
         }
     }

@@ -37,6 +37,14 @@ pub enum CacheWrite {
     },
     /// Forget `key`.
     Delete(Vec<u8>),
+    /// Forget `key` only if its stored value expires at `expires_at`: an eviction of that
+    /// value, which must not undo a newer put for the same key.
+    Evict {
+        /// The cache key.
+        key: Vec<u8>,
+        /// Expiry of the evicted value.
+        expires_at: u64,
+    },
     /// Forget everything.
     Clear,
 }
@@ -58,8 +66,8 @@ fn index_key(expires_at: u64, key: &[u8]) -> Vec<u8> {
 }
 
 impl Store {
-    /// Applies `writes` in order. Not flushed: the cache is rebuilt from upstream if the last
-    /// batch is lost, and sled's own timer flushes within half a second.
+    /// Applies `writes` in order and flushes, so an answer is on disk about a batch window
+    /// after it was cached (the write-behind task batches for a quarter of a second).
     pub fn cache_apply(&self, writes: &[CacheWrite]) -> Result<(), StoreError> {
         let cache = self.db.open_tree(CACHE_TREE)?;
         let expiry = self.db.open_tree(EXPIRY_TREE)?;
@@ -75,6 +83,7 @@ impl Store {
         if !run.is_empty() {
             apply_run(&cache, &expiry, run)?;
         }
+        self.db.flush()?;
         Ok(())
     }
 
@@ -140,35 +149,69 @@ impl Store {
     }
 }
 
+/// What a batch does to one key in the end.
+enum Final<'a> {
+    Put {
+        expires_at: u64,
+        value: &'a [u8],
+    },
+    Delete,
+    /// Delete if the stored value (not touched by this batch) has this expiry.
+    DeleteIfStored(u64),
+}
+
 fn apply_run(
     cache: &sled::Tree,
     expiry: &sled::Tree,
     run: &[CacheWrite],
 ) -> Result<(), StoreError> {
-    // Within one batch only the last write to a key matters.
-    let mut last: HashMap<&[u8], &CacheWrite> = HashMap::with_capacity(run.len());
+    let mut last: HashMap<&[u8], Final<'_>> = HashMap::with_capacity(run.len());
     for write in run {
-        match write {
-            CacheWrite::Put { key, .. } | CacheWrite::Delete(key) => {
-                last.insert(key.as_slice(), write);
-            }
-            CacheWrite::Clear => {}
-        }
-    }
-    let mut index = sled::Batch::default();
-    let mut values = sled::Batch::default();
-    for write in last.into_values() {
         match write {
             CacheWrite::Put {
                 key,
                 expires_at,
                 value,
             } => {
-                index.insert(index_key(*expires_at, key), &[]);
-                values.insert(key.as_slice(), value.as_slice());
+                let put = Final::Put {
+                    expires_at: *expires_at,
+                    value,
+                };
+                last.insert(key, put);
             }
-            CacheWrite::Delete(key) => values.remove(key.as_slice()),
+            CacheWrite::Delete(key) => {
+                last.insert(key, Final::Delete);
+            }
+            CacheWrite::Evict { key, expires_at } => match last.get(key.as_slice()) {
+                Some(Final::Put { expires_at: e, .. }) if e != expires_at => {}
+                Some(Final::Put { .. }) => {
+                    last.insert(key, Final::Delete);
+                }
+                Some(Final::Delete) | Some(Final::DeleteIfStored(_)) => {}
+                None => {
+                    last.insert(key, Final::DeleteIfStored(*expires_at));
+                }
+            },
             CacheWrite::Clear => {}
+        }
+    }
+    let mut index = sled::Batch::default();
+    let mut values = sled::Batch::default();
+    for (key, end) in last {
+        match end {
+            Final::Put { expires_at, value } => {
+                index.insert(index_key(expires_at, key), &[]);
+                values.insert(key, value);
+            }
+            Final::Delete => values.remove(key),
+            Final::DeleteIfStored(evicted) => {
+                if cache
+                    .get(key)?
+                    .is_some_and(|v| expiry_of(&v) == Some(evicted))
+                {
+                    values.remove(key);
+                }
+            }
         }
     }
     expiry.apply_batch(index)?;
@@ -225,6 +268,35 @@ mod tests {
         assert_eq!(store.cache_len().expect("len"), 0);
         let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
         assert!(expiry.is_empty());
+    }
+
+    #[test]
+    fn an_eviction_never_undoes_a_newer_put() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let evict = |key: &[u8], expires_at| CacheWrite::Evict {
+            key: key.to_vec(),
+            expires_at,
+        };
+        // In one batch, and across batches: the evicted value had expiry 100, the new one 200.
+        store
+            .cache_apply(&[put(b"a", 200), evict(b"a", 100)])
+            .expect("apply");
+        store.cache_apply(&[put(b"b", 200)]).expect("apply");
+        store.cache_apply(&[evict(b"b", 100)]).expect("apply");
+        assert_eq!(store.cache_len().expect("len"), 2);
+        // An eviction of the stored value itself removes it.
+        store.cache_apply(&[evict(b"b", 200)]).expect("apply");
+        store
+            .cache_apply(&[put(b"c", 300), evict(b"c", 300)])
+            .expect("apply");
+        let keys: Vec<Vec<u8>> = store
+            .cache_load(0, 10)
+            .expect("load")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, [b"a".to_vec()]);
     }
 
     #[test]

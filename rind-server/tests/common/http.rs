@@ -45,6 +45,24 @@ pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Http
     HttpReply { status, body }
 }
 
+/// DELETE `http://addr{path}`, with `Authorization: Bearer <token>` when `token` is set.
+pub async fn http_delete(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpReply {
+    let mut req = client().delete(format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DELETE {path} failed: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("DELETE {path}: reading body failed: {e}"));
+    HttpReply { status, body }
+}
+
 /// The value of the first Prometheus sample whose name and labels are exactly `series`
 /// (e.g. `rind_queries_total{transport="udp",type="A"}`).
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
@@ -56,4 +74,12 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         }
         rest.split_whitespace().next()?.parse().ok()
     })
+}
+
+/// The value of `series` on `GET /metrics`; panics when the series is missing.
+pub async fn metric(addr: SocketAddr, series: &str, token: Option<&str>) -> f64 {
+    let reply = http_get(addr, "/metrics", token).await;
+    assert_eq!(reply.status, 200, "GET /metrics: {}", reply.body);
+    metric_value(&reply.body, series)
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{}", reply.body))
 }

@@ -5,11 +5,13 @@
 //! than per item.
 #![allow(dead_code, unused_imports)]
 
+pub mod clock;
 pub mod dns;
 pub mod http;
 pub mod server;
 pub mod upstream;
 
+pub use clock::*;
 pub use dns::*;
 pub use http::*;
 pub use server::*;

@@ -290,6 +290,15 @@ impl Server {
         assert_eq!(rc, 0, "kill(SIGTERM) failed");
     }
 
+    /// Sends SIGKILL (a crash: no shutdown code runs) and reaps the process.
+    pub fn kill9(&mut self) {
+        if self.exit.is_none() {
+            // Child::kill sends SIGKILL to our own child's PID; a no-op once it has exited.
+            let _ = self.child.kill();
+            self.exit = self.child.wait().ok();
+        }
+    }
+
     /// Waits up to `timeout` for the process to exit on its own.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.exit.is_none() {

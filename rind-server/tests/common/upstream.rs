@@ -49,6 +49,20 @@ pub enum Behaviour {
     Answer,
     /// NXDOMAIN with an SOA in the authority section.
     NxDomain,
+    /// Like [`Behaviour::Answer`], but the A/AAAA record carries this TTL.
+    AnswerTtl(u32),
+    /// NXDOMAIN with an SOA whose record TTL is `ttl` and whose MINIMUM field is `minimum`.
+    NxDomainSoa {
+        ttl: u32,
+        minimum: u32,
+    },
+    /// NOERROR with no answer (NODATA) and an SOA with record TTL `ttl` and MINIMUM `minimum`.
+    NoDataSoa {
+        ttl: u32,
+        minimum: u32,
+    },
+    /// NXDOMAIN with an empty authority section (not cacheable, RFC 2308 §5).
+    NxDomainNoSoa,
     /// Waits, then behaves like [`Behaviour::Answer`].
     Delay(Duration),
     /// Never replies (a TCP connection is kept open but never answered).
@@ -401,6 +415,29 @@ fn reply_for(req: &Message, behaviour: &Behaviour) -> Message {
             m.add_authority(soa_for(req));
             m
         }
+        Behaviour::AnswerTtl(ttl) => {
+            let mut m = answer(req);
+            for r in &mut m.answers {
+                r.ttl = *ttl;
+            }
+            m
+        }
+        Behaviour::NxDomainSoa { ttl, minimum } => {
+            let mut m = response_to(req);
+            m.metadata.response_code = ResponseCode::NXDomain;
+            m.add_authority(soa_with(req, *ttl, *minimum));
+            m
+        }
+        Behaviour::NoDataSoa { ttl, minimum } => {
+            let mut m = response_to(req);
+            m.add_authority(soa_with(req, *ttl, *minimum));
+            m
+        }
+        Behaviour::NxDomainNoSoa => {
+            let mut m = response_to(req);
+            m.metadata.response_code = ResponseCode::NXDomain;
+            m
+        }
         Behaviour::Big(n) => {
             let mut m = response_to(req);
             for i in 0..*n {
@@ -489,6 +526,11 @@ fn truncated(req: &Message) -> Message {
 
 /// SOA of the query name's two-label parent ("example.com." for "x.example.com.").
 fn soa_for(req: &Message) -> Record {
+    soa_with(req, 60, 60)
+}
+
+/// Like [`soa_for`], with the given record TTL and MINIMUM field.
+fn soa_with(req: &Message, ttl: u32, minimum: u32) -> Record {
     let name = qname(req);
     let zone = if name.num_labels() > 2 {
         name.trim_to(2)
@@ -497,8 +539,8 @@ fn soa_for(req: &Message) -> Record {
     };
     let mname = zone.prepend_label("ns").expect("SOA mname");
     let rname = zone.prepend_label("hostmaster").expect("SOA rname");
-    let soa = SOA::new(mname, rname, 1, 3600, 600, 86400, 60);
-    Record::from_rdata(zone, 60, RData::SOA(soa))
+    let soa = SOA::new(mname, rname, 1, 3600, 600, 86400, minimum);
+    Record::from_rdata(zone, ttl, RData::SOA(soa))
 }
 
 /// Encodes a UDP reply, replacing it by a TC=1 reply when it exceeds the asker's limit.
