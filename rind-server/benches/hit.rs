@@ -79,7 +79,7 @@ fn handler_with_cached(name: &Name, data_dir: &std::path::Path) -> Handler {
     cache.insert(&query, &upstream).expect("cacheable");
     let upstreams = [Upstream::from_str("127.0.0.1:9").expect("upstream")];
     let pool = UdpPool::new(1, upstreams.iter().map(|u| u.addr)).expect("pool");
-    let forwarder = Arc::new(Forwarder::new(&upstreams, pool, Arc::clone(&metrics)));
+    let forwarder = Arc::new(Forwarder::new(&upstreams, pool, 64, Arc::clone(&metrics)));
     // The local records come first on every query, so the bench pays for that lookup too.
     let store = Store::open(data_dir).expect("store");
     let records =

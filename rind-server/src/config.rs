@@ -94,6 +94,15 @@ pub struct Args {
     /// Seconds a DNS-over-TCP connection may stay idle before the server closes it.
     #[arg(long, env = "RIND_TCP_IDLE_TIMEOUT", default_value_t = 10)]
     pub tcp_idle_timeout: u64,
+
+    /// Most distinct questions waiting on upstreams at once; more get SERVFAIL at once.
+    #[arg(long, env = "RIND_MAX_UPSTREAM_QUERIES", default_value_t = 4096)]
+    pub max_upstream_queries: usize,
+
+    /// Queries per second allowed per client (IPv4 address or IPv6 /64); 0 = no limit.
+    /// Over it, UDP queries are dropped or (one in two) answered TC=1, TCP gets REFUSED.
+    #[arg(long, env = "RIND_RATE_LIMIT", default_value_t = 0)]
+    pub rate_limit: u32,
 }
 
 /// The `--log-level` values.
@@ -216,6 +225,10 @@ pub struct Config {
     pub max_tcp_connections: usize,
     /// Idle timeout of a DNS-over-TCP connection.
     pub tcp_idle_timeout: Duration,
+    /// Cap on questions waiting on upstreams.
+    pub max_upstream_queries: usize,
+    /// Per-client queries per second (0: off).
+    pub rate_limit: u32,
 }
 
 /// A flag combination the server refuses to start with.
@@ -268,6 +281,9 @@ impl Args {
         if self.tcp_idle_timeout == 0 {
             return Err(ConfigError::Zero("--tcp-idle-timeout"));
         }
+        if self.max_upstream_queries == 0 {
+            return Err(ConfigError::Zero("--max-upstream-queries"));
+        }
         let snapshot_dir = self.snapshot_dir.unwrap_or_else(|| {
             let mut dir = self.data_dir.clone().into_os_string();
             dir.push("-snapshots");
@@ -290,6 +306,8 @@ impl Args {
             snapshot_dir,
             max_tcp_connections: self.max_tcp_connections,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout),
+            max_upstream_queries: self.max_upstream_queries,
+            rate_limit: self.rate_limit,
         })
     }
 }

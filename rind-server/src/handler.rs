@@ -4,15 +4,19 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::metrics::Metrics;
+use hickory_proto::op::ResponseCode;
+
+use crate::metrics::{LimitEvent, Metrics};
+use crate::ratelimit::{RateLimiter, Verdict};
 use crate::request::{self, Acl, Checked, Request, Transport};
 use crate::resolver::{Now, Pending, Ready, Resolver};
-use crate::response;
+use crate::response::{self, Answer};
 
 /// Checks, resolves and answers DNS packets.
 #[derive(Debug)]
 pub struct Handler {
     acl: Acl,
+    limiter: Option<RateLimiter>,
     resolver: Resolver,
     metrics: Arc<Metrics>,
 }
@@ -38,9 +42,16 @@ impl Handler {
     pub fn new(acl: Acl, resolver: Resolver, metrics: Arc<Metrics>) -> Self {
         Handler {
             acl,
+            limiter: None,
             resolver,
             metrics,
         }
+    }
+
+    /// Limits each client to `limiter`'s rate (`--rate-limit`).
+    pub fn with_rate_limit(mut self, limiter: Option<RateLimiter>) -> Self {
+        self.limiter = limiter;
+        self
     }
 
     /// Does everything that needs no waiting.
@@ -58,6 +69,9 @@ impl Handler {
             Checked::Query(request) => request,
         };
         self.metrics.query(transport, request.query.query_type);
+        if let Some(over) = self.over_rate_limit(&request, client) {
+            return Step::Done(over);
+        }
         match self.resolver.answer_now(&request) {
             Now::Ready(ready) => Step::Done(Some(self.write(&request, ready))),
             Now::Later(pending) => Step::Forward(Waiting { request, pending }),
@@ -81,6 +95,28 @@ impl Handler {
         match self.begin(packet, client, transport) {
             Step::Done(reply) => reply,
             Step::Forward(waiting) => Some(self.finish(waiting).await),
+        }
+    }
+
+    /// What to send instead of an answer when `client` is over its rate; `None` when it is not.
+    fn over_rate_limit(&self, request: &Request, client: IpAddr) -> Option<Option<Vec<u8>>> {
+        let verdict = self.limiter.as_ref()?.check(client, request.transport);
+        match verdict {
+            Verdict::Allow => None,
+            Verdict::Drop => {
+                self.metrics.limit(LimitEvent::RateDropped);
+                Some(None)
+            }
+            Verdict::Truncate => {
+                self.metrics.limit(LimitEvent::RateTruncated);
+                self.metrics.response(ResponseCode::NoError);
+                Some(Some(response::truncated(request)))
+            }
+            Verdict::Refuse => {
+                self.metrics.limit(LimitEvent::RateRefused);
+                let refused = Answer::rcode(ResponseCode::Refused);
+                Some(Some(self.write(request, Ready::Answer(refused))))
+            }
         }
     }
 

@@ -48,6 +48,7 @@ pub mod config;
 pub mod handler;
 pub mod listener;
 pub mod metrics;
+pub mod ratelimit;
 pub mod records;
 pub mod request;
 pub mod resolver;
@@ -70,6 +71,7 @@ use crate::cache::{persist, Cache, CacheConfig, Clock, TtlPolicy};
 use crate::config::{Config, Protocol};
 use crate::handler::Handler;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::records::Records;
 use crate::request::Acl;
 use crate::resolver::Resolver;
@@ -249,15 +251,19 @@ pub async fn run(
     let forwarder = Arc::new(Forwarder::new(
         &config.upstreams,
         sockets.upstream_pool,
+        config.max_upstream_queries,
         Arc::clone(&metrics),
     ));
     // Loaded before any listener runs, so the first query already sees every record.
     let records = Arc::new(Records::load(store::records::RecordStore::open(&store)?)?);
-    let handler = Arc::new(Handler::new(
-        Acl::new(config.allow.clone()),
-        Resolver::new(Arc::clone(&cache), forwarder, Arc::clone(&records)),
-        Arc::clone(&metrics),
-    ));
+    let handler = Arc::new(
+        Handler::new(
+            Acl::new(config.allow.clone()),
+            Resolver::new(Arc::clone(&cache), forwarder, Arc::clone(&records)),
+            Arc::clone(&metrics),
+        )
+        .with_rate_limit(RateLimiter::new(config.rate_limit)),
+    );
 
     let dns_addr = sockets.udp.first().and_then(|s| s.local_addr().ok());
     let http_addr = sockets.http.local_addr().ok();

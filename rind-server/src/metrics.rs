@@ -94,6 +94,17 @@ const CACHE_EVENTS: [(&str, &str); 5] = [
     ),
 ];
 
+/// What a resource limit did.
+#[derive(Debug, Clone, Copy)]
+pub enum LimitEvent {
+    /// A UDP query over the rate limit, dropped.
+    RateDropped,
+    /// A UDP query over the rate limit, answered TC=1.
+    RateTruncated,
+    /// A TCP query over the rate limit, answered REFUSED.
+    RateRefused,
+}
+
 /// Why a packet got no reply at all.
 #[derive(Debug, Clone, Copy)]
 pub enum DropReason {
@@ -110,6 +121,8 @@ pub struct Metrics {
     responses: [AtomicU64; RCODE_SLOTS],
     dropped: [AtomicU64; 2],
     cache: [AtomicU64; CACHE_EVENTS.len()],
+    rate_limited: [AtomicU64; 3],
+    upstream_overloaded: AtomicU64,
     upstreams: Vec<UpstreamMetrics>,
 }
 
@@ -131,6 +144,8 @@ impl Metrics {
             responses: Default::default(),
             dropped: Default::default(),
             cache: Default::default(),
+            rate_limited: Default::default(),
+            upstream_overloaded: AtomicU64::new(0),
             upstreams: upstream_labels
                 .into_iter()
                 .map(|label| UpstreamMetrics {
@@ -183,6 +198,18 @@ impl Metrics {
         if let Some(c) = self.cache.get(event as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one action of a resource limit.
+    pub fn limit(&self, event: LimitEvent) {
+        if let Some(c) = self.rate_limited.get(event as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one question refused because `--max-upstream-queries` were in flight.
+    pub fn upstream_overloaded(&self) {
+        self.upstream_overloaded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one query sent to upstream number `index`.
@@ -278,6 +305,31 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             )?;
         }
+        writeln!(
+            out,
+            "# HELP rind_rate_limited_total Queries over --rate-limit, by what was done."
+        )?;
+        writeln!(out, "# TYPE rind_rate_limited_total counter")?;
+        for (action, count) in ["drop", "truncate", "refuse"]
+            .iter()
+            .zip(&self.rate_limited)
+        {
+            writeln!(
+                out,
+                "rind_rate_limited_total{{action=\"{action}\"}} {}",
+                count.load(Ordering::Relaxed)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP rind_upstream_overloaded_total Questions answered SERVFAIL because --max-upstream-queries were waiting."
+        )?;
+        writeln!(out, "# TYPE rind_upstream_overloaded_total counter")?;
+        writeln!(
+            out,
+            "rind_upstream_overloaded_total {}",
+            self.upstream_overloaded.load(Ordering::Relaxed)
+        )?;
         writeln!(
             out,
             "# HELP rind_upstream_queries_total Queries sent to each upstream."

@@ -60,6 +60,14 @@ pub fn write(request: &Request, answer: &Answer) -> Vec<u8> {
     encode(&metadata, &request.query, &[], &[], &[], edns.as_ref())
 }
 
+/// An empty reply with TC=1: "ask again over TCP".
+pub fn truncated(request: &Request) -> Vec<u8> {
+    let mut metadata = reply_metadata(&request.metadata, ResponseCode::NoError);
+    metadata.truncation = true;
+    let edns = request.edns.then(our_edns);
+    encode(&metadata, &request.query, &[], &[], &[], edns.as_ref())
+}
+
 /// Writes an error reply from what could be read of a rejected query.
 pub fn error(
     request: &Metadata,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::Upstream;
@@ -45,6 +45,9 @@ pub enum ForwardError {
     /// The task asking upstream went away (only during shutdown).
     #[error("the upstream query was abandoned")]
     Abandoned,
+    /// `--max-upstream-queries` questions are already waiting on upstreams.
+    #[error("too many questions waiting on upstreams")]
+    Overloaded,
 }
 
 type Outcome = Result<Arc<Message>, ForwardError>;
@@ -58,6 +61,8 @@ struct Key(Name, RecordType, DNSClass);
 pub struct Forwarder {
     upstreams: Vec<Health>,
     in_flight: Mutex<HashMap<Key, Vec<oneshot::Sender<Outcome>>>>,
+    /// One permit per distinct question waiting on upstreams (`--max-upstream-queries`).
+    slots: Arc<Semaphore>,
     pool: UdpPool,
     metrics: Arc<Metrics>,
     /// Time zero for the demotion deadlines kept in atomics.
@@ -74,8 +79,13 @@ struct Health {
 
 impl Forwarder {
     /// A forwarder over `upstreams`, asked in the order given while they are healthy, with
-    /// UDP sockets from `pool`.
-    pub fn new(upstreams: &[Upstream], pool: UdpPool, metrics: Arc<Metrics>) -> Self {
+    /// UDP sockets from `pool` and at most `max_in_flight` distinct questions at once.
+    pub fn new(
+        upstreams: &[Upstream],
+        pool: UdpPool,
+        max_in_flight: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Forwarder {
             upstreams: upstreams
                 .iter()
@@ -86,6 +96,7 @@ impl Forwarder {
                 })
                 .collect(),
             in_flight: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(max_in_flight)),
             pool,
             metrics,
             epoch: Instant::now(),
@@ -100,17 +111,23 @@ impl Forwarder {
             query.query_class,
         );
         let (tx, rx) = oneshot::channel();
-        let first = match self.lock_in_flight().entry(key.clone()) {
+        let permit = match self.lock_in_flight().entry(key.clone()) {
             Entry::Occupied(mut waiting) => {
                 waiting.get_mut().push(tx);
-                false
+                None
             }
             Entry::Vacant(slot) => {
+                // Refusing fast keeps memory and sockets bounded when upstreams are slow
+                // and clients keep asking new questions.
+                let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
+                    self.metrics.upstream_overloaded();
+                    return Err(ForwardError::Overloaded);
+                };
                 slot.insert(vec![tx]);
-                true
+                Some(permit)
             }
         };
-        if first {
+        if let Some(permit) = permit {
             // The upstream query runs in its own task so that a client that goes away (a
             // closed TCP connection) does not cancel it for the others waiting on it.
             let this = Arc::clone(self);
@@ -122,6 +139,7 @@ impl Forwarder {
                     // A waiter that stopped listening needs no answer.
                     let _ = waiter.send(outcome.clone());
                 }
+                drop(permit);
             });
         }
         rx.await.unwrap_or(Err(ForwardError::Abandoned))

@@ -1,0 +1,158 @@
+//! Resource limits: the per-client rate limit and the cap on questions waiting on upstreams.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use tokio::net::{TcpStream, UdpSocket};
+
+#[tokio::test]
+async fn over_the_rate_limit_udp_is_dropped_or_truncated_and_tcp_refused() {
+    let server = Server::start(&["--rate-limit", "5"]);
+    // One socket sends a burst of 20 at once; the bucket holds 5.
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    sock.connect(server.dns_addr()).await.expect("connect");
+    for i in 0..20u16 {
+        let mut q = query("localhost.", RecordType::A);
+        q.metadata.id = 1000 + i;
+        sock.send(&q.to_vec().expect("encode")).await.expect("send");
+    }
+    let (mut answered, mut truncated) = (0, 0);
+    while let Some(bytes) = udp_recv(&sock, Duration::from_millis(500)).await {
+        let reply = parse(&bytes);
+        if reply.metadata.truncation {
+            assert!(reply.answers.is_empty());
+            assert_eq!(
+                reply.queries.len(),
+                1,
+                "a truncated reply keeps the question"
+            );
+            truncated += 1;
+        } else {
+            assert_eq!(a_records(&reply).len(), 1);
+            answered += 1;
+        }
+    }
+    let dropped = 20 - answered - truncated;
+    assert!(
+        (5..=6).contains(&answered),
+        "answered {answered} of a burst of 20 with --rate-limit 5"
+    );
+    assert!(
+        truncated >= 5,
+        "only {truncated} TC=1 replies (one in two over the limit)"
+    );
+    assert!(dropped >= 5, "only {dropped} dropped");
+
+    // Over TCP, a pipelined burst of 20 on one connection: the excess is REFUSED.
+    let mut stream = TcpStream::connect(server.dns_addr())
+        .await
+        .expect("connect");
+    for i in 0..20u16 {
+        let mut q = query("localhost.", RecordType::A);
+        q.metadata.id = 2000 + i;
+        write_frame(&mut stream, &q.to_vec().expect("encode"))
+            .await
+            .expect("write");
+    }
+    let mut refused = 0;
+    for _ in 0..20 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream))
+            .await
+            .expect("a reply within 5 s")
+            .expect("read")
+            .expect("a frame, not EOF");
+        if rcode(&parse(&frame)) == ResponseCode::Refused {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 10, "only {refused} of 20 over TCP were REFUSED");
+
+    let metrics = server.http_addr();
+    assert!(
+        metric(
+            metrics,
+            "rind_rate_limited_total{action=\"truncate\"}",
+            None
+        )
+        .await
+            >= 5.0
+    );
+    assert!(metric(metrics, "rind_rate_limited_total{action=\"drop\"}", None).await >= 5.0);
+    assert!(metric(metrics, "rind_rate_limited_total{action=\"refuse\"}", None).await >= 1.0);
+
+    // A second later the bucket has refilled.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = ask_udp(server.dns_addr(), &query("localhost.", RecordType::A)).await;
+    assert_eq!(a_records(&again).len(), 1);
+}
+
+#[tokio::test]
+async fn without_a_rate_limit_a_burst_is_answered() {
+    let server = Server::start(&[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    sock.connect(server.dns_addr()).await.expect("connect");
+    for i in 0..50u16 {
+        let mut q = query("localhost.", RecordType::A);
+        q.metadata.id = i;
+        sock.send(&q.to_vec().expect("encode")).await.expect("send");
+    }
+    let mut answered = 0;
+    while let Some(bytes) = udp_recv(&sock, Duration::from_millis(500)).await {
+        assert!(!parse(&bytes).metadata.truncation);
+        answered += 1;
+    }
+    assert_eq!(answered, 50);
+}
+
+#[tokio::test]
+async fn questions_over_the_upstream_cap_get_servfail_at_once() {
+    let up = FakeUpstream::start(Behaviour::Silent);
+    let server = Server::start(&["--upstream", &up.arg(), "--max-upstream-queries", "2"]);
+    let addr = server.dns_addr();
+    // Two distinct questions take both slots and wait on the silent upstream.
+    let waiting: Vec<_> = ["t-cap-1.example.", "t-cap-2.example."]
+        .into_iter()
+        .map(|n| tokio::spawn(async move { ask_udp(addr, &query(n, RecordType::A)).await }))
+        .collect();
+    // Let both reach the forwarder before the third arrives.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while up.count("t-cap-1.example.") + up.count("t-cap-2.example.") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the first two never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let third = ask_udp(addr, &query("t-cap-3.example.", RecordType::A)).await;
+    assert_eq!(rcode(&third), ResponseCode::ServFail);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        up.count("t-cap-3.example."),
+        0,
+        "the third was forwarded anyway"
+    );
+    assert_eq!(
+        metric(server.http_addr(), "rind_upstream_overloaded_total", None).await,
+        1.0
+    );
+    // A question already waiting is joined, not refused: coalescing needs no new slot.
+    let joined = ask_udp(addr, &query("t-cap-1.example.", RecordType::A)).await;
+    assert_eq!(rcode(&joined), ResponseCode::ServFail);
+    assert_eq!(
+        metric(server.http_addr(), "rind_upstream_overloaded_total", None).await,
+        1.0,
+        "a coalesced question was counted as over the cap"
+    );
+    for w in waiting {
+        assert_eq!(rcode(&w.await.expect("task")), ResponseCode::ServFail);
+    }
+}
