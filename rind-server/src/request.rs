@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{
-    Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
+    Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
@@ -95,46 +95,100 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
     }
     if metadata.op_code != OpCode::Query {
         let question = first_question(&mut decoder, header.counts.queries);
-        return reject(&metadata, question.as_ref(), None, ResponseCode::NotImp);
+        return reject(&metadata, question.as_ref(), false, ResponseCode::NotImp);
     }
-    let message = match Message::from_vec(packet) {
-        Ok(m) => m,
-        Err(_) => {
-            let question = first_question(&mut decoder, header.counts.queries);
-            return reject(&metadata, question.as_ref(), None, ResponseCode::FormErr);
-        }
+    let (query, edns) = match simple_query(&mut decoder, &header) {
+        Some(parsed) => parsed,
+        None => match full_parse(packet) {
+            Ok(parsed) => parsed,
+            Err(edns) => {
+                let question = first_question(
+                    &mut BinDecoder::new(packet.get(12..).unwrap_or_default()),
+                    header.counts.queries,
+                );
+                return reject(&metadata, question.as_ref(), edns, ResponseCode::FormErr);
+            }
+        },
     };
-    let Message { queries, edns, .. } = message;
-    let query = match <[Query; 1]>::try_from(queries) {
-        Ok([q]) => q,
-        Err(_) => return reject(&metadata, None, edns.as_ref(), ResponseCode::FormErr),
-    };
+    let edns_present = edns.is_some();
     if !acl.allows(client) {
-        return reject(
-            &metadata,
-            Some(&query),
-            edns.as_ref(),
-            ResponseCode::Refused,
-        );
+        return reject(&metadata, Some(&query), edns_present, ResponseCode::Refused);
     }
-    if let Some(e) = &edns {
-        if e.version() > 0 {
-            return reject(&metadata, Some(&query), Some(e), ResponseCode::BADVERS);
-        }
+    if edns.is_some_and(|e| e.version > 0) {
+        return reject(&metadata, Some(&query), true, ResponseCode::BADVERS);
     }
     let max_size = match transport {
         Transport::Tcp => u16::MAX,
-        Transport::Udp => edns.as_ref().map_or(MIN_UDP_PAYLOAD, |e| {
-            e.max_payload().clamp(MIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
+        Transport::Udp => edns.map_or(MIN_UDP_PAYLOAD, |e| {
+            e.payload.clamp(MIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
         }),
     };
     Checked::Query(Request {
         metadata,
         query,
-        edns: edns.is_some(),
+        edns: edns_present,
         max_size,
         transport,
     })
+}
+
+/// What the checks need from a query's OPT record.
+#[derive(Debug, Clone, Copy)]
+struct EdnsInfo {
+    version: u8,
+    payload: u16,
+}
+
+/// The fast path for the usual query: one question and at most an OPT record, read straight
+/// off the wire without building a whole `Message`. `None` for anything else, which then
+/// takes [`full_parse`] (and gets its exact error handling).
+fn simple_query(decoder: &mut BinDecoder<'_>, header: &Header) -> Option<(Query, Option<EdnsInfo>)> {
+    let counts = header.counts;
+    if counts.queries != 1 || counts.answers != 0 || counts.authorities != 0 || counts.additionals > 1 {
+        return None;
+    }
+    let query = Query::read(decoder).ok()?;
+    let edns = if counts.additionals == 1 {
+        Some(simple_opt(decoder)?)
+    } else {
+        None
+    };
+    decoder.is_empty().then_some((query, edns))
+}
+
+/// Reads an OPT record whose options are well framed; `None` for any other record.
+fn simple_opt(decoder: &mut BinDecoder<'_>) -> Option<EdnsInfo> {
+    let u16_at = |d: &mut BinDecoder<'_>| d.read_u16().ok().map(|v| v.unverified());
+    // Owner must be the root name, type OPT (41).
+    if decoder.pop().ok()?.unverified() != 0 || u16_at(decoder)? != 41 {
+        return None;
+    }
+    let payload = u16_at(decoder)?;
+    let _extended_rcode = decoder.pop().ok()?.unverified();
+    let version = decoder.pop().ok()?.unverified();
+    let _flags = u16_at(decoder)?;
+    let mut left = usize::from(u16_at(decoder)?);
+    while left > 0 {
+        let _code = u16_at(decoder)?;
+        let len = usize::from(u16_at(decoder)?);
+        decoder.read_slice(len).ok()?;
+        left = left.checked_sub(4 + len)?;
+    }
+    Some(EdnsInfo { version, payload })
+}
+
+/// The general path: hickory's full parse. Err carries whether an OPT was seen, for the
+/// FORMERR reply.
+fn full_parse(packet: &[u8]) -> Result<(Query, Option<EdnsInfo>), bool> {
+    let Message { queries, edns, .. } = Message::from_vec(packet).map_err(|_| false)?;
+    let info = edns.as_ref().map(|e| EdnsInfo {
+        version: e.version(),
+        payload: e.max_payload(),
+    });
+    match <[Query; 1]>::try_from(queries) {
+        Ok([q]) => Ok((q, info)),
+        Err(_) => Err(info.is_some()),
+    }
 }
 
 /// Reads the question for an error reply, when there is exactly one and it parses.
@@ -145,16 +199,8 @@ fn first_question(decoder: &mut BinDecoder<'_>, count: u16) -> Option<Query> {
     Query::read(decoder).ok()
 }
 
-fn reject(
-    metadata: &Metadata,
-    question: Option<&Query>,
-    edns: Option<&Edns>,
-    rcode: ResponseCode,
-) -> Checked {
-    Checked::Reject(
-        response::error(metadata, question, edns.is_some(), rcode),
-        rcode,
-    )
+fn reject(metadata: &Metadata, question: Option<&Query>, edns: bool, rcode: ResponseCode) -> Checked {
+    Checked::Reject(response::error(metadata, question, edns, rcode), rcode)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use hickory_proto::rr::Name;
 
 use crate::cache::Cache;
 use crate::metrics::Metrics;
+use crate::records::rdata::parse_owner;
 use crate::records::Records;
 
 /// What the HTTP handlers share.
@@ -120,16 +121,10 @@ fn authorized(state: Arc<ApiState>) -> impl Filter<Extract = (), Error = Rejecti
         .untuple_one()
 }
 
-/// Parses a name given over the API: case-folded and fully qualified (trailing dot added).
+/// Parses a `?name=` filter the way record names are stored: lower-cased and fully
+/// qualified, with the same refusals as a record's name.
 pub fn normalize_name(raw: &str) -> Result<Name, ApiError> {
-    let bad =
-        |why: String| ApiError::new(StatusCode::BAD_REQUEST, format!("bad name {raw:?}: {why}"));
-    if raw.is_empty() {
-        return Err(bad("it is empty".into()));
-    }
-    let mut name = Name::from_ascii(raw).map_err(|e| bad(e.to_string()))?;
-    name.set_fqdn(true);
-    Ok(name.to_lowercase())
+    parse_owner(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.0))
 }
 
 async fn recover(rejection: Rejection) -> Result<impl Reply, Infallible> {
