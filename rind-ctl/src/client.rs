@@ -88,6 +88,8 @@ impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Client, RequestError> {
         let http = Http::builder()
             .timeout(Duration::from_secs(30))
+            // A host that drops packets should not keep a person waiting for 30 s.
+            .connect_timeout(Duration::from_secs(5))
             // rind lives on the local network; a proxy from the environment would only
             // get in the way of reaching it.
             .no_proxy()
@@ -150,14 +152,16 @@ impl Client {
             return Ok(response);
         }
         let text = response.text().unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| text.trim().to_string());
+        let message = one_line(&serde_json::from_str::<ErrorBody>(&text).map_or(text, |b| b.error));
         Err(RequestError(match status {
             StatusCode::UNAUTHORIZED => format!(
                 "{message} (HTTP 401; set --token or RIND_API_TOKEN to the server's --api-token)"
             ),
-            _ if message.is_empty() => format!("the server answered HTTP {status}"),
+            // No rind error body: something else answers on that address.
+            _ if message.is_empty() => format!(
+                "{} answered HTTP {status} without an error message — is --server pointing at rind-server?",
+                self.base
+            ),
             _ => format!("{message} (HTTP {})", status.as_u16()),
         }))
     }
@@ -188,6 +192,17 @@ impl Client {
     }
 }
 
+/// Whitespace runs (newlines of an HTML error page, say) become one space, and anything past
+/// 300 characters is cut: an error is one line on stderr.
+fn one_line(text: &str) -> String {
+    const MAX: usize = 300;
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &joined[..at]),
+        None => joined,
+    }
+}
+
 fn decode<T: DeserializeOwned>(response: Response) -> Result<T, RequestError> {
     let text = response
         .text()
@@ -197,4 +212,18 @@ fn decode<T: DeserializeOwned>(response: Response) -> Result<T, RequestError> {
             "the server's reply is not what rind-ctl expects: {e}"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn error_bodies_become_one_line() {
+        assert_eq!(
+            one_line("  <h1>Bad\n gateway</h1>\r\n"),
+            "<h1>Bad gateway</h1>"
+        );
+        assert_eq!(one_line(&"x".repeat(400)).chars().count(), 301);
+    }
 }

@@ -7,7 +7,8 @@
 mod client;
 mod output;
 
-use std::io;
+use std::io::{self, Write};
+use std::net::IpAddr;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -30,6 +31,7 @@ struct Cli {
         long,
         env = "RIND_SERVER",
         default_value = "http://127.0.0.1:8053",
+        value_parser = server_url,
         global = true
     )]
     server: String,
@@ -189,11 +191,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Completions { shell } = cli.command {
-        let mut cmd = Cli::command();
-        clap_complete::generate(shell, &mut cmd, "rind-ctl", &mut io::stdout());
-        return Ok(());
+        // Into a buffer first: clap_complete panics when its writer fails (`| head`).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "rind-ctl", &mut script);
+        return Ok(io::stdout().lock().write_all(&script)?);
     }
-    let client = Client::new(&cli.server, cli.token.clone())?;
+    // `RIND_API_TOKEN= rind-ctl ...` means "no token", not an empty one.
+    let token = cli.token.clone().filter(|t| !t.is_empty());
+    let client = Client::new(&cli.server, token)?;
     let json = cli.json;
     match cli.command {
         Command::Add {
@@ -285,6 +290,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// Checks `--server`: `http://HOST[:PORT]`; a bare `HOST:PORT` gets `http://` in front.
+fn server_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let url = match raw.split_once("://") {
+        None => format!("http://{raw}"),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => raw.to_string(),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => return Err(
+            "https is not supported: rind-server's API speaks plain HTTP (give http://HOST:PORT)"
+                .into(),
+        ),
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{scheme}:// is not an HTTP URL; give http://HOST:PORT"
+            ))
+        }
+    };
+    let host = &url["http://".len()..];
+    if host.trim_matches('/').is_empty() {
+        return Err("no host given; give http://HOST:PORT".into());
+    }
+    Ok(url)
+}
+
 fn list(client: &Client, name: Option<&str>, rtype: Option<&str>) -> Result<Vec<Record>, Failure> {
     let mut query = Vec::new();
     if let Some(name) = name {
@@ -301,7 +329,7 @@ fn rm_by_name(client: &Client, name: &str, rtype: &str, data: Option<&str>) -> R
     let candidates = list(client, Some(name), Some(rtype))?;
     let matching: Vec<&Record> = candidates
         .iter()
-        .filter(|r| data.is_none_or(|d| same_data(&r.data, d)))
+        .filter(|r| data.is_none_or(|d| same_data(&r.rtype, &r.data, d)))
         .collect();
     let wanted = match data {
         Some(d) => format!("{name} {rtype} {d}"),
@@ -327,11 +355,31 @@ fn rm_by_name(client: &Client, name: &str, rtype: &str, data: Option<&str>) -> R
     }
 }
 
-/// RDATA as typed by a person against RDATA as the server prints it: names may lack the
-/// trailing dot and differ in case.
-fn same_data(stored: &str, given: &str) -> bool {
-    let norm = |s: &str| s.trim().trim_end_matches('.').to_ascii_lowercase();
-    stored == given || norm(stored) == norm(given)
+/// RDATA as typed by a person against RDATA as the server prints it (`rtype` is the
+/// stored record's type): addresses in any spelling, names without the trailing dot or in
+/// another case, extra spaces, and TXT text without its quotes (unquoted text is one string).
+fn same_data(rtype: &str, stored: &str, given: &str) -> bool {
+    let given = given.trim();
+    if stored == given {
+        return true;
+    }
+    if let (Ok(a), Ok(b)) = (stored.parse::<IpAddr>(), given.parse::<IpAddr>()) {
+        return a == b;
+    }
+    if rtype.eq_ignore_ascii_case("TXT") {
+        // TXT is case-sensitive; only the quoting may differ.
+        if given.starts_with('"') {
+            return false;
+        }
+        let quoted = format!("\"{}\"", given.replace('\\', "\\\\").replace('"', "\\\""));
+        return stored == quoted;
+    }
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .map(|word| word.trim_end_matches('.').to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
+    norm(stored) == norm(given)
 }
 
 fn record_path(id: &str) -> String {
@@ -367,9 +415,35 @@ mod tests {
 
     #[test]
     fn data_comparison_forgives_dots_and_case() {
-        assert!(same_data("mail.home.arpa.", "Mail.Home.Arpa"));
-        assert!(same_data("192.168.1.20", "192.168.1.20"));
-        assert!(!same_data("192.168.1.20", "192.168.1.21"));
+        assert!(same_data("CNAME", "mail.home.arpa.", "Mail.Home.Arpa"));
+        assert!(same_data("MX", "10 mail.home.arpa.", " 10  mail.home.arpa"));
+        assert!(!same_data("MX", "10 mail.home.arpa.", "mail.home.arpa"));
+        assert!(same_data("A", "192.168.1.20", "192.168.1.20"));
+        assert!(!same_data("A", "192.168.1.20", "192.168.1.21"));
+        assert!(same_data("AAAA", "2001:db8::1", "2001:DB8:0::0:1"));
+        assert!(same_data("TXT", "\"hello world\"", "hello world"));
+        assert!(same_data("TXT", "\"say \\\"hi\\\"\"", "say \"hi\""));
+        assert!(!same_data("TXT", "\"Hello\"", "hello"));
+        assert!(!same_data("TXT", "\"a\" \"b\"", "a b"));
+    }
+
+    #[test]
+    fn server_urls() {
+        assert_eq!(
+            server_url("127.0.0.1:8053").as_deref(),
+            Ok("http://127.0.0.1:8053")
+        );
+        assert_eq!(
+            server_url("http://[::1]:8053/").as_deref(),
+            Ok("http://[::1]:8053/")
+        );
+        assert_eq!(
+            server_url("HTTP://nas:8053").as_deref(),
+            Ok("HTTP://nas:8053")
+        );
+        assert!(server_url("https://nas:8053").is_err());
+        assert!(server_url("ftp://nas").is_err());
+        assert!(server_url("http://").is_err());
     }
 
     #[test]
