@@ -69,9 +69,11 @@ pub enum CacheEvent {
     StaleServed,
     /// A background refresh of a nearly expired entry started.
     Prefetch,
+    /// A write to the disk copy dropped because the paced writer was behind.
+    DiskWriteDropped,
 }
 
-const CACHE_EVENTS: [(&str, &str); 5] = [
+const CACHE_EVENTS: [(&str, &str); 6] = [
     (
         "rind_cache_hits_total",
         "Answers served fresh from the cache.",
@@ -91,6 +93,10 @@ const CACHE_EVENTS: [(&str, &str); 5] = [
     (
         "rind_cache_prefetches_total",
         "Background refreshes of nearly expired entries.",
+    ),
+    (
+        "rind_cache_disk_writes_dropped_total",
+        "Cache writes that did not reach disk because the paced writer was behind.",
     ),
 ];
 

@@ -44,7 +44,7 @@ async fn flush(
     state: Arc<ApiState>,
 ) -> Result<impl Reply, Rejection> {
     let name = name_filter(&query)?;
-    state.cache.flush(name.as_ref());
+    state.cache.flush(name.as_ref()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -318,14 +318,14 @@ impl Cache {
     }
 
     /// Forgets every entry, or every entry for `name`, in memory and on disk.
-    pub fn flush(&self, name: Option<&Name>) {
+    pub async fn flush(&self, name: Option<&Name>) {
         let Some(memory) = &self.memory else {
             return;
         };
         match name {
             None => {
                 memory.clear();
-                self.queue(CacheWrite::Clear);
+                self.queue_flush(CacheWrite::Clear).await;
             }
             Some(name) => {
                 let doomed: Vec<Box<[u8]>> = memory
@@ -335,7 +335,7 @@ impl Cache {
                     .collect();
                 for key in doomed {
                     memory.remove(&key);
-                    self.queue(CacheWrite::Delete(key.into_vec()));
+                    self.queue_flush(CacheWrite::Delete(key.into_vec())).await;
                 }
             }
         }
@@ -375,7 +375,18 @@ impl Cache {
     fn queue(&self, write: CacheWrite) {
         if let Some(persist) = &self.persist {
             // The disk copy is best effort: a full queue costs a warm start, never an answer.
-            let _ = persist.try_send(write);
+            if persist.try_send(write).is_err() {
+                self.metrics.cache(CacheEvent::DiskWriteDropped);
+            }
+        }
+    }
+
+    /// Queues a flush for the disk, waiting for room: unlike an insert, a flush must not be
+    /// lost, or the flushed entries would come back after a restart.
+    async fn queue_flush(&self, write: CacheWrite) {
+        if let Some(persist) = &self.persist {
+            // Fails only once the writer has stopped, at shutdown.
+            let _ = persist.send(write).await;
         }
     }
 }

@@ -3,6 +3,12 @@
 //!
 //! The hot path only does a `try_send`; sled work happens in `spawn_blocking`, at most one
 //! batch at a time, so a slow disk delays the warm-start copy and never an answer.
+//!
+//! The disk copy is paced: at most [`BATCH_MAX`] writes every [`BATCH_WINDOW`]. sled's CPU
+//! and memory grow with its write rate (a flood of unique names made it hold hundreds of
+//! MiB), and a home resolver's cache churns far below this pace. Beyond it the queue fills
+//! and further inserts reach memory only; flushes from the API wait for room and are never
+//! dropped.
 
 use std::time::Duration;
 
@@ -16,11 +22,11 @@ use crate::store::cache::CacheWrite;
 use crate::store::Store;
 
 /// Writes queued before the hot path starts dropping them.
-pub const QUEUE_LEN: usize = 65_536;
+pub const QUEUE_LEN: usize = 8_192;
 /// Longest a write waits in memory before its batch goes to sled.
 const BATCH_WINDOW: Duration = Duration::from_millis(250);
-/// Most writes in one batch.
-const BATCH_MAX: usize = 4_096;
+/// Most writes in one batch; with [`BATCH_WINDOW`] this paces the disk at 4096 writes/s.
+const BATCH_MAX: usize = 1_024;
 /// How often the janitor looks for expired entries on disk.
 const JANITOR_PERIOD: Duration = Duration::from_secs(60);
 
@@ -45,14 +51,18 @@ pub fn spawn_writer(
                 _ = shutdown.cancelled() => break,
             };
             let mut batch = vec![first];
-            let deadline = Instant::now() + BATCH_WINDOW;
+            let next_batch = Instant::now() + BATCH_WINDOW;
             while batch.len() < BATCH_MAX {
-                match timeout_at(deadline, writes.recv()).await {
+                match timeout_at(next_batch, writes.recv()).await {
                     Ok(Some(w)) => batch.push(w),
                     _ => break,
                 }
             }
             apply(&store, batch).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_batch) => {}
+                _ = shutdown.cancelled() => break,
+            }
         }
         let mut rest = Vec::new();
         while let Ok(w) = writes.try_recv() {

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use migrations::MigrationError;
 
-/// sled's page cache; the hot data lives in rind's own memory structures.
-const SLED_CACHE_BYTES: u64 = 64 << 20;
+/// sled's page cache: the hot data lives in rind's own memory structures, and sled only
+/// reads at start (records, warm cache), so a small cache costs nothing on the query path.
+const SLED_CACHE_BYTES: u64 = 8 << 20;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
