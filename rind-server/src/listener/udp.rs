@@ -44,9 +44,14 @@ async fn receive_loop(
     tracker: TaskTracker,
 ) {
     let mut buf = vec![0u8; MAX_QUERY];
+    // Made once: a fresh `cancelled()` per packet would register a waiter under the token's
+    // lock every time.
+    let stopped = shutdown.cancelled();
+    tokio::pin!(stopped);
     loop {
         let (len, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            biased;
+            _ = &mut stopped => return,
             received = socket.recv_from(&mut buf) => match received {
                 Ok(r) => r,
                 Err(e) => {

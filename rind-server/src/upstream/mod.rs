@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 use crate::config::Upstream;
@@ -52,6 +52,37 @@ pub enum ForwardError {
 
 type Outcome = Result<Arc<Message>, ForwardError>;
 
+/// The asker doing the upstream query for a key; hands the outcome to the others waiting.
+struct Leader<'a> {
+    forwarder: &'a Forwarder,
+    /// Taken once the outcome is handed over.
+    key: Option<Key>,
+    _permit: Option<SemaphorePermit<'a>>,
+}
+
+impl Leader<'_> {
+    fn finish(&mut self, outcome: &Outcome) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let waiters = self
+            .forwarder
+            .lock_in_flight()
+            .remove(&key)
+            .unwrap_or_default();
+        for waiter in waiters {
+            // A waiter that stopped listening needs no answer.
+            let _ = waiter.send(outcome.clone());
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.finish(&Err(ForwardError::Abandoned));
+    }
+}
+
 /// The coalescing key: one upstream query per (lower-cased name, type, class) in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key(Name, RecordType, DNSClass);
@@ -62,7 +93,7 @@ pub struct Forwarder {
     upstreams: Vec<Health>,
     in_flight: Mutex<HashMap<Key, Vec<oneshot::Sender<Outcome>>>>,
     /// One permit per distinct question waiting on upstreams (`--max-upstream-queries`).
-    slots: Arc<Semaphore>,
+    slots: Semaphore,
     pool: UdpPool,
     metrics: Arc<Metrics>,
     /// Time zero for the demotion deadlines kept in atomics.
@@ -96,7 +127,7 @@ impl Forwarder {
                 })
                 .collect(),
             in_flight: Mutex::new(HashMap::new()),
-            slots: Arc::new(Semaphore::new(max_in_flight)),
+            slots: Semaphore::new(max_in_flight),
             pool,
             metrics,
             epoch: Instant::now(),
@@ -104,45 +135,54 @@ impl Forwarder {
     }
 
     /// Asks the upstreams `query`; identical questions in flight share one upstream query.
-    pub async fn forward(self: &Arc<Self>, query: &Query) -> Outcome {
+    ///
+    /// The first asker (the leader) does the asking in its own task and hands the outcome to
+    /// the others; should the leader's future be dropped first, they get
+    /// [`ForwardError::Abandoned`] rather than waiting forever.
+    pub async fn forward(&self, query: &Query) -> Outcome {
         let key = Key(
             query.name.to_lowercase(),
             query.query_type,
             query.query_class,
         );
-        let (tx, rx) = oneshot::channel();
-        let permit = match self.lock_in_flight().entry(key.clone()) {
-            Entry::Occupied(mut waiting) => {
-                waiting.get_mut().push(tx);
-                None
-            }
-            Entry::Vacant(slot) => {
-                // Refusing fast keeps memory and sockets bounded when upstreams are slow
-                // and clients keep asking new questions.
-                let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
-                    self.metrics.upstream_overloaded();
-                    return Err(ForwardError::Overloaded);
-                };
-                slot.insert(vec![tx]);
-                Some(permit)
+        let waiting = {
+            let mut in_flight = self.lock_in_flight();
+            match in_flight.entry(key.clone()) {
+                Entry::Occupied(mut waiting) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiting.get_mut().push(tx);
+                    Some(rx)
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(Vec::new());
+                    None
+                }
             }
         };
-        if let Some(permit) = permit {
-            // The upstream query runs in its own task so that a client that goes away (a
-            // closed TCP connection) does not cancel it for the others waiting on it.
-            let this = Arc::clone(self);
-            let query = query.clone();
-            tokio::spawn(async move {
-                let outcome = this.ask_upstreams(&query).await;
-                let waiters = this.lock_in_flight().remove(&key).unwrap_or_default();
-                for waiter in waiters {
-                    // A waiter that stopped listening needs no answer.
-                    let _ = waiter.send(outcome.clone());
-                }
-                drop(permit);
-            });
+        if let Some(waiting) = waiting {
+            return waiting.await.unwrap_or(Err(ForwardError::Abandoned));
         }
-        rx.await.unwrap_or(Err(ForwardError::Abandoned))
+        // Refusing fast keeps memory and sockets bounded when upstreams are slow and clients
+        // keep asking new questions.
+        let Ok(permit) = self.slots.try_acquire() else {
+            self.metrics.upstream_overloaded();
+            let outcome = Err(ForwardError::Overloaded);
+            Leader {
+                forwarder: self,
+                key: Some(key),
+                _permit: None,
+            }
+            .finish(&outcome);
+            return outcome;
+        };
+        let mut leader = Leader {
+            forwarder: self,
+            key: Some(key),
+            _permit: Some(permit),
+        };
+        let outcome = self.ask_upstreams(query).await;
+        leader.finish(&outcome);
+        outcome
     }
 
     fn lock_in_flight(

@@ -4,11 +4,13 @@
 //!
 //! A socket is leased to one query at a time and connected to that query's upstream, so the
 //! kernel drops datagrams from any other address and reports ICMP errors (a closed upstream
-//! port fails the try at once). When every socket is busy, a fresh one is made for the query.
+//! port fails the try at once). A socket stays connected between leases, so with one upstream
+//! each socket is connected once. When every socket is busy, a fresh one is made for the query.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use tokio::net::UdpSocket;
 
@@ -28,6 +30,8 @@ pub struct UdpPool {
 struct Slot {
     socket: UdpSocket,
     busy: AtomicBool,
+    /// The upstream the socket is connected to; only the lease holder touches it.
+    peer: Mutex<Option<SocketAddr>>,
 }
 
 /// A socket leased to one query; returned to the pool when dropped.
@@ -100,11 +104,22 @@ impl UdpPool {
             SocketAddr::V4(_) => (&self.v4, unspecified_v4()),
             SocketAddr::V6(_) => (&self.v6, unspecified_v6()),
         };
-        let lease = Lease(match pick(slots) {
-            Some(slot) => Leased::Pooled(slot),
-            None => Leased::Fresh(UdpSocket::bind(local).await?),
-        });
-        lease.socket().connect(upstream).await?;
+        let lease = match pick(slots) {
+            Some(slot) => {
+                let lease = Lease(Leased::Pooled(slot));
+                let connected = *slot.peer.lock().unwrap_or_else(PoisonError::into_inner);
+                if connected != Some(upstream) {
+                    slot.socket.connect(upstream).await?;
+                    *slot.peer.lock().unwrap_or_else(PoisonError::into_inner) = Some(upstream);
+                }
+                lease
+            }
+            None => {
+                let socket = UdpSocket::bind(local).await?;
+                socket.connect(upstream).await?;
+                Lease(Leased::Fresh(socket))
+            }
+        };
         Ok(lease)
     }
 }
@@ -130,6 +145,7 @@ fn bind_many(size: usize, local: SocketAddr) -> io::Result<Vec<Slot>> {
             Ok(Slot {
                 socket: UdpSocket::from_std(socket)?,
                 busy: AtomicBool::new(false),
+                peer: Mutex::new(None),
             })
         })
         .collect()
