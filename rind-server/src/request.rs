@@ -12,9 +12,7 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::op::{
-    Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
-};
+use hickory_proto::op::{Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 
@@ -142,9 +140,16 @@ struct EdnsInfo {
 /// The fast path for the usual query: one question and at most an OPT record, read straight
 /// off the wire without building a whole `Message`. `None` for anything else, which then
 /// takes [`full_parse`] (and gets its exact error handling).
-fn simple_query(decoder: &mut BinDecoder<'_>, header: &Header) -> Option<(Query, Option<EdnsInfo>)> {
+fn simple_query(
+    decoder: &mut BinDecoder<'_>,
+    header: &Header,
+) -> Option<(Query, Option<EdnsInfo>)> {
     let counts = header.counts;
-    if counts.queries != 1 || counts.answers != 0 || counts.authorities != 0 || counts.additionals > 1 {
+    if counts.queries != 1
+        || counts.answers != 0
+        || counts.authorities != 0
+        || counts.additionals > 1
+    {
         return None;
     }
     let query = Query::read(decoder).ok()?;
@@ -199,7 +204,12 @@ fn first_question(decoder: &mut BinDecoder<'_>, count: u16) -> Option<Query> {
     Query::read(decoder).ok()
 }
 
-fn reject(metadata: &Metadata, question: Option<&Query>, edns: bool, rcode: ResponseCode) -> Checked {
+fn reject(
+    metadata: &Metadata,
+    question: Option<&Query>,
+    edns: bool,
+    rcode: ResponseCode,
+) -> Checked {
     Checked::Reject(response::error(metadata, question, edns, rcode), rcode)
 }
 

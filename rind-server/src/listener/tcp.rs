@@ -19,8 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::timeout;
@@ -111,7 +110,27 @@ async fn connection(
 ) {
     // Replies are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
+    // Owned halves: dropping the writer sends FIN at once, even while the reader goes on.
     let (reader, writer) = stream.into_split();
+    serve(reader, writer, peer, idle_timeout, handler, shutdown).await;
+}
+
+/// Serves one connection given as its two halves: length-prefixed queries read from `reader`,
+/// length-prefixed replies written to `writer`, with the limits above, until EOF, a bad
+/// frame, the idle timeout or `shutdown`; returns once every reply is written. The listener
+/// passes a TCP stream's halves; tests and fuzz targets pass in-memory ones
+/// (`tokio::io::split` of a `tokio::io::duplex`).
+pub async fn serve<R, W>(
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    idle_timeout: Duration,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (replies, outbox) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT);
     let write_side = tokio::spawn(write_replies(writer, outbox));
     read_queries(reader, peer, idle_timeout, &handler, &shutdown, replies).await;
@@ -120,7 +139,7 @@ async fn connection(
 }
 
 async fn read_queries(
-    mut reader: OwnedReadHalf,
+    mut reader: impl AsyncRead + Unpin,
     peer: SocketAddr,
     idle_timeout: Duration,
     handler: &Arc<Handler>,
@@ -164,7 +183,7 @@ async fn read_queries(
     }
 }
 
-async fn write_replies(mut writer: OwnedWriteHalf, mut outbox: mpsc::Receiver<Vec<u8>>) {
+async fn write_replies(mut writer: impl AsyncWrite + Unpin, mut outbox: mpsc::Receiver<Vec<u8>>) {
     while let Some(reply) = outbox.recv().await {
         let Ok(len) = u16::try_from(reply.len()) else {
             continue;

@@ -138,6 +138,26 @@ impl Draft {
         })
     }
 
+    /// Owner name, lower-case and fully qualified.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// Record type.
+    pub fn rtype(&self) -> RecordType {
+        self.rtype
+    }
+
+    /// TTL in seconds.
+    pub fn ttl(&self) -> u32 {
+        self.ttl
+    }
+
+    /// The data in its normal presentation form (parsed again, it gives the same data).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     fn into_record(self, id: RecordId) -> LocalRecord {
         LocalRecord {
             id,

@@ -1,16 +1,17 @@
 //! One question, one upstream, one try: the wire exchange over UDP or TCP and the rules for
 //! which reply counts.
 //!
-//! Spoofing defences (RFC 5452): every try uses a fresh random ID and a fresh socket on a
-//! kernel-chosen random port, connected to the upstream so the kernel itself discards
-//! datagrams from any other address or port. A reply counts only if it is a response with the
-//! same ID and the same question (name compared case-insensitively); anything else is ignored
-//! and the wait goes on until the try's deadline.
+//! Spoofing defences (RFC 5452): every try uses a fresh random ID and a socket drawn at random
+//! from the [`UdpPool`] (each on its own kernel-chosen random port), connected to the upstream
+//! so the kernel itself discards datagrams from any other address or port. A reply counts only
+//! if it comes from the upstream, is a response with the same ID, opcode QUERY and the same
+//! question (name compared case-insensitively); anything else is ignored and the wait goes on
+//! until the try's deadline.
 
 use std::io;
 use std::net::SocketAddr;
 
-use hickory_proto::op::{Edns, Message, MessageType, Query};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
@@ -67,9 +68,15 @@ fn encode(query: &Query) -> Result<(u16, Vec<u8>), ExchangeError> {
 }
 
 /// Whether `reply` answers the question we sent with `id`.
+///
+/// The opcode must be QUERY, as in the question: hickory reads the records of an UPDATE
+/// message by other rules (an empty RDATA is allowed there), and records read that way, copied
+/// into our reply, would make a packet the client cannot parse (found by the `handler` fuzz
+/// target).
 fn matches(reply: &Message, id: u16, query: &Query) -> bool {
     reply.metadata.id == id
         && reply.metadata.message_type == MessageType::Response
+        && reply.metadata.op_code == OpCode::Query
         && matches!(reply.queries.as_slice(), [q] if q.query_type == query.query_type
             && q.query_class == query.query_class
             && q.name == query.name)
@@ -173,6 +180,9 @@ mod tests {
         let mut as_query = reply_to(7, "www.example.com.", RecordType::A);
         as_query.metadata.message_type = MessageType::Query;
         assert!(!matches(&as_query, 7, &q));
+        let mut update = reply_to(7, "www.example.com.", RecordType::A);
+        update.metadata.op_code = OpCode::Update;
+        assert!(!matches(&update, 7, &q));
         let mut two = reply_to(7, "www.example.com.", RecordType::A);
         two.add_query(q.clone());
         assert!(!matches(&two, 7, &q));

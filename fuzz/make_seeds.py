@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora in corpus/<target>/ (run from anywhere; overwrites the seeds).
+
+handler inputs are [flags, len_hi, len_lo, query, upstream reply] (see fuzz_targets/handler.rs);
+tcp_framing inputs are a client's byte stream; record_json inputs are request bodies.
+"""
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, OPT, ANY, CAA = 1, 2, 5, 6, 12, 15, 16, 28, 33, 41, 255, 257
+
+
+def name(text):
+    out = b""
+    for label in text.strip(".").split("."):
+        if label:
+            out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def header(ident, flags, qd=1, an=0, ns=0, ar=0):
+    return struct.pack(">HHHHHH", ident, flags, qd, an, ns, ar)
+
+
+def question(qname, qtype, qclass=1):
+    return name(qname) + struct.pack(">HH", qtype, qclass)
+
+
+def opt(payload=1232, version=0, do=False):
+    flags = 0x8000 if do else 0
+    return b"\0" + struct.pack(">HHBBHH", OPT, payload, 0, version, flags, 0)
+
+
+def query(qname, qtype, ident=0x1234, rd=True, edns=None, opcode=0):
+    flags = (opcode << 11) | (0x0100 if rd else 0)
+    body = question(qname, qtype)
+    if edns is None:
+        return header(ident, flags) + body
+    return header(ident, flags, ar=1) + body + opt(*edns)
+
+
+def rr(owner, rtype, ttl, rdata):
+    return name(owner) + struct.pack(">HHIH", rtype, 1, ttl, len(rdata)) + rdata
+
+
+def response(qname, qtype, answers=(), authorities=(), rcode=0):
+    return (header(0, 0x8180 | rcode, 1, len(answers), len(authorities))
+            + question(qname, qtype) + b"".join(answers) + b"".join(authorities))
+
+
+def a(owner, last, ttl=300):
+    return rr(owner, A, ttl, bytes([192, 0, 2, last]))
+
+
+SOA_EXAMPLE = rr("example.", SOA, 600, name("ns.example.") + name("admin.example.")
+                 + struct.pack(">IIIII", 1, 3600, 600, 86400, 300))
+
+
+def handler(flags, q, script=b""):
+    return bytes([flags]) + struct.pack(">H", len(q)) + q + script
+
+
+def write(target, seeds):
+    folder = os.path.join(HERE, "corpus", target)
+    os.makedirs(folder, exist_ok=True)
+    for label, data in seeds.items():
+        if isinstance(data, str):
+            data = data.encode()
+        with open(os.path.join(folder, label), "wb") as f:
+            f.write(data)
+
+
+TCP, OUTSIDE = 1, 2
+
+
+def stale(steps):
+    return steps << 2
+
+
+write("handler", {
+    "a-local": handler(0, query("www.home.lan", A)),
+    "aaaa-local-edns": handler(0, query("WwW.Home.Lan", AAAA, edns=(1232,))),
+    "a-wildcard": handler(0, query("x.wild.home.lan", A)),
+    "cname-local": handler(0, query("alias.home.lan", A)),
+    "cname-to-cache": handler(0, query("out.home.lan", A, edns=(4096,))),
+    "cname-to-upstream": handler(0, query("far.home.lan", A), response("far.example", A, [a("far.example", 9)])),
+    "mx": handler(0, query("home.lan", MX)),
+    "ns": handler(0, query("home.lan", NS)),
+    "caa": handler(0, query("home.lan", CAA)),
+    "srv": handler(0, query("_sip._tcp.home.lan", SRV)),
+    "ptr": handler(0, query("10.1.168.192.in-addr.arpa", PTR)),
+    "txt": handler(0, query("txt.home.lan", TXT)),
+    "txt-big-udp": handler(0, query("big.home.lan", TXT)),
+    "txt-big-udp-edns-1232": handler(0, query("big.home.lan", TXT, edns=(1232,))),
+    "txt-big-tcp": handler(TCP, query("big.home.lan", TXT)),
+    "nodata-local": handler(0, query("www.home.lan", MX)),
+    "any-local": handler(0, query("www.home.lan", ANY)),
+    "cache-hit": handler(0, query("cached.example", A)),
+    "cache-hit-case": handler(0, query("CaChEd.ExAmPlE", A, edns=(512,))),
+    "cache-hit-big-edns-600": handler(0, query("big.example", A, edns=(600,))),
+    "cache-hit-big-tcp": handler(TCP, query("big.example", A)),
+    "cache-chain": handler(0, query("chain.example", A)),
+    "cache-nxdomain": handler(0, query("nx.example", A)),
+    "cache-nodata": handler(0, query("nodata.example", MX)),
+    "cache-stale-upstream-fails": handler(stale(5), query("cached.example", A), b"\xff"),
+    "cache-stale-upstream-answers": handler(stale(5), query("cached.example", A), response("cached.example", A, [a("cached.example", 7, 5)])),
+    "cache-expired-past-stale": handler(stale(40), query("cached.example", A), b"\xff"),
+    "forward-default": handler(0, query("forward.example", A)),
+    "forward-answer-edns": handler(0, query("forward.example", A, edns=(1232, 0, True)),
+                                   response("forward.example", A, [a("forward.example", i) for i in range(1, 4)])),
+    "forward-nxdomain-soa": handler(0, query("missing.example", AAAA), response("missing.example", AAAA, [], [SOA_EXAMPLE], rcode=3)),
+    "forward-big": handler(0, query("many.example", A), response("many.example", A, [a("many.example", i % 250) for i in range(100)])),
+    "forward-servfail": handler(0, query("broken.example", A), response("broken.example", A, rcode=2)),
+    "forward-truncated": handler(0, query("tc.example", A), header(0, 0x8380, 1) + question("tc.example", A)),
+    "localhost": handler(0, query("localhost", A)),
+    "reverse-private": handler(0, query("1.0.168.192.in-addr.arpa", PTR)),
+    "edns-version-1": handler(0, query("www.home.lan", A, edns=(1232, 1))),
+    "edns-payload-100": handler(0, query("big.home.lan", TXT, edns=(100,))),
+    "opcode-notify": handler(0, query("home.lan", SOA, opcode=4)),
+    "opcode-update-no-question": handler(0, header(7, 5 << 11, qd=0)),
+    "qr-set": handler(0, header(0x4242, 0x8100) + question("www.home.lan", A)),
+    "two-questions": handler(0, header(9, 0x0100, qd=2) + question("a.lan", A) + question("b.lan", A)),
+    "no-question": handler(0, header(9, 0x0100, qd=0)),
+    "short": handler(0, b"\x12\x34\x01"),
+    "garbage": handler(0, bytes(range(7, 80, 3))),
+    "outsider": handler(OUTSIDE, query("www.home.lan", A)),
+    "compressed-question": handler(0, header(5, 0x0100) + b"\xc0\x0c\x00\x01\x00\x01"),
+})
+
+framed = lambda m: struct.pack(">H", len(m)) + m
+write("tcp_framing", {
+    "one": framed(query("www.home.lan", A)),
+    "pipelined": b"".join(framed(query(n, t, ident=i)) for i, (n, t) in enumerate(
+        [("www.home.lan", A), ("cached.example", A), ("forward.example", A), ("big.home.lan", TXT), ("nx.example", A)])),
+    "same-id-twice": framed(query("www.home.lan", A, ident=1)) + framed(query("cached.example", A, ident=1)),
+    "edns": framed(query("big.example", A, edns=(4096,))),
+    "short-prefix-then-query": struct.pack(">H", 3) + b"abc" + framed(query("www.home.lan", A)),
+    "cut-frame": framed(query("www.home.lan", A))[:-4],
+    "prefix-only": struct.pack(">H", 512),
+    "half-prefix": b"\x00",
+    "dropped-then-answered": framed(header(1, 0x8100) + question("a.lan", A)) + framed(query("www.home.lan", A, ident=2)),
+    "formerr-and-notimp": framed(header(3, 0x0100, qd=2)) + framed(query("home.lan", SOA, ident=4, opcode=4)),
+})
+
+write("record_json", {
+    "a": json.dumps({"name": "nas.home.lan", "type": "A", "data": "192.168.1.10"}),
+    "aaaa": json.dumps({"name": "nas.home.lan.", "type": "aaaa", "ttl": 60, "data": "FD00::0010"}),
+    "cname": json.dumps({"name": "www.home.lan", "type": "CNAME", "ttl": 0, "data": "nas.home.lan"}),
+    "mx": json.dumps({"name": "home.lan", "type": "MX", "data": "10 mail.home.lan"}),
+    "mx-null": json.dumps({"name": "home.lan", "type": "MX", "data": "0 ."}),
+    "txt-quoted": json.dumps({"name": "home.lan", "type": "TXT", "data": "\"v=spf1 -all\" \"say \\\"hi\\\" \\065\\200\""}),
+    "txt-long": json.dumps({"name": "k._domainkey.home.lan", "type": "TXT", "data": "p=" + "A" * 400}),
+    "srv": json.dumps({"name": "_sip._tcp.home.lan", "type": "SRV", "ttl": "600", "data": "10 5 5060 sip.home.lan"}),
+    "ptr": json.dumps({"name": "10.1.168.192.in-addr.arpa", "type": "PTR", "data": "nas.home.lan"}),
+    "ns": json.dumps({"name": "sub.home.lan", "type": "NS", "data": "ns1.home.lan."}),
+    "caa": json.dumps({"name": "home.lan", "type": "CAA", "data": "0 issue \"letsencrypt.org; account=1\""}),
+    "caa-iodef": json.dumps({"name": "home.lan", "type": "CAA", "data": "128 iodef \"mailto:sec@home.lan\""}),
+    "wildcard-idna": json.dumps({"name": "*.b\u00fccher.lan", "type": "A", "data": "10.0.0.1"}),
+    "seed-aliases": json.dumps({"Host": "old.home.lan", "Type": "A", "TTL": 3600, "Data": "10.0.0.2"}),
+    "with-id": json.dumps({"id": "01hzy8k5d1v7r3c2x9m4n6q8tb", "name": "x.lan", "type": "A", "data": "10.0.0.3"}),
+    "unknown-field": json.dumps({"name": "x.lan", "type": "A", "data": "10.0.0.3", "weight": 1}),
+    "ttl-huge": '{"name": "x.lan", "type": "A", "ttl": 99999999999999999999, "data": "10.0.0.3"}',
+    "empty": "  ",
+    "not-json": "{name: x}",
+})
