@@ -5,8 +5,9 @@
 //! batch at a time, so a slow disk delays the warm-start copy and never an answer.
 //!
 //! The disk copy is paced: at most [`BATCH_MAX`] writes every [`BATCH_WINDOW`]. sled's CPU
-//! and memory grow with its write rate (a flood of unique names made it hold hundreds of
-//! MiB), and a home resolver's cache churns far below this pace. Beyond it the queue fills
+//! and memory grow with its write rate (measured with a flood of unique names for 4 minutes:
+//! 42 MiB RSS with no disk copy, ~150 MiB at 1024 writes/s, ~400 MiB at 4096 writes/s), and a
+//! home resolver's cache churns far below this pace. Beyond it the queue fills
 //! and further inserts reach memory only; flushes from the API wait for room and are never
 //! dropped.
 
@@ -25,8 +26,8 @@ use crate::store::Store;
 pub const QUEUE_LEN: usize = 8_192;
 /// Longest a write waits in memory before its batch goes to sled.
 const BATCH_WINDOW: Duration = Duration::from_millis(250);
-/// Most writes in one batch; with [`BATCH_WINDOW`] this paces the disk at 4096 writes/s.
-const BATCH_MAX: usize = 1_024;
+/// Most writes in one batch; with [`BATCH_WINDOW`] this paces the disk at 1024 writes/s.
+const BATCH_MAX: usize = 256;
 /// How often the janitor looks for expired entries on disk.
 const JANITOR_PERIOD: Duration = Duration::from_secs(60);
 

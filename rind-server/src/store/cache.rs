@@ -166,6 +166,9 @@ fn apply_run(
     run: &[CacheWrite],
 ) -> Result<(), StoreError> {
     let mut last: HashMap<&[u8], Final<'_>> = HashMap::with_capacity(run.len());
+    // An evicted value's index entry is known without a read; removing it keeps the index as
+    // small as the cache instead of one entry per put until the janitor's turn.
+    let mut index = sled::Batch::default();
     for write in run {
         match write {
             CacheWrite::Put {
@@ -182,28 +185,36 @@ fn apply_run(
             CacheWrite::Delete(key) => {
                 last.insert(key, Final::Delete);
             }
-            CacheWrite::Evict { key, expires_at } => match last.get(key.as_slice()) {
-                Some(Final::Put { expires_at: e, .. }) if e != expires_at => {}
-                Some(Final::Put { .. }) => {
-                    last.insert(key, Final::Delete);
+            CacheWrite::Evict { key, expires_at } => {
+                index.remove(index_key(*expires_at, key));
+                match last.get(key.as_slice()) {
+                    Some(Final::Put { expires_at: e, .. }) if e != expires_at => {}
+                    Some(Final::Put { .. }) => {
+                        last.insert(key, Final::Delete);
+                    }
+                    Some(Final::Delete) | Some(Final::DeleteIfStored(_)) => {}
+                    None => {
+                        last.insert(key, Final::DeleteIfStored(*expires_at));
+                    }
                 }
-                Some(Final::Delete) | Some(Final::DeleteIfStored(_)) => {}
-                None => {
-                    last.insert(key, Final::DeleteIfStored(*expires_at));
-                }
-            },
+            }
             CacheWrite::Clear => {}
         }
     }
-    let mut index = sled::Batch::default();
     let mut values = sled::Batch::default();
     for (key, end) in last {
         match end {
+            // Inserted after the removals above: in a sled Batch the last operation wins.
             Final::Put { expires_at, value } => {
                 index.insert(index_key(expires_at, key), &[]);
                 values.insert(key, value);
             }
-            Final::Delete => values.remove(key),
+            Final::Delete => {
+                if let Some(old) = cache.get(key)?.as_deref().and_then(expiry_of) {
+                    index.remove(index_key(old, key));
+                }
+                values.remove(key);
+            }
             Final::DeleteIfStored(evicted) => {
                 if cache
                     .get(key)?
@@ -297,6 +308,38 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, [b"a".to_vec()]);
+    }
+
+    #[test]
+    fn evictions_and_deletes_take_their_index_entries_along() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
+        store
+            .cache_apply(&[put(b"a", 100), put(b"b", 100), put(b"c", 100)])
+            .expect("apply");
+        store
+            .cache_apply(&[
+                CacheWrite::Evict {
+                    key: b"a".to_vec(),
+                    expires_at: 100,
+                },
+                CacheWrite::Delete(b"b".to_vec()),
+            ])
+            .expect("apply");
+        assert_eq!(expiry.len(), 1, "only c's index entry is left");
+        // Evicted and put again within the same second: the new entry keeps its index entry.
+        store
+            .cache_apply(&[
+                CacheWrite::Evict {
+                    key: b"c".to_vec(),
+                    expires_at: 100,
+                },
+                put(b"c", 100),
+            ])
+            .expect("apply");
+        assert_eq!(expiry.len(), 1);
+        assert_eq!(store.cache_load(0, 10).expect("load").len(), 1);
     }
 
     #[test]
