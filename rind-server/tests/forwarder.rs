@@ -355,4 +355,11 @@ async fn a_failing_upstream_is_tried_last_for_a_while() {
         elapsed < Duration::from_secs(1),
         "the silent upstream was still asked first: {elapsed:?}"
     );
+    // The operator hears about it once, not once per failure.
+    let warnings = server
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("upstream keeps failing") && l.contains(&silent.arg()))
+        .count();
+    assert_eq!(warnings, 1, "{}", server.stderr_text());
 }

@@ -106,6 +106,9 @@ struct Health {
     failures_in_a_row: AtomicU32,
     /// Milliseconds after `epoch` until which this upstream is tried last.
     demoted_until_ms: AtomicU64,
+    /// When the operator was told it is failing (milliseconds after `epoch`, 0: not told).
+    /// Flapping upstreams would otherwise fill the log with failing/answering pairs.
+    reported_down_ms: AtomicU64,
 }
 
 impl Forwarder {
@@ -124,6 +127,7 @@ impl Forwarder {
                     upstream: *u,
                     failures_in_a_row: AtomicU32::new(0),
                     demoted_until_ms: AtomicU64::new(0),
+                    reported_down_ms: AtomicU64::new(0),
                 })
                 .collect(),
             in_flight: Mutex::new(HashMap::new()),
@@ -244,6 +248,15 @@ impl Forwarder {
         };
         if h.failures_in_a_row.swap(0, Ordering::Relaxed) >= DEMOTE_AFTER {
             h.demoted_until_ms.store(0, Ordering::Relaxed);
+        }
+        let reported = h.reported_down_ms.load(Ordering::Relaxed);
+        let quiet_since = self.now_ms().saturating_sub(reported);
+        if reported != 0
+            && quiet_since >= DEMOTE_FOR.as_millis() as u64
+            && h.reported_down_ms
+                .compare_exchange(reported, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             tracing::info!(upstream = %h.upstream, "upstream answers again");
         }
     }
@@ -256,8 +269,13 @@ impl Forwarder {
         let failures = h.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= DEMOTE_AFTER {
             let until = self.now_ms() + DEMOTE_FOR.as_millis() as u64;
-            let before = h.demoted_until_ms.swap(until, Ordering::Relaxed);
-            if before <= self.now_ms() {
+            h.demoted_until_ms.store(until, Ordering::Relaxed);
+            // `max(1)`: 0 means "not reported", and the epoch's first millisecond is not.
+            let now = self.now_ms().max(1);
+            if h.reported_down_ms
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
                 tracing::warn!(upstream = %h.upstream, failures, "upstream keeps failing; trying it last for {}s", DEMOTE_FOR.as_secs());
             }
         }
