@@ -9,22 +9,22 @@
 //! listener::{udp,tcp} ─bytes─▶ request ─Request─▶ resolver ─Answer─▶ response ─bytes─▶ client
 //!  framing, limits,            drop, NOTIMP,      local records       ID/RD/0x20 echo,
 //!  timeouts                    FORMERR, REFUSED,  special-use names   OPT echo, TC=1
-//!                              BADVERS            cache ─────────────────────────▶ (hit: bytes)
-//!                                                 upstream (coalesced)
+//!                              BADVERS,           cache ─────────────────────────▶ (hit: bytes)
+//!                              rate limit         upstream (coalesced)
 //! ```
 //!
 //! - [`config`]: every flag with its env twin, validated into a [`config::Config`];
 //! - [`listener`]: DNS over UDP and TCP;
-//! - [`request`]: the staged packet checks and the ACL;
+//! - [`request`]: the staged packet checks and the ACL; [`ratelimit`]: per-client limits;
 //! - [`handler`]: bytes in → bytes out, tying the stages together;
 //! - [`resolver`]: the order of answer sources; [`records`] for local records (index, answering
 //!   rules, RDATA, the write path); [`special`] for special-use names;
 //! - [`cache`]: the answer cache in memory, written behind to sled, warm on restart;
 //! - [`upstream`]: forwarding, upstream health, reply matching, coalescing;
 //! - [`response`]: writing the reply;
-//! - [`store`]: the only code that touches sled (records tree, group-committed flushes,
-//!   snapshots);
-//! - [`api`]: the HTTP routes (REST records API, snapshots); [`metrics`]: counters for
+//! - [`store`]: the only code that touches sled (records tree, group-committed flushes, the
+//!   cache trees, snapshots);
+//! - [`api`]: the HTTP routes (REST records API, cache, snapshots); [`metrics`]: counters for
 //!   `/metrics`.
 //!
 //! [`run`] takes sockets already bound (so port 0 works and bind errors are the caller's to
