@@ -4,7 +4,7 @@
 //! The hot path only does a `try_send`; sled work happens in `spawn_blocking`, at most one
 //! batch at a time, so a slow disk delays the warm-start copy and never an answer.
 //!
-//! The disk copy is paced: at most [`BATCH_MAX`] writes every [`BATCH_WINDOW`]. sled's CPU
+//! The disk copy is paced: at most `BATCH_MAX` writes every `BATCH_WINDOW`. sled's CPU
 //! and memory grow with its write rate (measured with a flood of unique names for 4 minutes:
 //! 42 MiB RSS with no disk copy, ~150 MiB at 1024 writes/s, ~400 MiB at 4096 writes/s), and a
 //! home resolver's cache churns far below this pace. Beyond it the queue fills
