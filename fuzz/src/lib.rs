@@ -13,27 +13,24 @@
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use clap::Parser;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
 
-use rind_server::cache::{Cache, CacheConfig, Clock, TtlPolicy};
-use rind_server::config::Upstream;
+use rind_server::cache::{Cache, Clock};
+use rind_server::config::Args;
 use rind_server::handler::Handler;
-use rind_server::metrics::Metrics;
-use rind_server::records::{Draft, Records};
-use rind_server::request::{Acl, Transport, MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
-use rind_server::resolver::Resolver;
-use rind_server::store::records::RecordStore;
+use rind_server::records::Draft;
+use rind_server::request::{Transport, MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
 use rind_server::store::Store;
 use rind_server::upstream::pool::UdpPool;
-use rind_server::upstream::Forwarder;
+use rind_server::Pipeline;
 
 /// A client the ACL allows.
 pub const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -91,8 +88,44 @@ impl Rig {
         let entered = runtime.enter();
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
-        let records =
-            Arc::new(Records::load(RecordStore::open(&store).expect("records")).expect("load"));
+        let script = Arc::new(Mutex::new(Vec::new()));
+        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        socket.set_nonblocking(true).expect("nonblocking");
+        let upstream_addr = socket.local_addr().expect("addr");
+        let socket = UdpSocket::from_std(socket).expect("tokio socket");
+        runtime.spawn(fake_upstream(socket, Arc::clone(&script)));
+        let upstream_arg = upstream_addr.to_string();
+        let argv = [
+            "rind-server",
+            "--upstream",
+            upstream_arg.as_str(),
+            "--cache-size",
+            "64",
+            "--serve-stale",
+            "3600",
+            "--prefetch",
+            "--max-upstream-queries",
+            "64",
+        ];
+        let config = Args::try_parse_from(argv)
+            .expect("flags")
+            .validate()
+            .expect("config");
+        let clock = Arc::new(AtomicU64::new(START));
+        let pool = UdpPool::new(4, [upstream_addr]).expect("pool");
+        let Pipeline {
+            handler,
+            cache,
+            records,
+            ..
+        } = Pipeline::assemble(
+            &config,
+            &store,
+            Clock::manual(Arc::clone(&clock)),
+            None,
+            pool,
+        )
+        .expect("pipeline");
         let big = "x".repeat(200);
         runtime.block_on(async {
             let drafts = LOCAL
@@ -104,37 +137,6 @@ impl Rig {
                 records.create(draft).await.expect("create");
             }
         });
-        let script = Arc::new(Mutex::new(Vec::new()));
-        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        socket.set_nonblocking(true).expect("nonblocking");
-        let upstream_addr = socket.local_addr().expect("addr");
-        let socket = UdpSocket::from_std(socket).expect("tokio socket");
-        runtime.spawn(fake_upstream(socket, Arc::clone(&script)));
-        let upstreams = [Upstream::from_str(&upstream_addr.to_string()).expect("upstream")];
-        let metrics = Arc::new(Metrics::new([upstream_addr.to_string()]));
-        let pool = UdpPool::new(4, [upstream_addr]).expect("pool");
-        let forwarder = Arc::new(Forwarder::new(&upstreams, pool, 64, Arc::clone(&metrics)));
-        let clock = Arc::new(AtomicU64::new(START));
-        let cache = Arc::new(Cache::new(
-            CacheConfig {
-                capacity: 64,
-                ttl: TtlPolicy {
-                    min_ttl: 0,
-                    max_ttl: 86_400,
-                    max_negative_ttl: 3_600,
-                },
-                serve_stale: 3_600,
-                prefetch: true,
-            },
-            Clock::manual(Arc::clone(&clock)),
-            None,
-            Arc::clone(&metrics),
-        ));
-        let handler = Arc::new(Handler::new(
-            Acl::new(vec!["127.0.0.0/8".parse().expect("net")]),
-            Resolver::new(Arc::clone(&cache), forwarder, records),
-            metrics,
-        ));
         drop(entered);
         let resident_tasks = runtime.metrics().num_alive_tasks();
         Rig {

@@ -7,26 +7,22 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use clap::Parser;
 use criterion::{criterion_group, criterion_main, Criterion};
 use hickory_proto::op::{Edns, Message, OpCode, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use rind_server::cache::{Cache, CacheConfig, Clock, TtlPolicy};
-use rind_server::config::Upstream;
+use rind_server::cache::Clock;
+use rind_server::config::Args;
 use rind_server::handler::{Handler, Step};
-use rind_server::metrics::Metrics;
-use rind_server::records::Records;
-use rind_server::request::{Acl, Transport};
-use rind_server::resolver::Resolver;
-use rind_server::store::records::RecordStore;
+use rind_server::request::Transport;
 use rind_server::store::Store;
 use rind_server::upstream::pool::UdpPool;
-use rind_server::upstream::Forwarder;
+use rind_server::Pipeline;
 
 struct Counting;
 
@@ -51,23 +47,23 @@ static GLOBAL: Counting = Counting;
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-fn handler_with_cached(name: &Name, data_dir: &std::path::Path) -> Handler {
-    let metrics = Arc::new(Metrics::new(["127.0.0.1:9".to_string()]));
-    let cache = Arc::new(Cache::new(
-        CacheConfig {
-            capacity: 1_000,
-            ttl: TtlPolicy {
-                min_ttl: 0,
-                max_ttl: 86_400,
-                max_negative_ttl: 3_600,
-            },
-            serve_stale: 0,
-            prefetch: false,
-        },
-        Clock::default(),
-        None,
-        Arc::clone(&metrics),
-    ));
+fn handler_with_cached(name: &Name, data_dir: &std::path::Path) -> Arc<Handler> {
+    let argv = [
+        "rind-server",
+        "--upstream",
+        "127.0.0.1:9",
+        "--cache-size",
+        "1000",
+    ];
+    let config = Args::try_parse_from(argv)
+        .expect("flags")
+        .validate()
+        .expect("config");
+    // The local records come first on every query, so the bench pays for that lookup too.
+    let store = Store::open(data_dir).expect("store");
+    let pool = UdpPool::new(1, config.upstreams.iter().map(|u| u.addr)).expect("pool");
+    let pipeline =
+        Pipeline::assemble(&config, &store, Clock::default(), None, pool).expect("pipeline");
     let query = Query::query(name.clone(), RecordType::A);
     let mut upstream = Message::response(1, OpCode::Query);
     upstream.add_query(query.clone());
@@ -76,19 +72,8 @@ fn handler_with_cached(name: &Name, data_dir: &std::path::Path) -> Handler {
         3_600,
         RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
     ));
-    cache.insert(&query, &upstream).expect("cacheable");
-    let upstreams = [Upstream::from_str("127.0.0.1:9").expect("upstream")];
-    let pool = UdpPool::new(1, upstreams.iter().map(|u| u.addr)).expect("pool");
-    let forwarder = Arc::new(Forwarder::new(&upstreams, pool, 64, Arc::clone(&metrics)));
-    // The local records come first on every query, so the bench pays for that lookup too.
-    let store = Store::open(data_dir).expect("store");
-    let records =
-        Arc::new(Records::load(RecordStore::open(&store).expect("records")).expect("load"));
-    Handler::new(
-        Acl::new(vec!["127.0.0.0/8".parse().expect("net")]),
-        Resolver::new(cache, forwarder, records),
-        metrics,
-    )
+    pipeline.cache.insert(&query, &upstream).expect("cacheable");
+    pipeline.handler
 }
 
 fn query_bytes(name: &Name, edns: bool) -> Vec<u8> {
@@ -111,6 +96,12 @@ fn hit(handler: &Handler, packet: &[u8]) -> Vec<u8> {
 
 fn bench_hit(c: &mut Criterion) {
     let name = Name::from_ascii("www.Example.com.").expect("name");
+    // The upstream sockets register with tokio's reactor; nothing here runs a task.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _entered = runtime.enter();
     let data_dir = tempfile::tempdir().expect("tempdir");
     let handler = handler_with_cached(&name, data_dir.path());
     for (label, edns) in [("cache_hit_udp", false), ("cache_hit_udp_edns", true)] {

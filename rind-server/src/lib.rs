@@ -200,6 +200,73 @@ fn reuseport_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// The DNS path and the state the HTTP side shares with it, assembled from a [`Config`].
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Bytes in → bytes out.
+    pub handler: Arc<Handler>,
+    /// The answer cache.
+    pub cache: Arc<Cache>,
+    /// The local records.
+    pub records: Arc<Records>,
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Pipeline {
+    /// Builds the pipeline as [`run`] serves it; benches, fuzz targets and tests build the
+    /// same thing without sockets. Loads the local records from `store` (so call it inside a
+    /// tokio runtime: the record store starts its flusher task), not the cache.
+    pub fn assemble(
+        config: &Config,
+        store: &Store,
+        clock: Clock,
+        cache_writes: Option<tokio::sync::mpsc::Sender<store::cache::CacheWrite>>,
+        upstream_pool: UdpPool,
+    ) -> Result<Pipeline, store::StoreError> {
+        let metrics = Arc::new(Metrics::new(
+            config.upstreams.iter().map(ToString::to_string),
+        ));
+        let cache = Arc::new(Cache::new(
+            CacheConfig {
+                capacity: config.cache_size,
+                ttl: TtlPolicy {
+                    min_ttl: config.min_ttl,
+                    max_ttl: config.max_ttl,
+                    max_negative_ttl: config.max_negative_ttl,
+                },
+                serve_stale: config.serve_stale,
+                prefetch: config.prefetch,
+            },
+            clock,
+            cache_writes,
+            Arc::clone(&metrics),
+        ));
+        let forwarder = Arc::new(Forwarder::new(
+            &config.upstreams,
+            upstream_pool,
+            config.max_upstream_queries,
+            Arc::clone(&metrics),
+        ));
+        // Loaded before any listener runs, so the first query already sees every record.
+        let records = Arc::new(Records::load(store::records::RecordStore::open(store)?)?);
+        let handler = Arc::new(
+            Handler::new(
+                Acl::new(config.allow.clone()),
+                Resolver::new(Arc::clone(&cache), forwarder, Arc::clone(&records)),
+                Arc::clone(&metrics),
+            )
+            .with_rate_limit(RateLimiter::new(config.rate_limit)),
+        );
+        Ok(Pipeline {
+            handler,
+            cache,
+            records,
+            metrics,
+        })
+    }
+}
+
 /// Serves DNS and HTTP on `sockets` until `shutdown` is cancelled, then drains queries in
 /// flight (at most [`DRAIN_TIMEOUT`]) and flushes the store.
 pub async fn run(
@@ -208,26 +275,20 @@ pub async fn run(
     sockets: Sockets,
     shutdown: CancellationToken,
 ) -> Result<(), store::StoreError> {
-    let metrics = Arc::new(Metrics::new(
-        config.upstreams.iter().map(ToString::to_string),
-    ));
     let clock = Clock::default();
     let (cache_writes, cache_queue) = persist::queue();
-    let cache = Arc::new(Cache::new(
-        CacheConfig {
-            capacity: config.cache_size,
-            ttl: TtlPolicy {
-                min_ttl: config.min_ttl,
-                max_ttl: config.max_ttl,
-                max_negative_ttl: config.max_negative_ttl,
-            },
-            serve_stale: config.serve_stale,
-            prefetch: config.prefetch,
-        },
+    let Pipeline {
+        handler,
+        cache,
+        records,
+        metrics,
+    } = Pipeline::assemble(
+        &config,
+        &store,
         clock.clone(),
         Some(cache_writes),
-        Arc::clone(&metrics),
-    ));
+        sockets.upstream_pool,
+    )?;
     let warmed = {
         let (cache, store) = (Arc::clone(&cache), store.clone());
         tokio::task::spawn_blocking(move || cache.warm(&store)).await
@@ -246,23 +307,6 @@ pub async fn run(
         clock,
         u64::from(config.serve_stale),
         shutdown.clone(),
-    );
-
-    let forwarder = Arc::new(Forwarder::new(
-        &config.upstreams,
-        sockets.upstream_pool,
-        config.max_upstream_queries,
-        Arc::clone(&metrics),
-    ));
-    // Loaded before any listener runs, so the first query already sees every record.
-    let records = Arc::new(Records::load(store::records::RecordStore::open(&store)?)?);
-    let handler = Arc::new(
-        Handler::new(
-            Acl::new(config.allow.clone()),
-            Resolver::new(Arc::clone(&cache), forwarder, Arc::clone(&records)),
-            Arc::clone(&metrics),
-        )
-        .with_rate_limit(RateLimiter::new(config.rate_limit)),
     );
 
     let dns_addr = sockets.udp.first().and_then(|s| s.local_addr().ok());

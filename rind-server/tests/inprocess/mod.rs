@@ -7,26 +7,23 @@
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use rind_server::cache::{Cache, CacheConfig, Clock, TtlPolicy};
-use rind_server::config::Upstream;
+use rind_server::cache::{Cache, Clock};
+use rind_server::config::Args;
 use rind_server::handler::{Handler, Step};
-use rind_server::metrics::Metrics;
-use rind_server::records::{Draft, Records};
-use rind_server::request::{Acl, Transport};
-use rind_server::resolver::Resolver;
-use rind_server::store::records::RecordStore;
+use rind_server::records::Draft;
+use rind_server::request::Transport;
 use rind_server::store::Store;
 use rind_server::upstream::pool::UdpPool;
-use rind_server::upstream::Forwarder;
+use rind_server::Pipeline;
 
 /// Unix seconds on the manual clock when the cache is filled.
 pub const START: u64 = 1_700_000_000;
@@ -64,12 +61,40 @@ fn name(text: &str) -> Name {
     Name::from_ascii(text).expect("name")
 }
 
-/// Builds the handler; call it inside a tokio runtime (the record store starts a task).
+/// Builds the handler as the server assembles it; call it inside a tokio runtime (the record
+/// store starts a task).
 pub async fn build(upstream: SocketAddr) -> InProcess {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store");
-    let records =
-        Arc::new(Records::load(RecordStore::open(&store).expect("records")).expect("load"));
+    let upstream_arg = upstream.to_string();
+    let argv = [
+        "rind-server",
+        "--upstream",
+        upstream_arg.as_str(),
+        "--cache-size",
+        "1000",
+        "--serve-stale",
+        "3600",
+    ];
+    let config = Args::try_parse_from(argv)
+        .expect("flags")
+        .validate()
+        .expect("config");
+    let clock = Arc::new(AtomicU64::new(START));
+    let pool = UdpPool::new(4, [upstream]).expect("pool");
+    let Pipeline {
+        handler,
+        cache,
+        records,
+        ..
+    } = Pipeline::assemble(
+        &config,
+        &store,
+        Clock::manual(Arc::clone(&clock)),
+        None,
+        pool,
+    )
+    .expect("pipeline");
     let big = "x".repeat(200);
     let drafts = LOCAL
         .iter()
@@ -79,23 +104,6 @@ pub async fn build(upstream: SocketAddr) -> InProcess {
         let draft = Draft::parse(n, t, 300, &d).expect("valid record");
         records.create(draft).await.expect("create");
     }
-    let metrics = Arc::new(Metrics::new([upstream.to_string()]));
-    let clock = Arc::new(AtomicU64::new(START));
-    let cache = Arc::new(Cache::new(
-        CacheConfig {
-            capacity: 1_000,
-            ttl: TtlPolicy {
-                min_ttl: 0,
-                max_ttl: 86_400,
-                max_negative_ttl: 3_600,
-            },
-            serve_stale: 3_600,
-            prefetch: false,
-        },
-        Clock::manual(Arc::clone(&clock)),
-        None,
-        Arc::clone(&metrics),
-    ));
     for &(owner, count) in CACHED {
         let query = Query::query(name(owner), RecordType::A);
         let mut reply = Message::response(1, OpCode::Query);
@@ -128,15 +136,6 @@ pub async fn build(upstream: SocketAddr) -> InProcess {
         )),
     ));
     cache.insert(&query, &reply).expect("cacheable");
-
-    let upstreams = [Upstream::from_str(&upstream.to_string()).expect("upstream")];
-    let pool = UdpPool::new(4, [upstream]).expect("pool");
-    let forwarder = Arc::new(Forwarder::new(&upstreams, pool, 64, Arc::clone(&metrics)));
-    let handler = Arc::new(Handler::new(
-        Acl::new(vec!["127.0.0.0/8".parse().expect("net")]),
-        Resolver::new(Arc::clone(&cache), forwarder, records),
-        metrics,
-    ));
     InProcess {
         handler,
         cache,
