@@ -89,11 +89,12 @@ pids+=($perf_tcp)
   while [ $SECONDS -lt $end ]; do
     i=$((i + 1))
     body="{\"name\":\"soak$i.home.arpa\",\"type\":\"A\",\"data\":\"10.0.$((i / 250 % 250)).$((i % 250 + 1))\"}"
-    created=$(curl -s -m 5 -w '\n%{http_code}' -X POST -H 'content-type: application/json' -d "$body" \
+    created=$(curl -s -m 30 -w '\n%{http_code} %{time_total}' -X POST -H 'content-type: application/json' -d "$body" \
       "http://127.0.0.1:$http_port/api/v1/records" 2>&1) || true
     id=$(printf '%s' "$created" | head -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null) || id=""
-    if [ -n "$id" ] && deleted=$(curl -s -m 5 -w '%{http_code}' -X DELETE "http://127.0.0.1:$http_port/api/v1/records/$id" 2>&1) && [ "$deleted" = 204 ]; then
+    if [ -n "$id" ] && deleted=$(curl -s -m 30 -w '%{http_code} %{time_total}' -X DELETE "http://127.0.0.1:$http_port/api/v1/records/$id" 2>&1) && [ "${deleted%% *}" = 204 ]; then
       ok=$((ok + 1))
+      echo "$(printf '%s' "$created" | tail -n 1 | cut -d' ' -f2) ${deleted#* }" >> "$out/api-latency.txt"
     else
       failed=$((failed + 1))
       echo "$(date -u +%T) create: $(printf '%s' "$created" | tr '\n' ' ') delete: ${deleted:-not tried}" >> "$out/api-errors.txt"
@@ -130,6 +131,9 @@ ok, failed = map(int, open(f"{out}/api.txt").read().split())
 u, t = lost(f"{out}/udp.txt"), lost(f"{out}/tcp.txt")
 print(f"UDP: sent {u[0]}, completed {u[1]}, lost {u[2]}")
 print(f"TCP: sent {t[0]}, completed {t[1]}, lost {t[2]}")
+lat = sorted(float(x) for line in open(f"{out}/api-latency.txt") for x in line.split())
+if lat:
+    print(f"API latency: p50 {lat[len(lat)//2]*1000:.1f} ms, p99 {lat[int(len(lat)*0.99)]*1000:.1f} ms, max {lat[-1]*1000:.0f} ms")
 print(f"API: {ok} create+delete pairs ok, {failed} failed")
 end = rows[-1][0]
 early = [r for r in rows if 0.6 * end - 60 <= r[0] < 0.6 * end] or rows[:3]
