@@ -89,13 +89,16 @@ impl Key {
     }
 }
 
-/// One cached answer.
+/// One cached answer, kept to two allocations (this struct behind its `Arc`, and `bytes`):
+/// a full cache holds `--cache-size` of them, and they are most of the server's memory.
 #[derive(Debug)]
 pub struct Entry {
-    template: Box<[u8]>,
-    ttl_offsets: Box<[u16]>,
-    question_end: usize,
-    rcode: ResponseCode,
+    /// The TTL offsets (big-endian u16 each) followed by the reply template.
+    bytes: Box<[u8]>,
+    /// Where the template starts in `bytes`.
+    template_at: u16,
+    /// Where the question ends in the template.
+    question_end: u16,
     stored_at: u64,
     expires_at: u64,
     /// Set while a prefetch or stale refresh runs, so there is never a second one.
@@ -168,12 +171,16 @@ impl Entry {
 
     fn from_template(template: Vec<u8>, stored_at: u64, expires_at: u64) -> Option<Entry> {
         let (question_end, ttl_offsets) = walk(&template)?;
-        let rcode = ResponseCode::from_low(template.get(3)? & 0x0f);
+        let template_at = 2 * ttl_offsets.len();
+        let mut bytes = Vec::with_capacity(template_at + template.len());
+        for offset in ttl_offsets {
+            bytes.extend_from_slice(&offset.to_be_bytes());
+        }
+        bytes.extend_from_slice(&template);
         Some(Entry {
-            template: template.into_boxed_slice(),
-            ttl_offsets: ttl_offsets.into_boxed_slice(),
-            question_end,
-            rcode,
+            bytes: bytes.into_boxed_slice(),
+            template_at: u16::try_from(template_at).ok()?,
+            question_end: u16::try_from(question_end).ok()?,
             stored_at,
             expires_at,
             refreshing: AtomicBool::new(false),
@@ -181,13 +188,39 @@ impl Entry {
         })
     }
 
+    /// The reply template: ID 0, the question in lower case, the TTLs as stored.
+    fn template(&self) -> &[u8] {
+        self.bytes
+            .get(usize::from(self.template_at)..)
+            .unwrap_or_default()
+    }
+
+    /// Offsets of the TTLs in the template.
+    fn ttl_offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bytes
+            .get(..usize::from(self.template_at))
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .filter_map(|pair| pair.try_into().ok())
+            .map(|pair| usize::from(u16::from_be_bytes(pair)))
+    }
+
+    /// The cache key of the entry's question, the same bytes as [`Key::of`] gives: the
+    /// template's question is already in lower case.
+    pub fn key(&self) -> &[u8] {
+        self.template()
+            .get(HEADER_LEN..usize::from(self.question_end))
+            .unwrap_or_default()
+    }
+
     /// The bytes kept on disk: format, expiry, store time, template.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(17 + self.template.len());
+        let template = self.template();
+        let mut out = Vec::with_capacity(17 + template.len());
         out.push(FORMAT);
         out.extend_from_slice(&self.expires_at.to_be_bytes());
         out.extend_from_slice(&self.stored_at.to_be_bytes());
-        out.extend_from_slice(&self.template);
+        out.extend_from_slice(template);
         out
     }
 
@@ -206,7 +239,7 @@ impl Entry {
 
     /// Response code of the cached answer.
     pub fn rcode(&self) -> ResponseCode {
-        self.rcode
+        ResponseCode::from_low(self.template().get(3).map_or(0, |b| b & 0x0f))
     }
 
     /// Unix seconds after which the entry is stale.
@@ -246,8 +279,7 @@ impl Entry {
 
     /// The question of the entry (lower case), for listings.
     pub fn question(&self) -> Option<Query> {
-        let question = self.template.get(HEADER_LEN..self.question_end)?;
-        Query::read(&mut BinDecoder::new(question)).ok()
+        Query::read(&mut BinDecoder::new(self.key())).ok()
     }
 
     /// The cached answer as records, TTLs counted down to `now` (for a local CNAME's target,
@@ -275,15 +307,17 @@ impl Entry {
     /// which a matching key rules out.
     pub fn reply(&self, request: &Request, now: u64, stale: bool) -> Option<Vec<u8>> {
         let elapsed = u32::try_from(now.saturating_sub(self.stored_at)).unwrap_or(u32::MAX);
-        let mut out = Vec::with_capacity(self.template.len() + OPT_LEN + EDE_LEN);
-        out.extend_from_slice(&self.template);
+        let template = self.template();
+        let question_end = usize::from(self.question_end);
+        let mut out = Vec::with_capacity(template.len() + OPT_LEN + EDE_LEN);
+        out.extend_from_slice(template);
 
         let meta = &request.metadata;
         put(&mut out, 0, &meta.id.to_be_bytes())?;
         // QR=1, opcode QUERY, AA=0, TC=0, RD copied; RA=1, CD copied, rcode.
         let flags = [
             0x80 | u8::from(meta.recursion_desired),
-            0x80 | u8::from(meta.checking_disabled) << 4 | self.rcode.low(),
+            0x80 | u8::from(meta.checking_disabled) << 4 | self.rcode().low(),
         ];
         put(&mut out, 2, &flags)?;
 
@@ -293,14 +327,12 @@ impl Entry {
             put(&mut out, pos + 1, label)?;
             pos += 1 + label.len();
         }
-        if pos + 1 + 4 != self.question_end {
+        if pos + 1 + 4 != question_end {
             return None;
         }
 
-        for &offset in self.ttl_offsets.iter() {
-            let offset = usize::from(offset);
-            let stored =
-                u32::from_be_bytes(self.template.get(offset..offset + 4)?.try_into().ok()?);
+        for offset in self.ttl_offsets() {
+            let stored = u32::from_be_bytes(template.get(offset..offset + 4)?.try_into().ok()?);
             let ttl = if stale {
                 STALE_TTL
             } else {
@@ -313,7 +345,7 @@ impl Entry {
             push_opt(&mut out, stale)?;
         }
         if out.len() > usize::from(request.max_size) {
-            out.truncate(self.question_end);
+            out.truncate(question_end);
             put(&mut out, ANCOUNT, &[0; 6])?;
             put(&mut out, 2, &[flags[0] | 0x02])?;
             if request.edns {
@@ -628,5 +660,19 @@ mod tests {
         let c = Key::of(&Query::query(name("www.example.com."), RecordType::AAAA));
         assert_eq!(a.as_bytes(), b.as_bytes());
         assert_ne!(a.as_bytes(), c.as_bytes());
+    }
+
+    #[test]
+    fn an_entry_knows_its_own_key() {
+        // The memory cache finds entries by a hash and then compares this: it must be the
+        // exact key of the question, whatever the letter case it was asked in.
+        let q = Query::query(name("MiXeD.Example."), RecordType::A);
+        let entry = Entry::from_upstream(&q, &upstream_reply("MiXeD.Example.", &[60]), &POLICY, 0)
+            .expect("cacheable");
+        assert_eq!(entry.key(), Key::of(&q).as_bytes());
+        let back = Entry::decode(&entry.encode()).expect("decodes");
+        assert_eq!(back.key(), Key::of(&q).as_bytes());
+        let other = Query::query(name("mixed.example."), RecordType::AAAA);
+        assert_ne!(entry.key(), Key::of(&other).as_bytes());
     }
 }

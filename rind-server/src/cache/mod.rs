@@ -2,7 +2,7 @@
 //! restart (clean or `kill -9`) comes back warm.
 //!
 //! - Memory: `quick_cache` (sharded, S3-FIFO eviction, lock-free reads), at most
-//!   `--cache-size` entries keyed by (lower-cased name, type, class). A hit never touches sled.
+//!   `--cache-size` entries for (lower-cased name, type, class). A hit never touches sled.
 //! - Expiry: absolute wall-clock seconds in each entry, checked on every read; an entry past
 //!   its expiry but within `--serve-stale` seconds is kept for RFC 8767 stale answers.
 //! - Disk: every insert, eviction and flush is queued to [`persist`], which applies them to
@@ -13,6 +13,7 @@
 mod entry;
 pub mod persist;
 
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,7 +37,33 @@ use crate::store::{Store, StoreError};
 /// §5 "failure recheck timer") instead of making every client wait for upstream again.
 const FAILURE_RECHECK_SECS: u64 = 30;
 
-type Memory = QuickCache<Box<[u8]>, Arc<Entry>, UnitWeighter, DefaultHashBuilder, Evictions>;
+/// The memory map is keyed by a 64-bit keyed hash of the [`Key`] instead of the key bytes: the
+/// bytes are already in the entry (its question), so a stored copy would only cost memory.
+/// Every read compares the entry's question with the key, so two names with the same hash
+/// (vanishingly rare, and not steerable by a client without the random seed) only ever
+/// replace each other, never answer for each other.
+type Memory = QuickCache<u64, Arc<Entry>, UnitWeighter, BuildHasherDefault<Prehashed>, Evictions>;
+
+/// Passes a key that is already a hash through unchanged, so it is not hashed twice.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; this keeps the trait complete for anything else.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// Settings of the cache, from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -112,17 +139,19 @@ pub struct Listed {
 #[derive(Clone, Default)]
 struct Evictions;
 
-impl Lifecycle<Box<[u8]>, Arc<Entry>> for Evictions {
-    type RequestState = Vec<(Box<[u8]>, u64)>;
+impl Lifecycle<u64, Arc<Entry>> for Evictions {
+    type RequestState = Vec<Arc<Entry>>;
 
-    fn on_evict(&self, evicted: &mut Self::RequestState, key: Box<[u8]>, entry: Arc<Entry>) {
-        evicted.push((key, entry.expires_at()));
+    fn on_evict(&self, evicted: &mut Self::RequestState, _hash: u64, entry: Arc<Entry>) {
+        evicted.push(entry);
     }
 }
 
 /// The cache.
 pub struct Cache {
     memory: Option<Memory>,
+    /// Seeded at random, so clients cannot choose names that share a hash.
+    hasher: DefaultHashBuilder,
     config: CacheConfig,
     clock: Clock,
     persist: Option<mpsc::Sender<CacheWrite>>,
@@ -151,12 +180,13 @@ impl Cache {
                 config.capacity,
                 config.capacity as u64,
                 UnitWeighter,
-                DefaultHashBuilder::default(),
+                BuildHasherDefault::default(),
                 Evictions,
             )
         });
         Cache {
             memory,
+            hasher: DefaultHashBuilder::default(),
             config,
             clock,
             persist,
@@ -185,7 +215,8 @@ impl Cache {
             return Lookup::Miss;
         };
         let key = Key::of(&request.query);
-        let Some(entry) = memory.get(key.as_bytes()) else {
+        let hash = self.hasher.hash_one(key.as_bytes());
+        let Some(entry) = memory.get(&hash).filter(|e| e.key() == key.as_bytes()) else {
             self.metrics.cache(CacheEvent::Miss);
             return Lookup::Miss;
         };
@@ -208,7 +239,7 @@ impl Cache {
             self.metrics.cache(CacheEvent::Miss);
             return Lookup::Stale(entry);
         } else {
-            memory.remove_if(key.as_bytes(), |e| Arc::ptr_eq(e, &entry));
+            memory.remove_if(&hash, |e| Arc::ptr_eq(e, &entry));
         }
         self.metrics.cache(CacheEvent::Miss);
         Lookup::Miss
@@ -216,7 +247,7 @@ impl Cache {
 
     /// The fresh cached answer for `query` as records (for the target of a local CNAME).
     pub fn answer(&self, query: &Query) -> Option<Answer> {
-        let entry = self.memory.as_ref()?.get(Key::of(query).as_bytes())?;
+        let entry = self.get(query)?;
         let now = self.clock.now();
         if !entry.is_fresh(now) {
             return None;
@@ -240,7 +271,7 @@ impl Cache {
 
     /// The entry for `query` if it is expired but still within the serve-stale window.
     pub fn stale_entry(&self, query: &Query) -> Option<Arc<Entry>> {
-        let entry = self.memory.as_ref()?.get(Key::of(query).as_bytes())?;
+        let entry = self.get(query)?;
         let now = self.clock.now();
         (!entry.is_fresh(now) && now < entry.expires_at() + u64::from(self.config.serve_stale))
             .then_some(entry)
@@ -248,13 +279,18 @@ impl Cache {
 
     /// Records that refreshing `query` found no upstream.
     pub fn refresh_failed(&self, query: &Query) {
-        if let Some(entry) = self
-            .memory
-            .as_ref()
-            .and_then(|m| m.get(Key::of(query).as_bytes()))
-        {
+        if let Some(entry) = self.get(query) {
             entry.refresh_failed(self.clock.now());
         }
+    }
+
+    /// The entry for `query`, fresh or not.
+    fn get(&self, query: &Query) -> Option<Arc<Entry>> {
+        let key = Key::of(query);
+        self.memory
+            .as_ref()?
+            .get(&self.hasher.hash_one(key.as_bytes()))
+            .filter(|e| e.key() == key.as_bytes())
     }
 
     /// Stores the upstream `reply` to `query` when it may be cached; returns the entry.
@@ -262,11 +298,10 @@ impl Cache {
         let memory = self.memory.as_ref()?;
         let now = self.clock.now();
         let entry = Arc::new(Entry::from_upstream(query, reply, &self.config.ttl, now)?);
-        let key = Key::of(query).as_bytes().to_vec();
-        self.remember(memory, key.clone().into_boxed_slice(), Arc::clone(&entry));
+        self.remember(memory, Arc::clone(&entry));
         // Queued after the memory insert, so it lands after any eviction that insert caused.
         self.queue(CacheWrite::Put {
-            key,
+            key: entry.key().to_vec(),
             expires_at: entry.expires_at(),
             value: entry.encode(),
         });
@@ -275,18 +310,18 @@ impl Cache {
 
     /// Inserts into memory; what that evicts (not the key's own older entry) is counted and
     /// forgotten on disk.
-    fn remember(&self, memory: &Memory, key: Box<[u8]>, entry: Arc<Entry>) {
+    fn remember(&self, memory: &Memory, entry: Arc<Entry>) {
         let mut evicted = Vec::new();
-        let inserted = key.clone();
-        memory.insert_with_lifecycle(key, entry, &mut evicted);
-        for (key, expires_at) in evicted {
-            if key == inserted {
+        let hash = self.hasher.hash_one(entry.key());
+        memory.insert_with_lifecycle(hash, Arc::clone(&entry), &mut evicted);
+        for old in evicted {
+            if old.key() == entry.key() {
                 continue;
             }
             self.metrics.cache(CacheEvent::Eviction);
             self.queue(CacheWrite::Evict {
-                key: key.into_vec(),
-                expires_at,
+                key: old.key().to_vec(),
+                expires_at: old.expires_at(),
             });
         }
     }
@@ -328,14 +363,14 @@ impl Cache {
                 self.queue_flush(CacheWrite::Clear).await;
             }
             Some(name) => {
-                let doomed: Vec<Box<[u8]>> = memory
+                let doomed: Vec<(u64, Arc<Entry>)> = memory
                     .iter()
                     .filter(|(_, e)| e.question().is_some_and(|q| q.name == *name))
-                    .map(|(k, _)| k)
                     .collect();
-                for key in doomed {
-                    memory.remove(&key);
-                    self.queue_flush(CacheWrite::Delete(key.into_vec())).await;
+                for (hash, entry) in doomed {
+                    memory.remove_if(&hash, |e| e.key() == entry.key());
+                    self.queue_flush(CacheWrite::Delete(entry.key().to_vec()))
+                        .await;
                 }
             }
         }
@@ -353,11 +388,11 @@ impl Cache {
         let mut unreadable = 0;
         for (key, value) in store.cache_load(now, self.config.capacity)? {
             match Entry::decode(&value) {
-                Some(entry) => {
-                    self.remember(memory, key.into_boxed_slice(), Arc::new(entry));
+                Some(entry) if entry.key() == key.as_slice() => {
+                    self.remember(memory, Arc::new(entry));
                     loaded += 1;
                 }
-                None => {
+                _ => {
                     unreadable += 1;
                     self.queue(CacheWrite::Delete(key));
                 }
