@@ -41,7 +41,8 @@ pub const MAX_TTL: i64 = 2_147_483_647;
 /// Random bits make ids that are never reused, with no counter to keep: not after a crash, nor
 /// when a snapshot is restored and the restored server creates records the original also
 /// created ids for after the snapshot (a persisted counter would hand those ids out again).
-/// The time prefix lists records in creation order.
+/// The time prefix lists records in creation order; within one millisecond an id is the
+/// previous one plus one (the ULID "monotonic" rule), so that order holds there too.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RecordId(String);
 
@@ -52,7 +53,13 @@ impl RecordId {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let random: u128 = rand::random();
-        let bits = (millis & ((1 << 48) - 1)) << 80 | (random & ((1 << 80) - 1));
+        let fresh = (millis & ((1 << 48) - 1)) << 80 | (random & ((1 << 80) - 1));
+        static LAST: Mutex<u128> = Mutex::new(0);
+        let bits = {
+            let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+            *last = fresh.max(last.wrapping_add(1));
+            *last
+        };
         let id = (0..26)
             .rev()
             // A 5-bit value always indexes the 32-letter alphabet.
@@ -408,6 +415,15 @@ mod tests {
     fn records(dir: &Path) -> Arc<Records> {
         let store = Store::open(dir).expect("open");
         Arc::new(Records::load(RecordStore::open(&store).expect("tree")).expect("load"))
+    }
+
+    #[test]
+    fn ids_made_in_one_millisecond_still_sort_in_creation_order() {
+        let ids: Vec<RecordId> = (0..1_000).map(|_| RecordId::generate()).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
+            assert_eq!(pair[1].as_str().len(), 26);
+        }
     }
 
     fn draft(name: &str, rtype: &str, data: &str) -> Draft {
