@@ -20,7 +20,8 @@
 //! - [`resolver`]: the order of answer sources; [`records`] for local records (index, answering
 //!   rules, RDATA, the write path); [`special`] for special-use names;
 //! - [`cache`]: the answer cache in memory, written behind to sled, warm on restart;
-//! - [`upstream`]: forwarding, upstream health, reply matching, coalescing;
+//! - [`upstream`]: forwarding, upstream health, resends (RTT-based timeout), reply matching,
+//!   coalescing;
 //! - [`response`]: writing the reply;
 //! - [`store`]: the only code that touches sled (records tree, group-committed flushes, the
 //!   cache trees, snapshots);

@@ -136,6 +136,7 @@ pub struct Metrics {
 struct UpstreamMetrics {
     label: String,
     queries: AtomicU64,
+    resends: AtomicU64,
     failures: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
@@ -157,6 +158,7 @@ impl Metrics {
                 .map(|label| UpstreamMetrics {
                     label,
                     queries: AtomicU64::new(0),
+                    resends: AtomicU64::new(0),
                     failures: AtomicU64::new(0),
                     latency_buckets: Default::default(),
                     latency_count: AtomicU64::new(0),
@@ -222,6 +224,13 @@ impl Metrics {
     pub fn upstream_query(&self, index: usize) {
         if let Some(u) = self.upstreams.get(index) {
             u.queries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one UDP query sent again to upstream `index` after no reply came in time.
+    pub fn upstream_resend(&self, index: usize) {
+        if let Some(u) = self.upstreams.get(index) {
+            u.resends.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -347,6 +356,19 @@ impl Metrics {
                 "rind_upstream_queries_total{{upstream=\"{}\"}} {}",
                 u.label,
                 u.queries.load(Ordering::Relaxed)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP rind_upstream_resends_total UDP queries sent again to each upstream after no reply came in time."
+        )?;
+        writeln!(out, "# TYPE rind_upstream_resends_total counter")?;
+        for u in &self.upstreams {
+            writeln!(
+                out,
+                "rind_upstream_resends_total{{upstream=\"{}\"}} {}",
+                u.label,
+                u.resends.load(Ordering::Relaxed)
             )?;
         }
         writeln!(

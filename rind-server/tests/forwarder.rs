@@ -166,12 +166,49 @@ async fn second_upstream_answers_when_the_first_is_silent() {
     assert_eq!(rcode(&reply), ResponseCode::NoError);
     assert_eq!(a_records(&reply), vec![ANSWER_V4]);
     assert!(elapsed <= SERVFAIL_DEADLINE, "answer after {elapsed:?}");
+    // Asked first, and once more when the first resend timeout (1 s before any round trip
+    // was measured) ran out; the next would have been after the 2 s try.
     assert_eq!(
         silent.count("t6-second.example.com."),
-        1,
-        "the first upstream is asked first"
+        2,
+        "the first upstream is asked first, and sent the query again once"
     );
     assert_eq!(good.count("t6-second.example.com."), 1);
+}
+
+#[tokio::test]
+async fn a_lost_upstream_datagram_is_sent_again_well_before_the_try_ends() {
+    let up = FakeUpstream::start(Behaviour::Answer);
+    let server = Server::start(&["--upstream", &up.arg()]);
+    // Answered queries give rind a round-trip estimate: on loopback, the 100 ms floor.
+    for i in 0..5 {
+        let qname = format!("t6-rtt-{i}.example.com.");
+        let reply = ask_udp(server.dns_addr(), &query(&qname, RecordType::A)).await;
+        assert_eq!(a_records(&reply), vec![ANSWER_V4], "{qname}");
+    }
+    let qname = "t6-lost.example.com.";
+    up.set_rule(qname, Behaviour::LoseFirst);
+
+    let started = Instant::now();
+    let reply = ask_udp(server.dns_addr(), &query(qname, RecordType::A)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(a_records(&reply), vec![ANSWER_V4]);
+    assert!(
+        elapsed >= Duration::from_millis(90) && elapsed < Duration::from_secs(1),
+        "answered after {elapsed:?}: the resend should follow the 100 ms timeout"
+    );
+    let seen: Vec<Seen> = up.seen().into_iter().filter(|s| s.qname == qname).collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // The same query again: same ID from the same socket, so a late reply to the first copy
+    // would have counted as well.
+    assert_eq!((seen[0].id, seen[0].src), (seen[1].id, seen[1].src));
+    let resends = metric(
+        server.http_addr(),
+        &format!("rind_upstream_resends_total{{upstream=\"{}\"}}", up.arg()),
+        None,
+    )
+    .await;
+    assert_eq!(resends, 1.0);
 }
 
 #[tokio::test]

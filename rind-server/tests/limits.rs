@@ -120,7 +120,7 @@ async fn questions_over_the_upstream_cap_get_servfail_at_once() {
         .collect();
     // Let both reach the forwarder before the third arrives.
     let deadline = Instant::now() + Duration::from_secs(2);
-    while up.count("t-cap-1.example.") + up.count("t-cap-2.example.") < 2 {
+    while up.queries("t-cap-1.example.") + up.queries("t-cap-2.example.") < 2 {
         assert!(
             Instant::now() < deadline,
             "the first two never reached the upstream"

@@ -7,9 +7,14 @@
 //! if it comes from the upstream, is a response with the same ID, opcode QUERY and the same
 //! question (name compared case-insensitively); anything else is ignored and the wait goes on
 //! until the try's deadline.
+//!
+//! A UDP query with no reply is sent again, unchanged (same ID, same socket, so a late reply
+//! to the first copy still counts), after the upstream's retransmission timeout and then after
+//! twice the previous wait, until the try's deadline.
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,17 +39,26 @@ pub enum ExchangeError {
     Encode(#[from] hickory_proto::ProtoError),
 }
 
+/// When and how a UDP query is sent again.
+pub struct Resend<'a> {
+    /// Wait before the first resend; each later wait doubles.
+    pub after: Duration,
+    /// Called once per resend (it counts them).
+    pub on_resend: &'a (dyn Fn() + Sync),
+}
+
 /// Asks `upstream` the question once, retrying over TCP when a UDP reply is truncated.
 pub async fn exchange(
     pool: &UdpPool,
     upstream: &Upstream,
     query: &Query,
     deadline: Instant,
+    resend: Resend<'_>,
 ) -> Result<Message, ExchangeError> {
     match upstream.protocol {
         Protocol::Tcp => tcp(upstream.addr, query, deadline).await,
         Protocol::Udp => {
-            let reply = udp(pool, upstream.addr, query, deadline).await?;
+            let reply = udp(pool, upstream.addr, query, deadline, resend).await?;
             if reply.metadata.truncation {
                 tcp(upstream.addr, query, deadline).await
             } else {
@@ -87,18 +101,30 @@ async fn udp(
     addr: SocketAddr,
     query: &Query,
     deadline: Instant,
+    resend: Resend<'_>,
 ) -> Result<Message, ExchangeError> {
     let (id, bytes) = encode(query)?;
     let lease = pool.lease(addr).await?;
     let socket = lease.socket();
     socket.send(&bytes).await?;
+    let mut wait = resend.after;
+    let mut resend_at = Instant::now() + wait;
     // We advertise 1232 bytes; an upstream that sends more than this gets cut, fails to
     // parse, and is ignored like any other unusable datagram.
     let mut buf = [0u8; 4096];
     loop {
-        let (len, from) = timeout_at(deadline, socket.recv_from(&mut buf))
-            .await
-            .map_err(|_| ExchangeError::Timeout)??;
+        let until = resend_at.min(deadline);
+        let Ok(received) = timeout_at(until, socket.recv_from(&mut buf)).await else {
+            if until >= deadline {
+                return Err(ExchangeError::Timeout);
+            }
+            socket.send(&bytes).await?;
+            (resend.on_resend)();
+            wait *= 2;
+            resend_at = Instant::now() + wait;
+            continue;
+        };
+        let (len, from) = received?;
         // The socket is connected, so the kernel filters already; this also rejects a datagram
         // left queued from the socket's previous lease to another upstream.
         let (true, Some(packet)) = (from == addr, buf.get(..len)) else {

@@ -1,7 +1,8 @@
 //! Forwarding: which upstream to ask, in what order, for how long, and sharing one upstream
 //! query between clients that ask the same question at the same time.
 //!
-//! - Each try waits at most [`TRY_TIMEOUT`], then the next upstream is asked; the whole
+//! - Each try waits at most [`TRY_TIMEOUT`] (over UDP resending the query after the
+//!   upstream's [`rtt`] timeout, doubling), then the next upstream is asked; the whole
 //!   question gives up after [`TOTAL_BUDGET`] so the client gets SERVFAIL within the
 //!   contract's 5 seconds.
 //! - SERVFAIL, REFUSED, NOTIMP and FORMERR from an upstream count as failures: another upstream
@@ -11,6 +12,7 @@
 
 mod exchange;
 pub mod pool;
+mod rtt;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -25,7 +27,9 @@ use tokio::time::Instant;
 
 use crate::config::Upstream;
 use crate::metrics::Metrics;
+use exchange::Resend;
 use pool::UdpPool;
+use rtt::Rtt;
 
 /// Longest wait for one upstream.
 pub const TRY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -109,6 +113,8 @@ struct Health {
     /// When the operator was told it is failing (milliseconds after `epoch`, 0: not told).
     /// Flapping upstreams would otherwise fill the log with failing/answering pairs.
     reported_down_ms: AtomicU64,
+    /// Round-trip estimate, for the UDP resend timeout.
+    rtt: Rtt,
 }
 
 impl Forwarder {
@@ -128,6 +134,7 @@ impl Forwarder {
                     failures_in_a_row: AtomicU32::new(0),
                     demoted_until_ms: AtomicU64::new(0),
                     reported_down_ms: AtomicU64::new(0),
+                    rtt: Rtt::default(),
                 })
                 .collect(),
             in_flight: Mutex::new(HashMap::new()),
@@ -211,7 +218,16 @@ impl Forwarder {
             };
             let deadline = (now + TRY_TIMEOUT).min(give_up);
             self.metrics.upstream_query(index);
-            match exchange::exchange(&self.pool, &health.upstream, query, deadline).await {
+            let resend = Resend {
+                after: health.rtt.timeout(TRY_TIMEOUT),
+                on_resend: &|| self.metrics.upstream_resend(index),
+            };
+            let reply = exchange::exchange(&self.pool, &health.upstream, query, deadline, resend);
+            let reply = reply.await;
+            if reply.is_ok() {
+                health.rtt.sample(now.elapsed());
+            }
+            match reply {
                 Ok(reply) if usable(reply.metadata.response_code) => {
                     self.metrics.upstream_latency(index, now.elapsed());
                     self.succeeded(index);

@@ -4,7 +4,7 @@
 //! runtime (so tests may block their own thread without stalling it), records every query
 //! it receives, and stops when dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -67,6 +67,9 @@ pub enum Behaviour {
     Delay(Duration),
     /// Never replies (a TCP connection is kept open but never answered).
     Silent,
+    /// Over UDP: drops the first query for a name (a lost datagram), answers like
+    /// [`Behaviour::Answer`] from then on.
+    LoseFirst,
     /// Over UDP: TC=1 and no answers. Over TCP: [`TRUNCATE_FULL_RECORDS`] A records.
     Truncate,
     /// NOERROR with this many distinct A records. Over UDP, when that exceeds the size the
@@ -82,7 +85,7 @@ pub enum Behaviour {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
     Udp,
     Tcp,
@@ -218,6 +221,34 @@ impl FakeUpstream {
         self.count_where(|s| s.qname == n)
     }
 
+    /// Distinct queries for `name`: a resend of the same query (same ID from the same
+    /// socket) counts once.
+    pub fn queries(&self, name: &str) -> usize {
+        let n = normalize(name);
+        let st = lock(&self.state);
+        let distinct: HashSet<(Transport, u16, SocketAddr)> = st
+            .seen
+            .iter()
+            .filter(|s| s.qname == n)
+            .map(|s| (s.transport, s.id, s.src))
+            .collect();
+        distinct.len()
+    }
+
+    /// Polls until `name` has been asked at least `n` distinct queries; false after `wait`.
+    pub async fn wait_for_queries(&self, name: &str, n: usize, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.queries(name) >= n {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn count_on(&self, name: &str, transport: Transport) -> usize {
         let n = normalize(name);
         self.count_where(|s| s.qname == n && s.transport == transport)
@@ -280,7 +311,21 @@ fn note(
     let q = msg.queries.first()?;
     let qname = normalize(&q.name().to_ascii());
     let mut st = lock(state);
-    let behaviour = st.behaviour_for(&qname);
+    let behaviour = match st.behaviour_for(&qname) {
+        Behaviour::LoseFirst if transport == Transport::Udp => {
+            let earlier = st
+                .seen
+                .iter()
+                .any(|s| s.qname == qname && s.transport == Transport::Udp);
+            if earlier {
+                Behaviour::Answer
+            } else {
+                Behaviour::Silent
+            }
+        }
+        Behaviour::LoseFirst => Behaviour::Answer,
+        other => other,
+    };
     if st.seen.len() < MAX_SEEN {
         st.seen.push(Seen {
             transport,
