@@ -89,20 +89,24 @@ pids+=($perf_tcp)
   while [ $SECONDS -lt $end ]; do
     i=$((i + 1))
     body="{\"name\":\"soak$i.home.arpa\",\"type\":\"A\",\"data\":\"10.0.$((i / 250 % 250)).$((i % 250 + 1))\"}"
+    # No pipelines here: under pipefail, `printf | head -n 1` fails whenever head exits
+    # before printf has written everything, which once counted a good create as failed.
     created=$(curl -s -m 30 -w '\n%{http_code} %{time_total}' -X POST -H 'content-type: application/json' -d "$body" \
-      "http://127.0.0.1:$http_port/api/v1/records" 2>&1) || true
-    id=$(printf '%s' "$created" | head -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null) || id=""
+      "http://127.0.0.1:$http_port/api/v1/records" 2>&1) && create_rc=0 || create_rc=$?
+    created_body=${created%$'\n'*}
+    created_status=${created##*$'\n'}
+    id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$created_body" 2>/dev/null) || id=""
     deleted="" delete_rc=""
     if [ -n "$id" ]; then
-      deleted=$(curl -s -m 30 -w '%{http_code} %{time_total}' -X DELETE "http://127.0.0.1:$http_port/api/v1/records/$id" 2>&1)
-      delete_rc=$?
+      deleted=$(curl -s -m 30 -w '%{http_code} %{time_total}' -X DELETE "http://127.0.0.1:$http_port/api/v1/records/$id" 2>&1) \
+        && delete_rc=0 || delete_rc=$?
     fi
     if [ "$delete_rc" = 0 ] && [ "${deleted%% *}" = 204 ]; then
       ok=$((ok + 1))
-      echo "$(printf '%s' "$created" | tail -n 1 | cut -d' ' -f2) ${deleted#* }" >> "$out/api-latency.txt"
+      echo "${created_status#* } ${deleted#* }" >> "$out/api-latency.txt"
     else
       failed=$((failed + 1))
-      echo "$(date -u +%T) create: $(printf '%s' "$created" | tr '\n' ' ') delete (curl exit ${delete_rc:-none}): ${deleted:-not tried}" >> "$out/api-errors.txt"
+      echo "$(date -u +%T) create (curl exit $create_rc): ${created//$'\n'/ } delete (curl exit ${delete_rc:-none}): ${deleted:-not tried}" >> "$out/api-errors.txt"
     fi
     sleep 0.1
   done
