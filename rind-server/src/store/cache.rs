@@ -88,35 +88,20 @@ impl Store {
     }
 
     /// Removes every entry whose expiry is before `before`; returns how many went.
+    ///
+    /// Works in batches of [`EXPIRE_BATCH`] index entries: a minute of expired answers in one
+    /// sled batch made the janitor's tick a 40-50 MiB bump in RSS in the soak.
     pub fn cache_expire(&self, before: u64) -> Result<usize, StoreError> {
         let cache = self.db.open_tree(CACHE_TREE)?;
         let expiry = self.db.open_tree(EXPIRY_TREE)?;
         let mut removed = 0;
-        let mut index_batch = sled::Batch::default();
-        let mut cache_batch = sled::Batch::default();
-        for item in expiry.range(..before.to_be_bytes().to_vec()) {
-            let (index, _) = item?;
-            index_batch.remove(index.clone());
-            let (Some(exp), Some(key)) = (
-                index.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()),
-                index.get(8..),
-            ) else {
-                continue;
-            };
-            // Only remove the value if it is the one this index entry points at: a newer put
-            // for the same key has its own, later index entry.
-            if cache
-                .get(key)?
-                .is_some_and(|v| expiry_of(&v) == Some(u64::from_be_bytes(exp)))
-            {
-                cache_batch.remove(key);
-                removed += 1;
+        loop {
+            let (seen, gone) = expire_batch(&cache, &expiry, before)?;
+            removed += gone;
+            if seen < EXPIRE_BATCH {
+                return Ok(removed);
             }
         }
-        // Values first: should the index batch be lost, its entries are simply seen again.
-        cache.apply_batch(cache_batch)?;
-        expiry.apply_batch(index_batch)?;
-        Ok(removed)
     }
 
     /// Up to `limit` entries that expire after `now`, freshest first, as (key, value).
@@ -147,6 +132,50 @@ impl Store {
     pub fn cache_len(&self) -> Result<usize, StoreError> {
         Ok(self.db.open_tree(CACHE_TREE)?.len())
     }
+}
+
+/// Most index entries the janitor removes in one sled batch.
+const EXPIRE_BATCH: usize = 1_024;
+
+/// Removes up to [`EXPIRE_BATCH`] index entries before `before`, and the values they point
+/// at; returns how many index entries it saw and how many values went. The index entries are
+/// removed either way, so the next call starts past them.
+fn expire_batch(
+    cache: &sled::Tree,
+    expiry: &sled::Tree,
+    before: u64,
+) -> Result<(usize, usize), StoreError> {
+    let mut seen = 0;
+    let mut removed = 0;
+    let mut index_batch = sled::Batch::default();
+    let mut cache_batch = sled::Batch::default();
+    for item in expiry
+        .range(..before.to_be_bytes().to_vec())
+        .take(EXPIRE_BATCH)
+    {
+        let (index, _) = item?;
+        seen += 1;
+        index_batch.remove(index.clone());
+        let (Some(exp), Some(key)) = (
+            index.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()),
+            index.get(8..),
+        ) else {
+            continue;
+        };
+        // Only remove the value if it is the one this index entry points at: a newer put
+        // for the same key has its own, later index entry.
+        if cache
+            .get(key)?
+            .is_some_and(|v| expiry_of(&v) == Some(u64::from_be_bytes(exp)))
+        {
+            cache_batch.remove(key);
+            removed += 1;
+        }
+    }
+    // Values first: should the index batch be lost, its entries are simply seen again.
+    cache.apply_batch(cache_batch)?;
+    expiry.apply_batch(index_batch)?;
+    Ok((seen, removed))
 }
 
 /// What a batch does to one key in the end.
@@ -279,6 +308,22 @@ mod tests {
         assert_eq!(store.cache_len().expect("len"), 0);
         let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
         assert!(expiry.is_empty());
+    }
+
+    #[test]
+    fn expiry_works_through_more_than_one_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let old = 2 * EXPIRE_BATCH + 5;
+        let mut writes: Vec<CacheWrite> = (0..old)
+            .map(|i| put(format!("old{i}").as_bytes(), 100 + (i % 7) as u64))
+            .collect();
+        writes.push(put(b"fresh", 1_000));
+        store.cache_apply(&writes).expect("apply");
+        assert_eq!(store.cache_expire(500).expect("expire"), old);
+        assert_eq!(store.cache_len().expect("len"), 1);
+        let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
+        assert_eq!(expiry.len(), 1);
     }
 
     #[test]
