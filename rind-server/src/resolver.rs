@@ -127,11 +127,23 @@ impl Resolver {
     /// SERVFAIL.
     async fn answer_forwarded(&self, request: &Request) -> Ready {
         let query = &request.query;
-        match self.forwarder.forward(query).await {
+        let mut led = false;
+        let mut stored = None;
+        let outcome = self.forwarder.forward(query, |reply| {
+            led = true;
+            stored = self.cache.insert(query, reply);
+        });
+        match outcome.await {
             Ok(reply) => {
+                // Clients that shared the leader's upstream query read back what it stored.
+                let entry = if led {
+                    stored
+                } else {
+                    self.cache.fresh_entry(query)
+                };
                 // The cached form gives the same bytes a later hit will: clamped TTLs and the
                 // negative-caching SOA TTL.
-                let written = self.cache.insert(query, &reply).and_then(|entry| {
+                let written = entry.and_then(|entry| {
                     let bytes = entry.reply(request, self.cache.now(), false)?;
                     Some(Ready::Wire(bytes, entry.rcode()))
                 });
@@ -159,11 +171,11 @@ impl Resolver {
 
     /// The answer for the target of a local CNAME chain from upstream, cached on the way.
     async fn answer_target_forwarded(&self, target: &Query) -> Answer {
-        match self.forwarder.forward(target).await {
-            Ok(reply) => {
-                self.cache.insert(target, &reply);
-                from_upstream(&reply)
-            }
+        let outcome = self.forwarder.forward(target, |reply| {
+            self.cache.insert(target, reply);
+        });
+        match outcome.await {
+            Ok(reply) => from_upstream(&reply),
             Err(e) => {
                 tracing::debug!(name = %target.name, error = %e, "CNAME target unresolved; SERVFAIL");
                 Answer::rcode(ResponseCode::ServFail)
@@ -180,13 +192,17 @@ impl Resolver {
         let cache = Arc::clone(&self.cache);
         let forwarder = Arc::clone(&self.forwarder);
         runtime.spawn(async move {
-            match forwarder.forward(&query).await {
-                Ok(reply) => {
-                    if cache.insert(&query, &reply).is_none() {
-                        // Not cacheable this time (TTL 0, say): free the refresh slot.
-                        cache.refresh_failed(&query);
-                    }
-                }
+            let mut led = false;
+            let mut stored = false;
+            let outcome = forwarder.forward(&query, |reply| {
+                led = true;
+                stored = cache.insert(&query, reply).is_some();
+            });
+            match outcome.await {
+                // Not cacheable this time (TTL 0, say): free the refresh slot. When another
+                // asker led, what it stored is already the newer entry.
+                Ok(_) if led && !stored => cache.refresh_failed(&query),
+                Ok(_) => {}
                 Err(_) => cache.refresh_failed(&query),
             }
         });

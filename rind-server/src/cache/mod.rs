@@ -245,14 +245,15 @@ impl Cache {
         Lookup::Miss
     }
 
+    /// The fresh entry for `query`, if there is one.
+    pub fn fresh_entry(&self, query: &Query) -> Option<Arc<Entry>> {
+        self.get(query).filter(|e| e.is_fresh(self.clock.now()))
+    }
+
     /// The fresh cached answer for `query` as records (for the target of a local CNAME).
     pub fn answer(&self, query: &Query) -> Option<Answer> {
-        let entry = self.get(query)?;
-        let now = self.clock.now();
-        if !entry.is_fresh(now) {
-            return None;
-        }
-        let answer = entry.answer(now)?;
+        let entry = self.fresh_entry(query)?;
+        let answer = entry.answer(self.clock.now())?;
         self.metrics.cache(CacheEvent::Hit);
         Some(answer)
     }

@@ -147,10 +147,12 @@ impl Forwarder {
 
     /// Asks the upstreams `query`; identical questions in flight share one upstream query.
     ///
-    /// The first asker (the leader) does the asking in its own task and hands the outcome to
-    /// the others; should the leader's future be dropped first, they get
-    /// [`ForwardError::Abandoned`] rather than waiting forever.
-    pub async fn forward(&self, query: &Query) -> Outcome {
+    /// The first asker (the leader) does the asking in its own task, runs `on_answer` with the
+    /// reply (the cache insert: done once, and done before the others wake, so they can read
+    /// it back) and hands the outcome to the others, whose `on_answer` is not called. Should
+    /// the leader's future be dropped first, they get [`ForwardError::Abandoned`] rather than
+    /// waiting forever.
+    pub async fn forward(&self, query: &Query, on_answer: impl FnOnce(&Message)) -> Outcome {
         let key = Key(
             query.name.to_lowercase(),
             query.query_type,
@@ -192,6 +194,9 @@ impl Forwarder {
             _permit: Some(permit),
         };
         let outcome = self.ask_upstreams(query).await;
+        if let Ok(reply) = &outcome {
+            on_answer(reply);
+        }
         leader.finish(&outcome);
         outcome
     }
@@ -305,4 +310,88 @@ impl Forwarder {
 /// Whether a reply with this rcode ends the search; the rest mean "ask someone else".
 fn usable(rcode: ResponseCode) -> bool {
     matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::str::FromStr;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use hickory_proto::op::OpCode;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::Record;
+
+    use super::*;
+    use crate::config::Protocol;
+
+    /// A UDP upstream on loopback that answers every query with one A record after `delay`.
+    fn slow_upstream(delay: Duration) -> std::net::SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let addr = socket.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            // Ends when no query came for 10 s (the test is long over by then).
+            while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                let Ok(query) = Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                let mut reply = Message::response(query.metadata.id, OpCode::Query);
+                for q in &query.queries {
+                    reply.add_query(q.clone());
+                    reply.add_answer(Record::from_rdata(
+                        q.name.clone(),
+                        60,
+                        hickory_proto::rr::RData::A(A::new(192, 0, 2, 1)),
+                    ));
+                }
+                std::thread::sleep(delay);
+                let _ = socket.send_to(&reply.to_vec().expect("encode"), from);
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn only_the_leader_runs_on_answer_and_before_the_others_wake() {
+        let addr = slow_upstream(Duration::from_millis(200));
+        let upstream = Upstream {
+            addr,
+            protocol: Protocol::Udp,
+        };
+        let pool = UdpPool::new(8, [addr]).expect("pool");
+        let forwarder = Arc::new(Forwarder::new(
+            &[upstream],
+            pool,
+            16,
+            Arc::new(Metrics::new([addr.to_string()])),
+        ));
+        let query = Query::query(
+            Name::from_str("herd.example.").expect("name"),
+            RecordType::A,
+        );
+        let answered = Arc::new(AtomicUsize::new(0));
+        let mut askers = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (forwarder, query, answered) =
+                (Arc::clone(&forwarder), query.clone(), Arc::clone(&answered));
+            askers.spawn(async move {
+                let outcome = forwarder
+                    .forward(&query, |_| {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .await;
+                // Whoever wakes finds on_answer already done.
+                (outcome.is_ok(), answered.load(Ordering::SeqCst))
+            });
+        }
+        while let Some(done) = askers.join_next().await {
+            assert_eq!(done.expect("asker"), (true, 1));
+        }
+        assert_eq!(answered.load(Ordering::SeqCst), 1);
+    }
 }
