@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 
-use crate::cache::{Cache, Lookup};
+use crate::cache::{Cache, Entry, Lookup};
 use crate::records::answer::{Chase, Local};
 use crate::records::Records;
 use crate::request::Request;
@@ -107,14 +107,14 @@ impl Resolver {
                 rcode,
                 refresh,
             } => {
-                if refresh {
-                    self.refresh_in_background(&request.query);
+                if let Some(entry) = refresh {
+                    self.refresh_in_background(&request.query, entry);
                 }
                 Some(Ready::Wire(reply, rcode))
             }
             Lookup::Stale(entry) if self.cache.failed_recently(&entry) => {
                 if entry.start_refresh() {
-                    self.refresh_in_background(&request.query);
+                    self.refresh_in_background(&request.query, Arc::clone(&entry));
                 }
                 let reply = self.cache.stale_reply(&entry, request)?;
                 Some(Ready::Wire(reply, entry.rcode()))
@@ -139,7 +139,9 @@ impl Resolver {
                 let entry = if led {
                     stored
                 } else {
-                    self.cache.fresh_entry(query)
+                    self.cache
+                        .fresh_entry(query)
+                        .or_else(|| self.cache.entry_for(query, &reply))
                 };
                 // The cached form gives the same bytes a later hit will: clamped TTLs and the
                 // negative-caching SOA TTL.
@@ -183,8 +185,9 @@ impl Resolver {
         }
     }
 
-    /// Refreshes `query` from upstream without a client waiting (prefetch, stale refresh).
-    fn refresh_in_background(&self, query: &Query) {
+    /// Refreshes `query` from upstream without a client waiting (prefetch, stale refresh);
+    /// `claimed` is the entry whose refresh slot this caller holds.
+    fn refresh_in_background(&self, query: &Query, claimed: Arc<Entry>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -192,18 +195,15 @@ impl Resolver {
         let cache = Arc::clone(&self.cache);
         let forwarder = Arc::clone(&self.forwarder);
         runtime.spawn(async move {
-            let mut led = false;
             let mut stored = false;
             let outcome = forwarder.forward(&query, |reply| {
-                led = true;
                 stored = cache.insert(&query, reply).is_some();
             });
-            match outcome.await {
-                // Not cacheable this time (TTL 0, say): free the refresh slot. When another
-                // asker led, what it stored is already the newer entry.
-                Ok(_) if led && !stored => cache.refresh_failed(&query),
-                Ok(_) => {}
-                Err(_) => cache.refresh_failed(&query),
+            // Unless this refresh stored a new entry, free the slot of the one it claimed (if
+            // another asker led and stored, that old entry is out of the cache anyway).
+            let answered = outcome.await.is_ok();
+            if !(answered && stored) {
+                claimed.refresh_failed(cache.now());
             }
         });
     }

@@ -110,8 +110,8 @@ pub enum Lookup {
         reply: Vec<u8>,
         /// Its response code.
         rcode: ResponseCode,
-        /// The entry is nearly expired and this caller won the right to refresh it.
-        refresh: bool,
+        /// The entry, when it is nearly expired and this caller won the right to refresh it.
+        refresh: Option<Arc<Entry>>,
     },
     /// An expired entry still inside the serve-stale window.
     Stale(Arc<Entry>),
@@ -224,14 +224,16 @@ impl Cache {
         if entry.is_fresh(now) {
             if let Some(reply) = entry.reply(request, now, false) {
                 self.metrics.cache(CacheEvent::Hit);
+                let rcode = entry.rcode();
                 let refresh =
-                    self.config.prefetch && entry.nearly_expired(now) && entry.start_refresh();
-                if refresh {
+                    (self.config.prefetch && entry.nearly_expired(now) && entry.start_refresh())
+                        .then_some(entry);
+                if refresh.is_some() {
                     self.metrics.cache(CacheEvent::Prefetch);
                 }
                 return Lookup::Hit {
                     reply,
-                    rcode: entry.rcode(),
+                    rcode,
                     refresh,
                 };
             }
@@ -248,6 +250,13 @@ impl Cache {
     /// The fresh entry for `query`, if there is one.
     pub fn fresh_entry(&self, query: &Query) -> Option<Arc<Entry>> {
         self.get(query).filter(|e| e.is_fresh(self.clock.now()))
+    }
+
+    /// The entry `reply` would make, without storing it: for a client that shared another
+    /// asker's upstream query and finds that asker's entry already gone (evicted, flushed).
+    pub fn entry_for(&self, query: &Query, reply: &Message) -> Option<Arc<Entry>> {
+        let now = self.clock.now();
+        Entry::from_upstream(query, reply, &self.config.ttl, now).map(Arc::new)
     }
 
     /// The fresh cached answer for `query` as records (for the target of a local CNAME).
@@ -276,13 +285,6 @@ impl Cache {
         let now = self.clock.now();
         (!entry.is_fresh(now) && now < entry.expires_at() + u64::from(self.config.serve_stale))
             .then_some(entry)
-    }
-
-    /// Records that refreshing `query` found no upstream.
-    pub fn refresh_failed(&self, query: &Query) {
-        if let Some(entry) = self.get(query) {
-            entry.refresh_failed(self.clock.now());
-        }
     }
 
     /// The entry for `query`, fresh or not.

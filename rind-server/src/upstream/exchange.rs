@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::pool::UdpPool;
+use super::rtt::Rtt;
 use crate::config::{Protocol, Upstream};
 use crate::request::MAX_UDP_PAYLOAD;
 
@@ -39,10 +40,13 @@ pub enum ExchangeError {
     Encode(#[from] hickory_proto::ProtoError),
 }
 
-/// When and how a UDP query is sent again.
+/// The upstream's round-trip estimate, which sets when a UDP query is sent again and learns
+/// from each UDP exchange.
 pub struct Resend<'a> {
-    /// Wait before the first resend; each later wait doubles.
-    pub after: Duration,
+    /// The estimate.
+    pub rtt: &'a Rtt,
+    /// The try's own limit, the longest the first wait may be.
+    pub cap: Duration,
     /// Called once per resend (it counts them).
     pub on_resend: &'a (dyn Fn() + Sync),
 }
@@ -106,9 +110,10 @@ async fn udp(
     let (id, bytes) = encode(query)?;
     let lease = pool.lease(addr).await?;
     let socket = lease.socket();
+    let first_sent = Instant::now();
     socket.send(&bytes).await?;
-    let mut wait = resend.after;
-    let mut resend_at = Instant::now() + wait;
+    let mut wait = resend.rtt.timeout(resend.cap);
+    let mut resend_at = first_sent + wait;
     // We advertise 1232 bytes; an upstream that sends more than this gets cut, fails to
     // parse, and is ignored like any other unusable datagram.
     let mut buf = [0u8; 4096];
@@ -116,10 +121,15 @@ async fn udp(
         let until = resend_at.min(deadline);
         let Ok(received) = timeout_at(until, socket.recv_from(&mut buf)).await else {
             if until >= deadline {
+                resend.rtt.back_off();
                 return Err(ExchangeError::Timeout);
             }
-            socket.send(&bytes).await?;
-            (resend.on_resend)();
+            // A failed resend is not the end of the try: the first copy may still be answered.
+            match timeout_at(deadline, socket.send(&bytes)).await {
+                Ok(Ok(_)) => (resend.on_resend)(),
+                Ok(Err(e)) => tracing::debug!(upstream = %addr, error = %e, "resend failed"),
+                Err(_) => {}
+            }
             wait *= 2;
             resend_at = Instant::now() + wait;
             continue;
@@ -131,7 +141,10 @@ async fn udp(
             continue;
         };
         match Message::from_vec(packet) {
-            Ok(reply) if matches(&reply, id, query) => return Ok(reply),
+            Ok(reply) if matches(&reply, id, query) => {
+                resend.rtt.sample(first_sent.elapsed());
+                return Ok(reply);
+            }
             _ => tracing::debug!(upstream = %addr, "ignored a reply that does not match"),
         }
     }

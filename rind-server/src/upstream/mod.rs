@@ -224,15 +224,12 @@ impl Forwarder {
             let deadline = (now + TRY_TIMEOUT).min(give_up);
             self.metrics.upstream_query(index);
             let resend = Resend {
-                after: health.rtt.timeout(TRY_TIMEOUT),
+                rtt: &health.rtt,
+                cap: TRY_TIMEOUT,
                 on_resend: &|| self.metrics.upstream_resend(index),
             };
             let reply = exchange::exchange(&self.pool, &health.upstream, query, deadline, resend);
-            let reply = reply.await;
-            if reply.is_ok() {
-                health.rtt.sample(now.elapsed());
-            }
-            match reply {
+            match reply.await {
                 Ok(reply) if usable(reply.metadata.response_code) => {
                     self.metrics.upstream_latency(index, now.elapsed());
                     self.succeeded(index);
@@ -356,7 +353,8 @@ mod tests {
         addr
     }
 
-    #[tokio::test]
+    // Several workers, so a waiter woken too early would run while on_answer still sleeps.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn only_the_leader_runs_on_answer_and_before_the_others_wake() {
         let addr = slow_upstream(Duration::from_millis(200));
         let upstream = Upstream {
@@ -382,6 +380,7 @@ mod tests {
             askers.spawn(async move {
                 let outcome = forwarder
                     .forward(&query, |_| {
+                        std::thread::sleep(Duration::from_millis(50));
                         answered.fetch_add(1, Ordering::SeqCst);
                     })
                     .await;

@@ -3,9 +3,11 @@
 //! does it for DNS.
 //!
 //! A lost datagram (a full socket buffer under load, a flaky link) would otherwise cost the
-//! whole 2 s try, longer than most clients wait. Samples run from the first send to the
-//! reply, even when the reply answers a resend: that can only overstate the round trip, so
-//! the timeout errs towards fewer resends.
+//! whole 2 s try, longer than most clients wait. Samples are UDP exchanges only, from the
+//! first send to the reply, even when the reply answers a resend: that can only overstate the
+//! round trip, so the timeout errs towards fewer resends. A try that got no reply at all
+//! doubles the estimate (RFC 6298 §5.5), so an upstream that has gone quiet gets fewer
+//! copies, not five per try.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -15,6 +17,9 @@ const INITIAL: Duration = Duration::from_secs(1);
 /// Floor: an upstream resolver's answer time varies with its own cache, and resending what it
 /// is still resolving only adds load.
 const MIN: Duration = Duration::from_millis(100);
+/// Ceiling of the backed-off round trip (microseconds): past a few seconds a resend timeout
+/// is longer than any try anyway.
+const MAX_SRTT_US: u32 = 4_000_000;
 
 /// Smoothed round-trip time and its variation, in microseconds (0: no sample yet).
 ///
@@ -43,8 +48,18 @@ impl Rtt {
         self.rttvar_us.store(rttvar, Ordering::Relaxed);
     }
 
-    /// How long to wait for a reply before the first resend: SRTT + 4 × RTTVAR, at least
-    /// [`MIN`], at most `cap` (the try's own limit).
+    /// Backs off after a try that got no reply: the round trip counts as twice the timeout
+    /// that just ran out, so the next timeout is at least double (RFC 6298 §5.5), until
+    /// samples bring it down again.
+    pub fn back_off(&self) {
+        let ceiling = Duration::from_micros(u64::from(MAX_SRTT_US));
+        let rto = u64::try_from(self.timeout(ceiling).as_micros()).unwrap_or(u64::MAX);
+        let doubled = clamp_u32(rto.saturating_mul(2)).min(MAX_SRTT_US);
+        self.srtt_us.store(doubled, Ordering::Relaxed);
+    }
+
+    /// How long to wait for a reply before the first resend: SRTT + 4 × RTTVAR, between
+    /// [`MIN`] and `cap` (the try's own limit; [`MIN`] wins should `cap` be lower).
     pub fn timeout(&self, cap: Duration) -> Duration {
         let srtt = self.srtt_us.load(Ordering::Relaxed);
         if srtt == 0 {
@@ -96,6 +111,38 @@ mod tests {
         assert_eq!(
             Rtt::default().timeout(Duration::from_millis(400)),
             Duration::from_millis(400)
+        );
+    }
+
+    #[test]
+    fn a_try_without_reply_backs_off_until_samples_come_back() {
+        let rtt = Rtt::default();
+        rtt.back_off();
+        assert_eq!(rtt.timeout(CAP), CAP, "no sample: 1 s doubled");
+        let fast = Rtt::default();
+        for _ in 0..20 {
+            fast.sample(Duration::from_millis(1));
+        }
+        assert_eq!(fast.timeout(CAP), MIN);
+        // 100 ms doubled five times (3.2 s) passes the 2 s cap; four times does not.
+        for _ in 0..4 {
+            fast.back_off();
+        }
+        assert!(fast.timeout(CAP) >= Duration::from_millis(1_600));
+        assert!(fast.timeout(CAP) < CAP);
+        fast.back_off();
+        assert_eq!(
+            fast.timeout(CAP),
+            CAP,
+            "a quiet upstream gets one copy per try"
+        );
+        for _ in 0..100 {
+            fast.sample(Duration::from_millis(1));
+        }
+        assert_eq!(
+            fast.timeout(CAP),
+            MIN,
+            "answers bring the timeout back down"
         );
     }
 
