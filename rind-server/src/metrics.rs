@@ -266,6 +266,27 @@ impl Metrics {
         out
     }
 
+    /// Writes one counter with a sample per upstream, read by `value`.
+    fn upstream_counter(
+        &self,
+        out: &mut String,
+        name: &str,
+        help: &str,
+        value: impl Fn(&UpstreamMetrics) -> &AtomicU64,
+    ) -> std::fmt::Result {
+        writeln!(out, "# HELP {name} {help}")?;
+        writeln!(out, "# TYPE {name} counter")?;
+        for u in &self.upstreams {
+            writeln!(
+                out,
+                "{name}{{upstream=\"{}\"}} {}",
+                u.label,
+                value(u).load(Ordering::Relaxed)
+            )?;
+        }
+        Ok(())
+    }
+
     fn render_into(&self, out: &mut String, cache_entries: usize) -> std::fmt::Result {
         writeln!(
             out,
@@ -345,45 +366,24 @@ impl Metrics {
             "rind_upstream_overloaded_total {}",
             self.upstream_overloaded.load(Ordering::Relaxed)
         )?;
-        writeln!(
+        self.upstream_counter(
             out,
-            "# HELP rind_upstream_queries_total Queries sent to each upstream."
+            "rind_upstream_queries_total",
+            "Queries sent to each upstream.",
+            |u| &u.queries,
         )?;
-        writeln!(out, "# TYPE rind_upstream_queries_total counter")?;
-        for u in &self.upstreams {
-            writeln!(
-                out,
-                "rind_upstream_queries_total{{upstream=\"{}\"}} {}",
-                u.label,
-                u.queries.load(Ordering::Relaxed)
-            )?;
-        }
-        writeln!(
+        self.upstream_counter(
             out,
-            "# HELP rind_upstream_resends_total UDP queries sent again to each upstream after no reply came in time."
+            "rind_upstream_resends_total",
+            "UDP queries sent again to each upstream after no reply came in time.",
+            |u| &u.resends,
         )?;
-        writeln!(out, "# TYPE rind_upstream_resends_total counter")?;
-        for u in &self.upstreams {
-            writeln!(
-                out,
-                "rind_upstream_resends_total{{upstream=\"{}\"}} {}",
-                u.label,
-                u.resends.load(Ordering::Relaxed)
-            )?;
-        }
-        writeln!(
+        self.upstream_counter(
             out,
-            "# HELP rind_upstream_failures_total Upstream tries that gave no usable answer."
+            "rind_upstream_failures_total",
+            "Upstream tries that gave no usable answer.",
+            |u| &u.failures,
         )?;
-        writeln!(out, "# TYPE rind_upstream_failures_total counter")?;
-        for u in &self.upstreams {
-            writeln!(
-                out,
-                "rind_upstream_failures_total{{upstream=\"{}\"}} {}",
-                u.label,
-                u.failures.load(Ordering::Relaxed)
-            )?;
-        }
         writeln!(
             out,
             "# HELP rind_upstream_latency_seconds Time to a usable upstream answer."

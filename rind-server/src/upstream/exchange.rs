@@ -14,7 +14,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +22,7 @@ use tokio::time::{timeout_at, Instant};
 
 use super::pool::UdpPool;
 use super::rtt::Rtt;
+use super::TRY_TIMEOUT;
 use crate::config::{Protocol, Upstream};
 use crate::request::MAX_UDP_PAYLOAD;
 
@@ -45,8 +45,6 @@ pub enum ExchangeError {
 pub struct Resend<'a> {
     /// The estimate.
     pub rtt: &'a Rtt,
-    /// The try's own limit, the longest the first wait may be.
-    pub cap: Duration,
     /// Called once per resend (it counts them).
     pub on_resend: &'a (dyn Fn() + Sync),
 }
@@ -112,7 +110,7 @@ async fn udp(
     let socket = lease.socket();
     let first_sent = Instant::now();
     socket.send(&bytes).await?;
-    let mut wait = resend.rtt.timeout(resend.cap);
+    let mut wait = resend.rtt.timeout(TRY_TIMEOUT);
     let mut resend_at = first_sent + wait;
     // We advertise 1232 bytes; an upstream that sends more than this gets cut, fails to
     // parse, and is ignored like any other unusable datagram.

@@ -225,7 +225,6 @@ impl Forwarder {
             self.metrics.upstream_query(index);
             let resend = Resend {
                 rtt: &health.rtt,
-                cap: TRY_TIMEOUT,
                 on_resend: &|| self.metrics.upstream_resend(index),
             };
             let reply = exchange::exchange(&self.pool, &health.upstream, query, deadline, resend);

@@ -237,16 +237,7 @@ impl FakeUpstream {
 
     /// Polls until `name` has been asked at least `n` distinct queries; false after `wait`.
     pub async fn wait_for_queries(&self, name: &str, n: usize, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        loop {
-            if self.queries(name) >= n {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        poll_until(wait, || self.queries(name) >= n).await
     }
 
     pub fn count_on(&self, name: &str, transport: Transport) -> usize {
@@ -260,16 +251,7 @@ impl FakeUpstream {
 
     /// Polls until `name` has been asked at least `n` times; false after `wait`.
     pub async fn wait_for_count(&self, name: &str, n: usize, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        loop {
-            if self.count(name) >= n {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        poll_until(wait, || self.count(name) >= n).await
     }
 }
 
@@ -282,6 +264,20 @@ impl Drop for FakeUpstream {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Checks `done` every 10 ms until it holds (true) or `wait` has passed (false).
+async fn poll_until(wait: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
