@@ -82,29 +82,43 @@ fn start(config: Config) -> anyhow::Result<()> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
+        // Registered before anything else: SIGTERM's default action kills the process, and a
+        // SIGTERM during a store migration or right after "listening" must still be a clean
+        // stop (run() sees the token already cancelled and exits 0).
+        let shutdown = CancellationToken::new();
+        let signals = ShutdownSignals::install()?;
+        tokio::spawn(signals.cancel_on_first(shutdown.clone()));
         // Bind first: a busy port is the likelier mistake, and nothing is logged before it.
         let sockets = rind_server::bind(&config).await?;
         let store = Store::open(&config.data_dir)?;
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
         rind_server::run(config, store, sockets, shutdown).await?;
         Ok(())
     })
 }
 
-/// Cancels `shutdown` on the first SIGTERM or SIGINT.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop rind-server with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// The SIGTERM and SIGINT streams, registered with the kernel as soon as they exist.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Replaces the default (fatal) action of SIGTERM and SIGINT.
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate())
+            .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM handler: {e}"))?;
+        let int = signal(SignalKind::interrupt())
+            .map_err(|e| anyhow::anyhow!("cannot install the SIGINT handler: {e}"))?;
+        Ok(Self { term, int })
     }
-    shutdown.cancel();
+
+    /// Cancels `shutdown` on the first SIGTERM or SIGINT.
+    async fn cancel_on_first(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    }
 }
