@@ -157,7 +157,8 @@ impl Rig {
     pub fn handler(&self, now: u64) -> Arc<Handler> {
         self.settle();
         self.clock.store(START, Ordering::Relaxed);
-        self.block_on(self.cache.flush(None));
+        self.block_on(self.cache.flush(None))
+            .expect("the fixture cache has no disk copy to fail");
         for (query, reply) in &self.cached {
             self.cache.insert(query, reply).expect("cacheable");
         }

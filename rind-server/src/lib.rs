@@ -222,7 +222,7 @@ impl Pipeline {
         config: &Config,
         store: &Store,
         clock: Clock,
-        cache_writes: Option<tokio::sync::mpsc::Sender<store::cache::CacheWrite>>,
+        cache_writes: Option<persist::Queue>,
         upstream_pool: UdpPool,
     ) -> Result<Pipeline, store::StoreError> {
         let metrics = Arc::new(Metrics::new(

@@ -44,7 +44,13 @@ async fn flush(
     state: Arc<ApiState>,
 ) -> Result<impl Reply, Rejection> {
     let name = name_filter(&query)?;
-    state.cache.flush(name.as_ref()).await;
+    state.cache.flush(name.as_ref()).await.map_err(|e| {
+        tracing::error!(error = %e, "cache flush did not reach the disk");
+        warp::reject::custom(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the cache was flushed in memory but not on disk, so a restart may bring the entries back: {e}"),
+        ))
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

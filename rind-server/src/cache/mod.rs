@@ -7,8 +7,9 @@
 //!   its expiry but within `--serve-stale` seconds is kept for RFC 8767 stale answers.
 //! - Disk: every insert, eviction and flush is queued to [`persist`], which applies them to
 //!   sled in batches off the hot path and flushes each batch, so an answer cached a batch
-//!   window (a quarter of a second) before a crash is there after restart; a janitor removes
-//!   expired entries from disk; on start [`Cache::warm`] loads the freshest entries.
+//!   window (a quarter of a second) before a crash is there after restart; an API flush
+//!   waits for its batch, since its 204 promises the disk; a janitor removes expired entries
+//!   from disk; on start [`Cache::warm`] loads the freshest entries.
 
 mod entry;
 pub mod persist;
@@ -23,9 +24,9 @@ use hickory_proto::rr::Name;
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 pub use entry::{Entry, Key, TtlPolicy, STALE_TTL};
+pub use persist::SyncError;
 
 use crate::metrics::{rcode_label, CacheEvent, Metrics};
 use crate::request::Request;
@@ -154,7 +155,7 @@ pub struct Cache {
     hasher: DefaultHashBuilder,
     config: CacheConfig,
     clock: Clock,
-    persist: Option<mpsc::Sender<CacheWrite>>,
+    persist: Option<persist::Queue>,
     metrics: Arc<Metrics>,
 }
 
@@ -172,7 +173,7 @@ impl Cache {
     pub fn new(
         config: CacheConfig,
         clock: Clock,
-        persist: Option<mpsc::Sender<CacheWrite>>,
+        persist: Option<persist::Queue>,
         metrics: Arc<Metrics>,
     ) -> Cache {
         let memory = (config.capacity > 0).then(|| {
@@ -355,27 +356,34 @@ impl Cache {
         out
     }
 
-    /// Forgets every entry, or every entry for `name`, in memory and on disk.
-    pub async fn flush(&self, name: Option<&Name>) {
+    /// Forgets every entry, or every entry for `name`, in memory and then on disk; returns
+    /// once the disk has it too, so a crash cannot bring the flushed answers back.
+    pub async fn flush(&self, name: Option<&Name>) -> Result<(), SyncError> {
         let Some(memory) = &self.memory else {
-            return;
+            return Ok(());
         };
-        match name {
+        let writes = match name {
             None => {
                 memory.clear();
-                self.queue_flush(CacheWrite::Clear).await;
+                vec![CacheWrite::Clear]
             }
             Some(name) => {
                 let doomed: Vec<(u64, Arc<Entry>)> = memory
                     .iter()
                     .filter(|(_, e)| e.question().is_some_and(|q| q.name == *name))
                     .collect();
-                for (hash, entry) in doomed {
-                    memory.remove_if(&hash, |e| e.key() == entry.key());
-                    self.queue_flush(CacheWrite::Delete(entry.key().to_vec()))
-                        .await;
-                }
+                doomed
+                    .into_iter()
+                    .map(|(hash, entry)| {
+                        memory.remove_if(&hash, |e| e.key() == entry.key());
+                        CacheWrite::Delete(entry.key().to_vec())
+                    })
+                    .collect()
             }
+        };
+        match &self.persist {
+            Some(persist) if !writes.is_empty() => persist.write_synced(writes).await,
+            _ => Ok(()),
         }
     }
 
@@ -413,18 +421,9 @@ impl Cache {
     fn queue(&self, write: CacheWrite) {
         if let Some(persist) = &self.persist {
             // The disk copy is best effort: a full queue costs a warm start, never an answer.
-            if persist.try_send(write).is_err() {
+            if !persist.try_write(write) {
                 self.metrics.cache(CacheEvent::DiskWriteDropped);
             }
-        }
-    }
-
-    /// Queues a flush for the disk, waiting for room: unlike an insert, a flush must not be
-    /// lost, or the flushed entries would come back after a restart.
-    async fn queue_flush(&self, write: CacheWrite) {
-        if let Some(persist) = &self.persist {
-            // Fails only once the writer has stopped, at shutdown.
-            let _ = persist.send(write).await;
         }
     }
 }
