@@ -5,8 +5,10 @@
 //! `migrations` crate before anything is served.
 //!
 //! - [`records`]: the local records tree and the group-committed flush behind every write;
-//! - [`snapshot`]: consistent copies of the whole store.
+//! - [`snapshot`]: consistent copies of the whole store;
+//! - [`dirs`]: the directory fsyncs sled leaves out.
 
+mod dirs;
 pub mod records;
 pub mod snapshot;
 
@@ -42,6 +44,14 @@ pub enum StoreError {
         /// What the migration said.
         source: MigrationError,
     },
+    /// The directories holding the store could not be fsynced.
+    #[error("cannot sync data dir {} to disk: {source}", .path.display())]
+    SyncDir {
+        /// The data directory.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
     /// A read, write or flush failed.
     #[error("store error: {0}")]
     Sled(#[from] sled::Error),
@@ -56,6 +66,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating when needed) the store in `dir` and migrates it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let existing = dirs::nearest_existing(dir);
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(SLED_CACHE_BYTES)
@@ -71,6 +82,10 @@ impl Store {
                     }
                 }
             })?;
+        dirs::sync_created(dir, &existing).map_err(|source| StoreError::SyncDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let from = migrations::migrate(&db).map_err(|source| StoreError::Migrate {
             path: dir.to_path_buf(),
             source,

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Store, SLED_CACHE_BYTES};
+use super::{dirs, Store, SLED_CACHE_BYTES};
 
 /// Entries per sled batch when copying a tree: one batch for a full cache tree cost 60 MiB
 /// of RSS for the length of jemalloc's decay.
@@ -55,6 +55,7 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
+        let existing = dirs::nearest_existing(parent);
         std::fs::create_dir_all(parent).map_err(|e| created(parent, e))?;
         let stamp = utc_stamp(SystemTime::now());
         let mut attempt = 1;
@@ -78,14 +79,11 @@ impl Store {
                 path: dir.clone(),
                 source,
             }),
-            // sled fsyncs its files but not the directories naming them: without this a power
-            // loss could take a snapshot that was answered 201.
-            Ok(()) => sync_dir_tree(&dir)
-                .and_then(|()| sync_dir(parent))
-                .map_err(|source| SnapshotError::Sync {
-                    path: dir.clone(),
-                    source,
-                }),
+            // Without this a power loss could take a snapshot that was answered 201.
+            Ok(()) => dirs::sync_created(&dir, &existing).map_err(|source| SnapshotError::Sync {
+                path: dir.clone(),
+                source,
+            }),
         };
         if let Err(e) = written {
             if let Err(rm) = std::fs::remove_dir_all(&dir) {
@@ -123,22 +121,6 @@ impl Store {
         copy.flush()?;
         Ok(())
     }
-}
-
-/// fsyncs `dir` and every directory below it.
-fn sync_dir_tree(dir: &Path) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            sync_dir_tree(&entry.path())?;
-        }
-    }
-    sync_dir(dir)
-}
-
-/// fsyncs a directory, making the names in it durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// `YYYYMMDDTHHMMSSZ` for `time`, in UTC.
