@@ -53,7 +53,7 @@ pub enum SyncError {
 
 /// One item of the writer's queue.
 #[derive(Debug)]
-pub enum Job {
+enum Job {
     /// Best effort: applied with the next batch, or lost with a full queue or a crash.
     Write(CacheWrite),
     /// Applied and flushed before `done` hears back; ends the batch it falls in.
@@ -238,18 +238,10 @@ pub fn spawn_janitor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::cache::test_writes;
 
     fn put(i: usize) -> CacheWrite {
-        let key = format!("k{i}").into_bytes();
-        let expires_at = u64::MAX / 2;
-        let mut value = vec![1];
-        value.extend_from_slice(&expires_at.to_be_bytes());
-        value.extend_from_slice(&key);
-        CacheWrite::Put {
-            key,
-            expires_at,
-            value,
-        }
+        test_writes::put(format!("k{i}").as_bytes(), u64::MAX / 2)
     }
 
     /// Three batches' worth of puts: paced, they would take two batch windows.

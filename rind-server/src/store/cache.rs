@@ -259,24 +259,33 @@ fn apply_run(
     Ok(())
 }
 
+/// Writes for tests of the store and of the write-behind queue.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_writes {
+    use super::CacheWrite;
 
-    fn value(expires_at: u64, body: &[u8]) -> Vec<u8> {
+    /// A value as the cache encodes it: version byte, expiry, then `body`.
+    pub fn value(expires_at: u64, body: &[u8]) -> Vec<u8> {
         let mut v = vec![1];
         v.extend_from_slice(&expires_at.to_be_bytes());
         v.extend_from_slice(body);
         v
     }
 
-    fn put(key: &[u8], expires_at: u64) -> CacheWrite {
+    /// A put of `key` expiring at `expires_at`, with the key as its body.
+    pub fn put(key: &[u8], expires_at: u64) -> CacheWrite {
         CacheWrite::Put {
             key: key.to_vec(),
             expires_at,
             value: value(expires_at, key),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_writes::put;
+    use super::*;
 
     #[test]
     fn load_returns_fresh_entries_freshest_first() {
