@@ -231,6 +231,49 @@ async fn flush_all_is_not_undone_by_restart() {
 }
 
 #[tokio::test]
+async fn flushing_a_name_also_removes_its_entries_that_only_the_disk_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    // Shorter-lived, so a warm start with room for one entry loads the other one.
+    let flushed = "p10-disk-only.example.com.";
+    let kept = "p10-in-memory.example.com.";
+
+    let up = FakeUpstream::start(Behaviour::AnswerTtl(3600));
+    up.set_rule(flushed, Behaviour::AnswerTtl(600));
+    let mut first = start_on(&data, &up, &[]);
+    for qname in [flushed, kept] {
+        ask_udp(first.dns_addr(), &query(qname, RecordType::A)).await;
+        ask_udp(first.dns_addr(), &query(qname, RecordType::AAAA)).await;
+    }
+    tokio::time::sleep(WRITE_BEHIND).await;
+    first.kill9();
+
+    let up2 = FakeUpstream::start(Behaviour::AnswerTtl(3600));
+    let mut second = start_on(&data, &up2, &["--cache-size", "2"]);
+    let names: Vec<Value> = cache_list(&second, "")
+        .await
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        [kept, kept],
+        "the warm start loaded the wrong entries"
+    );
+    flush(&second, "?name=p10-disk-only.example.com").await;
+    second.kill9();
+
+    let up3 = FakeUpstream::start(Behaviour::AnswerTtl(3600));
+    let third = start_on(&data, &up3, &[]);
+    let listed = cache_list(&third, "").await;
+    assert!(
+        listed.iter().all(|e| e["name"] != flushed),
+        "a flushed name came back from disk: {listed:?}"
+    );
+    assert_eq!(listed.len(), 2, "after restart: {listed:?}");
+}
+
+#[tokio::test]
 async fn warm_start_loads_at_most_cache_size_entries() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");

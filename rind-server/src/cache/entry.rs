@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::request::{Request, Transport, MAX_UDP_PAYLOAD};
@@ -54,18 +54,8 @@ pub struct Key {
 impl Key {
     /// The key of `query`.
     pub fn of(query: &Query) -> Key {
-        let mut key = Key {
-            buf: [0; MAX_KEY],
-            len: 0,
-        };
-        for label in query.name.iter() {
-            // A parsed Name never exceeds 255 bytes, so these pushes stay in bounds.
-            key.push(label.len() as u8);
-            for b in label {
-                key.push(b.to_ascii_lowercase());
-            }
-        }
-        key.push(0);
+        let mut key = Key::EMPTY;
+        key.push_name(&query.name);
         for b in u16::from(query.query_type)
             .to_be_bytes()
             .into_iter()
@@ -74,6 +64,30 @@ impl Key {
             key.push(b);
         }
         key
+    }
+
+    /// What the key of every question for `name` starts with, and no other key does: the
+    /// name's wire form in lower case (length-prefixed labels, ended by the root's 0).
+    pub fn name_prefix(name: &Name) -> Vec<u8> {
+        let mut key = Key::EMPTY;
+        key.push_name(name);
+        key.as_bytes().to_vec()
+    }
+
+    const EMPTY: Key = Key {
+        buf: [0; MAX_KEY],
+        len: 0,
+    };
+
+    fn push_name(&mut self, name: &Name) {
+        for label in name.iter() {
+            // A parsed Name never exceeds 255 bytes, so these pushes stay in bounds.
+            self.push(label.len() as u8);
+            for b in label {
+                self.push(b.to_ascii_lowercase());
+            }
+        }
+        self.push(0);
     }
 
     fn push(&mut self, b: u8) {
@@ -674,5 +688,18 @@ mod tests {
         assert_eq!(back.key(), Key::of(&q).as_bytes());
         let other = Query::query(name("mixed.example."), RecordType::AAAA);
         assert_ne!(entry.key(), Key::of(&other).as_bytes());
+    }
+
+    #[test]
+    fn a_name_prefix_starts_the_keys_of_that_name_only() {
+        let prefix = Key::name_prefix(&name("WWW.example.com."));
+        for rtype in [RecordType::A, RecordType::AAAA, RecordType::MX] {
+            let key = Key::of(&Query::query(name("www.Example.com."), rtype));
+            assert!(key.as_bytes().starts_with(&prefix), "{rtype}");
+        }
+        for other in ["www.example.com.evil.", "www.example.co.", "example.com."] {
+            let key = Key::of(&Query::query(name(other), RecordType::A));
+            assert!(!key.as_bytes().starts_with(&prefix), "{other}");
+        }
     }
 }

@@ -372,18 +372,18 @@ impl Cache {
                     .iter()
                     .filter(|(_, e)| e.question().is_some_and(|q| q.name == *name))
                     .collect();
-                doomed
-                    .into_iter()
-                    .map(|(hash, entry)| {
-                        memory.remove_if(&hash, |e| e.key() == entry.key());
-                        CacheWrite::Delete(entry.key().to_vec())
-                    })
-                    .collect()
+                for (hash, entry) in doomed {
+                    memory.remove_if(&hash, |e| e.key() == entry.key());
+                }
+                // By name, not by the keys found above: the disk may hold entries memory
+                // does not (an eviction dropped with a full queue, or more than a warm start
+                // loaded).
+                vec![CacheWrite::DeleteName(Key::name_prefix(name))]
             }
         };
         match &self.persist {
-            Some(persist) if !writes.is_empty() => persist.write_synced(writes).await,
-            _ => Ok(()),
+            Some(persist) => persist.write_synced(writes).await,
+            None => Ok(()),
         }
     }
 

@@ -14,6 +14,7 @@
 //! janitor removes it when its time comes. Index batches go first, so a crash can leave index
 //! entries without values (skipped), never values the janitor cannot find.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::{Store, StoreError};
@@ -45,6 +46,9 @@ pub enum CacheWrite {
         /// Expiry of the evicted value.
         expires_at: u64,
     },
+    /// Forget every key that starts with these bytes: a name's wire form, which no other
+    /// name's key starts with (labels are length-prefixed and the root label ends it).
+    DeleteName(Vec<u8>),
     /// Forget everything.
     Clear,
 }
@@ -194,7 +198,8 @@ fn apply_run(
     expiry: &sled::Tree,
     run: &[CacheWrite],
 ) -> Result<(), StoreError> {
-    let mut last: HashMap<&[u8], Final<'_>> = HashMap::with_capacity(run.len());
+    // Keys borrow from the run, except those a DeleteName found on disk.
+    let mut last: HashMap<Cow<'_, [u8]>, Final<'_>> = HashMap::with_capacity(run.len());
     // An evicted value's index entry is known without a read; removing it keeps the index as
     // small as the cache instead of one entry per put until the janitor's turn.
     let mut index = sled::Batch::default();
@@ -209,21 +214,30 @@ fn apply_run(
                     expires_at: *expires_at,
                     value,
                 };
-                last.insert(key, put);
+                last.insert(Cow::Borrowed(key), put);
             }
             CacheWrite::Delete(key) => {
-                last.insert(key, Final::Delete);
+                last.insert(Cow::Borrowed(key), Final::Delete);
+            }
+            CacheWrite::DeleteName(prefix) => {
+                for end in last.iter_mut().filter(|(k, _)| k.starts_with(prefix)) {
+                    *end.1 = Final::Delete;
+                }
+                for stored in cache.scan_prefix(prefix) {
+                    let (key, _) = stored?;
+                    last.insert(Cow::Owned(key.to_vec()), Final::Delete);
+                }
             }
             CacheWrite::Evict { key, expires_at } => {
                 index.remove(index_key(*expires_at, key));
                 match last.get(key.as_slice()) {
                     Some(Final::Put { expires_at: e, .. }) if e != expires_at => {}
                     Some(Final::Put { .. }) => {
-                        last.insert(key, Final::Delete);
+                        last.insert(Cow::Borrowed(key), Final::Delete);
                     }
                     Some(Final::Delete) | Some(Final::DeleteIfStored(_)) => {}
                     None => {
-                        last.insert(key, Final::DeleteIfStored(*expires_at));
+                        last.insert(Cow::Borrowed(key), Final::DeleteIfStored(*expires_at));
                     }
                 }
             }
@@ -232,6 +246,7 @@ fn apply_run(
     }
     let mut values = sled::Batch::default();
     for (key, end) in last {
+        let key: &[u8] = &key;
         match end {
             // Inserted after the removals above: in a sled Batch the last operation wins.
             Final::Put { expires_at, value } => {
@@ -418,5 +433,36 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, [b"d".to_vec()]);
+    }
+
+    #[test]
+    fn delete_name_removes_that_name_on_disk_and_earlier_in_the_batch_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let name = b"\x01a\x01b\x00".to_vec();
+        let key = |wire: &[u8], rtype: u8| [wire, &[0, rtype, 0, 1]].concat();
+        let (a_on_disk, a_in_batch) = (key(&name, 1), key(&name, 28));
+        let below = key(b"\x01a\x01b\x01c\x00", 1);
+        store
+            .cache_apply(&[put(&a_on_disk, 500), put(&below, 500)])
+            .expect("apply");
+        store
+            .cache_apply(&[put(&a_in_batch, 500), CacheWrite::DeleteName(name.clone())])
+            .expect("apply");
+        let left: Vec<Vec<u8>> = store
+            .cache_load(0, 10)
+            .expect("load")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(left, [below]);
+        // The index follows: only the surviving entry is left to expire.
+        assert_eq!(store.cache_expire(600).expect("expire"), 1);
+
+        // A put after the DeleteName in the same batch stays.
+        store
+            .cache_apply(&[CacheWrite::DeleteName(name), put(&a_on_disk, 700)])
+            .expect("apply");
+        assert_eq!(store.cache_len().expect("len"), 1);
     }
 }
