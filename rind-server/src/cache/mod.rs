@@ -357,7 +357,8 @@ impl Cache {
     }
 
     /// Forgets every entry, or every entry for `name`, in memory and then on disk; returns
-    /// once the disk has it too, so a crash cannot bring the flushed answers back.
+    /// once the disk has it too, so a crash cannot bring the flushed answers back. An answer
+    /// cached while the flush runs may outlive it, in memory or on disk: it is a new answer.
     pub async fn flush(&self, name: Option<&Name>) -> Result<(), SyncError> {
         let Some(memory) = &self.memory else {
             return Ok(());

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
@@ -65,34 +65,39 @@ enum Job {
     },
 }
 
+/// What the two ends share besides the channel.
+#[derive(Debug, Default)]
+struct Syncs {
+    /// Synced jobs sent and not yet applied; the writer does not pace while there are any.
+    waiting: AtomicUsize,
+    /// Wakes the writer from its pacing sleep when a synced job is sent.
+    sent: Notify,
+}
+
 /// The cache's end of the writer's queue.
 #[derive(Debug, Clone)]
 pub struct Queue {
     jobs: mpsc::Sender<Job>,
-    /// Synced jobs sent and not yet applied; the writer does not pace while there are any.
-    syncs_waiting: Arc<AtomicUsize>,
+    syncs: Arc<Syncs>,
 }
 
 /// The writer's end of the queue.
 #[derive(Debug)]
 pub struct Receiver {
     jobs: mpsc::Receiver<Job>,
-    syncs_waiting: Arc<AtomicUsize>,
+    syncs: Arc<Syncs>,
 }
 
 /// The queue the cache writes into, and the end [`spawn_writer`] reads.
 pub fn queue() -> (Queue, Receiver) {
     let (tx, rx) = mpsc::channel(QUEUE_LEN);
-    let syncs_waiting = Arc::new(AtomicUsize::new(0));
+    let syncs = Arc::new(Syncs::default());
     (
         Queue {
             jobs: tx,
-            syncs_waiting: Arc::clone(&syncs_waiting),
+            syncs: Arc::clone(&syncs),
         },
-        Receiver {
-            jobs: rx,
-            syncs_waiting,
-        },
+        Receiver { jobs: rx, syncs },
     )
 }
 
@@ -103,13 +108,23 @@ impl Queue {
     }
 
     /// Queues `writes`, waiting for room, and returns once they are on disk.
+    ///
+    /// The work runs in a task of its own: an HTTP client that hangs up drops this future,
+    /// and that must not leave the writes half done (the memory side is already flushed) or
+    /// the waiting count raised (the writer would stop pacing for good).
     pub async fn write_synced(&self, writes: Vec<CacheWrite>) -> Result<(), SyncError> {
+        let queue = self.clone();
+        tokio::spawn(async move { queue.send_synced(writes).await }).await?
+    }
+
+    async fn send_synced(&self, writes: Vec<CacheWrite>) -> Result<(), SyncError> {
         let (done, outcome) = oneshot::channel();
-        self.syncs_waiting.fetch_add(1, Ordering::SeqCst);
+        self.syncs.waiting.fetch_add(1, Ordering::SeqCst);
         if self.jobs.send(Job::Synced { writes, done }).await.is_err() {
-            self.syncs_waiting.fetch_sub(1, Ordering::SeqCst);
+            self.syncs.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(SyncError::Stopped);
         }
+        self.syncs.sent.notify_one();
         outcome.await.unwrap_or(Err(SyncError::Stopped))
     }
 }
@@ -123,14 +138,14 @@ struct Batch {
 
 impl Batch {
     /// Adds `job`; returns true when the batch must go now (full, or a synced job).
-    fn push(&mut self, job: Job, syncs_waiting: &AtomicUsize) -> bool {
+    fn push(&mut self, job: Job, syncs: &Syncs) -> bool {
         match job {
             Job::Write(w) => {
                 self.writes.push(w);
                 self.writes.len() >= BATCH_MAX
             }
             Job::Synced { writes, done } => {
-                syncs_waiting.fetch_sub(1, Ordering::SeqCst);
+                syncs.waiting.fetch_sub(1, Ordering::SeqCst);
                 self.writes.extend(writes);
                 self.done = Some(done);
                 true
@@ -166,10 +181,7 @@ impl Batch {
 
 /// Applies queued writes until `shutdown`, then applies what is still queued and returns.
 pub fn spawn_writer(store: Store, queue: Receiver, shutdown: CancellationToken) -> JoinHandle<()> {
-    let Receiver {
-        mut jobs,
-        syncs_waiting,
-    } = queue;
+    let Receiver { mut jobs, syncs } = queue;
     tokio::spawn(async move {
         loop {
             let mut job = tokio::select! {
@@ -181,25 +193,26 @@ pub fn spawn_writer(store: Store, queue: Receiver, shutdown: CancellationToken) 
             };
             let mut batch = Batch::default();
             let next_batch = Instant::now() + BATCH_WINDOW;
-            while !batch.push(job, &syncs_waiting) {
+            while !batch.push(job, &syncs) {
                 match timeout_at(next_batch, jobs.recv()).await {
                     Ok(Some(next)) => job = next,
                     _ => break,
                 }
             }
             batch.apply(&store).await;
-            if syncs_waiting.load(Ordering::SeqCst) > 0 {
+            if syncs.waiting.load(Ordering::SeqCst) > 0 {
                 continue;
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(next_batch) => {}
+                _ = syncs.sent.notified() => {}
                 _ = shutdown.cancelled() => break,
             }
         }
         // Shutdown: the rest without pacing.
         let mut batch = Batch::default();
         while let Ok(job) = jobs.try_recv() {
-            if batch.push(job, &syncs_waiting) {
+            if batch.push(job, &syncs) {
                 std::mem::take(&mut batch).apply(&store).await;
             }
         }
@@ -271,6 +284,68 @@ mod tests {
             asked.elapsed()
         );
         assert_eq!(store.cache_len().expect("len"), BACKLOG - 1);
+
+        stop.cancel();
+        writer.await.expect("writer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sync_sent_while_the_writer_paces_does_not_wait_for_the_pace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (queue, receiver) = queue();
+        let stop = CancellationToken::new();
+        let writer = spawn_writer(store.clone(), receiver, stop.clone());
+
+        // A full batch goes at once, and the writer then sleeps out the window.
+        for i in 0..BATCH_MAX {
+            assert!(queue.try_write(put(i)), "queue full at {i}");
+        }
+        // The clock stands still while the batch is applied, so this wakes inside that sleep.
+        tokio::time::sleep(BATCH_WINDOW / 2).await;
+        let asked = Instant::now();
+        queue
+            .write_synced(vec![CacheWrite::Delete(b"k0".to_vec())])
+            .await
+            .expect("synced write");
+        assert_eq!(
+            asked.elapsed(),
+            Duration::ZERO,
+            "the sync waited for the pacing sleep"
+        );
+        assert_eq!(store.cache_len().expect("len"), BATCH_MAX - 1);
+
+        stop.cancel();
+        writer.await.expect("writer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_synced_write_whose_caller_gives_up_still_lands_and_is_counted_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (queue, receiver) = queue();
+        for i in 0..QUEUE_LEN {
+            assert!(queue.try_write(put(i)), "queue full at {i}");
+        }
+        // No writer yet: the queue stays full and the caller gives up (a client hanging up).
+        let gave_up = tokio::time::timeout(
+            Duration::from_secs(1),
+            queue.write_synced(vec![CacheWrite::Delete(b"k0".to_vec())]),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the synced write did not wait for room");
+
+        let stop = CancellationToken::new();
+        let writer = spawn_writer(store.clone(), receiver, stop.clone());
+        // Bounded: the paced backlog takes QUEUE_LEN / BATCH_MAX windows.
+        for _ in 0..2 * QUEUE_LEN / BATCH_MAX {
+            if store.cache_len().expect("len") == QUEUE_LEN - 1 {
+                break;
+            }
+            tokio::time::sleep(BATCH_WINDOW).await;
+        }
+        assert_eq!(store.cache_len().expect("len"), QUEUE_LEN - 1);
+        assert_eq!(queue.syncs.waiting.load(Ordering::SeqCst), 0);
 
         stop.cancel();
         writer.await.expect("writer");

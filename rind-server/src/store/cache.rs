@@ -456,7 +456,9 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(left, [below]);
-        // The index follows: only the surviving entry is left to expire.
+        // The index follows: one entry, the survivor's.
+        let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
+        assert_eq!(expiry.len(), 1);
         assert_eq!(store.cache_expire(600).expect("expire"), 1);
 
         // A put after the DeleteName in the same batch stays.

@@ -13,10 +13,10 @@ pub fn nearest_existing(path: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// fsyncs `dir` and every directory below it, then each ancestor of `dir` up to and including
-/// `existing` (from [`nearest_existing`] before `dir` was created), whose entries changed.
+/// fsyncs `dir`, then each of its ancestors up to and including `existing` (from
+/// [`nearest_existing`] before `dir` was created), whose entries changed with it.
 pub fn sync_created(dir: &Path, existing: &Path) -> io::Result<()> {
-    sync_tree(dir)?;
+    sync_dir(dir)?;
     if non_empty(dir) == existing {
         return Ok(());
     }
@@ -29,18 +29,33 @@ pub fn sync_created(dir: &Path, existing: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn sync_tree(dir: &Path) -> io::Result<()> {
+/// fsyncs every directory below `dir`; for a tree this process wrote, so all are readable.
+pub fn sync_below(dir: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
-            sync_tree(&entry.path())?;
+            sync_below(&entry.path())?;
+            sync_dir(&entry.path())?;
         }
     }
-    sync_dir(dir)
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    match std::fs::File::open(dir)?.sync_all() {
+        // Some file systems (FUSE, network mounts) cannot fsync a directory; PostgreSQL
+        // ignores the same errors there.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+            ) =>
+        {
+            tracing::debug!(dir = %dir.display(), error = %e, "directory fsync not supported");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// A relative path's last ancestor is "", which names the working directory.
@@ -73,10 +88,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let deep = dir.path().join("a").join("b");
         let existing = nearest_existing(&deep);
-        std::fs::create_dir_all(deep.join("blobs")).expect("create");
+        std::fs::create_dir_all(deep.join("blobs").join("x")).expect("create");
+        sync_below(&deep).expect("sync below");
         sync_created(&deep, &existing).expect("sync");
         sync_created(&deep, &deep).expect("sync an existing dir");
         let gone = dir.path().join("gone");
         assert!(sync_created(&gone, dir.path()).is_err());
+        assert!(sync_below(&gone).is_err());
     }
 }

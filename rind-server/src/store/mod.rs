@@ -82,9 +82,13 @@ impl Store {
                     }
                 }
             })?;
-        dirs::sync_created(dir, &existing).map_err(|source| StoreError::SyncDir {
-            path: dir.to_path_buf(),
-            source,
+        // Only what sled made: anything else in the data dir (a root-owned lost+found on a
+        // mount of its own) may not even be readable.
+        dirs::sync_created(&dir.join("blobs"), &existing).map_err(|source| {
+            StoreError::SyncDir {
+                path: dir.to_path_buf(),
+                source,
+            }
         })?;
         let from = migrations::migrate(&db).map_err(|source| StoreError::Migrate {
             path: dir.to_path_buf(),

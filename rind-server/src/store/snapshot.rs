@@ -80,10 +80,12 @@ impl Store {
                 source,
             }),
             // Without this a power loss could take a snapshot that was answered 201.
-            Ok(()) => dirs::sync_created(&dir, &existing).map_err(|source| SnapshotError::Sync {
-                path: dir.clone(),
-                source,
-            }),
+            Ok(()) => dirs::sync_below(&dir)
+                .and_then(|()| dirs::sync_created(&dir, &existing))
+                .map_err(|source| SnapshotError::Sync {
+                    path: dir.clone(),
+                    source,
+                }),
         };
         if let Err(e) = written {
             if let Err(rm) = std::fs::remove_dir_all(&dir) {
