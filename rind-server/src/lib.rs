@@ -24,7 +24,7 @@
 //!   coalescing;
 //! - [`response`]: writing the reply;
 //! - [`store`]: the only code that touches sled (records tree, group-committed flushes, the
-//!   cache trees, snapshots);
+//!   cache trees, snapshots, and the directory fsyncs sled leaves out);
 //! - [`api`]: the HTTP routes (REST records API, cache, snapshots); [`metrics`]: counters for
 //!   `/metrics`.
 //!
