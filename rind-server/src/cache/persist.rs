@@ -257,6 +257,44 @@ mod tests {
         test_writes::put(format!("k{i}").as_bytes(), u64::MAX / 2)
     }
 
+    /// A store in a temporary directory, its queue, and the writer once started.
+    struct Rig {
+        store: Store,
+        queue: Queue,
+        receiver: Option<Receiver>,
+        stop: CancellationToken,
+        writer: Option<JoinHandle<()>>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path()).expect("open");
+            let (queue, receiver) = queue();
+            Rig {
+                store,
+                queue,
+                receiver: Some(receiver),
+                stop: CancellationToken::new(),
+                writer: None,
+                _dir: dir,
+            }
+        }
+
+        fn start_writer(&mut self) {
+            let receiver = self.receiver.take().expect("writer started once");
+            let writer = spawn_writer(self.store.clone(), receiver, self.stop.clone());
+            self.writer = Some(writer);
+        }
+
+        async fn stop_writer(&mut self) {
+            self.stop.cancel();
+            let writer = self.writer.take().expect("writer started");
+            writer.await.expect("writer");
+        }
+    }
+
     /// Three batches' worth of puts: paced, they would take two batch windows.
     const BACKLOG: usize = 2 * BATCH_MAX + 88;
 
@@ -264,11 +302,9 @@ mod tests {
     // time below is the writer's pacing sleeps and nothing else.
     #[tokio::test(start_paused = true)]
     async fn a_synced_write_returns_with_it_and_all_queued_before_it_on_disk_unpaced() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let (queue, receiver) = queue();
-        let stop = CancellationToken::new();
-        let writer = spawn_writer(store.clone(), receiver, stop.clone());
+        let mut rig = Rig::new();
+        rig.start_writer();
+        let (queue, store) = (&rig.queue, &rig.store);
 
         for i in 0..BACKLOG {
             assert!(queue.try_write(put(i)), "queue full at {i}");
@@ -285,17 +321,14 @@ mod tests {
         );
         assert_eq!(store.cache_len().expect("len"), BACKLOG - 1);
 
-        stop.cancel();
-        writer.await.expect("writer");
+        rig.stop_writer().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_sync_sent_while_the_writer_paces_does_not_wait_for_the_pace() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let (queue, receiver) = queue();
-        let stop = CancellationToken::new();
-        let writer = spawn_writer(store.clone(), receiver, stop.clone());
+        let mut rig = Rig::new();
+        rig.start_writer();
+        let (queue, store) = (&rig.queue, &rig.store);
 
         // A full batch goes at once, and the writer then sleeps out the window.
         for i in 0..BATCH_MAX {
@@ -315,15 +348,13 @@ mod tests {
         );
         assert_eq!(store.cache_len().expect("len"), BATCH_MAX - 1);
 
-        stop.cancel();
-        writer.await.expect("writer");
+        rig.stop_writer().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_synced_write_whose_caller_gives_up_still_lands_and_is_counted_out() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let (queue, receiver) = queue();
+        let mut rig = Rig::new();
+        let (queue, store) = (rig.queue.clone(), rig.store.clone());
         for i in 0..QUEUE_LEN {
             assert!(queue.try_write(put(i)), "queue full at {i}");
         }
@@ -335,8 +366,7 @@ mod tests {
         .await;
         assert!(gave_up.is_err(), "the synced write did not wait for room");
 
-        let stop = CancellationToken::new();
-        let writer = spawn_writer(store.clone(), receiver, stop.clone());
+        rig.start_writer();
         // Bounded: the paced backlog takes QUEUE_LEN / BATCH_MAX windows.
         for _ in 0..2 * QUEUE_LEN / BATCH_MAX {
             if store.cache_len().expect("len") == QUEUE_LEN - 1 {
@@ -347,21 +377,16 @@ mod tests {
         assert_eq!(store.cache_len().expect("len"), QUEUE_LEN - 1);
         assert_eq!(queue.syncs.waiting.load(Ordering::SeqCst), 0);
 
-        stop.cancel();
-        writer.await.expect("writer");
+        rig.stop_writer().await;
     }
 
     #[tokio::test]
     async fn a_synced_write_after_the_writer_stopped_is_an_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let (queue, receiver) = queue();
-        let stop = CancellationToken::new();
-        let writer = spawn_writer(store.clone(), receiver, stop.clone());
-        stop.cancel();
-        writer.await.expect("writer");
+        let mut rig = Rig::new();
+        rig.start_writer();
+        rig.stop_writer().await;
 
-        let outcome = queue.write_synced(vec![CacheWrite::Clear]).await;
+        let outcome = rig.queue.write_synced(vec![CacheWrite::Clear]).await;
         assert!(
             matches!(outcome, Err(SyncError::Stopped)),
             "got {outcome:?}"
