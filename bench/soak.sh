@@ -31,7 +31,13 @@ done
 mkdir -p "$out"
 dns_port=15353 http_port=18053 up_port=15300
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+data=
+# The store is only the soak's scratch (tens to hundreds of MiB); the report stays in $out.
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "$data" ]; then rm -rf "$data"; fi
+}
 trap cleanup EXIT
 
 echo "soak: building (release)"
