@@ -257,6 +257,13 @@ mod tests {
         test_writes::put(format!("k{i}").as_bytes(), u64::MAX / 2)
     }
 
+    /// Queues puts of k0, k1, ... k(n-1) without waiting; each must find room.
+    fn fill(queue: &Queue, n: usize) {
+        for i in 0..n {
+            assert!(queue.try_write(put(i)), "queue full at {i}");
+        }
+    }
+
     /// A store in a temporary directory, its queue, and the writer once started.
     struct Rig {
         store: Store,
@@ -306,9 +313,7 @@ mod tests {
         rig.start_writer();
         let (queue, store) = (&rig.queue, &rig.store);
 
-        for i in 0..BACKLOG {
-            assert!(queue.try_write(put(i)), "queue full at {i}");
-        }
+        fill(queue, BACKLOG);
         let asked = Instant::now();
         queue
             .write_synced(vec![CacheWrite::Delete(b"k0".to_vec())])
@@ -331,9 +336,7 @@ mod tests {
         let (queue, store) = (&rig.queue, &rig.store);
 
         // A full batch goes at once, and the writer then sleeps out the window.
-        for i in 0..BATCH_MAX {
-            assert!(queue.try_write(put(i)), "queue full at {i}");
-        }
+        fill(queue, BATCH_MAX);
         // The clock stands still while the batch is applied, so this wakes inside that sleep.
         tokio::time::sleep(BATCH_WINDOW / 2).await;
         let asked = Instant::now();
@@ -355,9 +358,7 @@ mod tests {
     async fn a_synced_write_whose_caller_gives_up_still_lands_and_is_counted_out() {
         let mut rig = Rig::new();
         let (queue, store) = (rig.queue.clone(), rig.store.clone());
-        for i in 0..QUEUE_LEN {
-            assert!(queue.try_write(put(i)), "queue full at {i}");
-        }
+        fill(&queue, QUEUE_LEN);
         // No writer yet: the queue stays full and the caller gives up (a client hanging up).
         let gave_up = tokio::time::timeout(
             Duration::from_secs(1),

@@ -302,6 +302,12 @@ mod tests {
     use super::test_writes::put;
     use super::*;
 
+    /// The keys of the fresh entries on disk, freshest first.
+    fn stored_keys(store: &Store) -> Vec<Vec<u8>> {
+        let loaded = store.cache_load(0, 10).expect("load");
+        loaded.into_iter().map(|(k, _)| k).collect()
+    }
+
     #[test]
     fn load_returns_fresh_entries_freshest_first() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -370,12 +376,7 @@ mod tests {
         store
             .cache_apply(&[put(b"c", 300), evict(b"c", 300)])
             .expect("apply");
-        let keys: Vec<Vec<u8>> = store
-            .cache_load(0, 10)
-            .expect("load")
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let keys = stored_keys(&store);
         assert_eq!(keys, [b"a".to_vec()]);
     }
 
@@ -426,12 +427,7 @@ mod tests {
         store
             .cache_apply(&[put(b"c", 100), CacheWrite::Clear, put(b"d", 100)])
             .expect("apply");
-        let keys: Vec<Vec<u8>> = store
-            .cache_load(0, 10)
-            .expect("load")
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let keys = stored_keys(&store);
         assert_eq!(keys, [b"d".to_vec()]);
     }
 
@@ -449,12 +445,7 @@ mod tests {
         store
             .cache_apply(&[put(&a_in_batch, 500), CacheWrite::DeleteName(name.clone())])
             .expect("apply");
-        let left: Vec<Vec<u8>> = store
-            .cache_load(0, 10)
-            .expect("load")
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let left = stored_keys(&store);
         assert_eq!(left, [below]);
         // The index follows: one entry, the survivor's.
         let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
