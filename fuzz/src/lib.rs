@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use clap::Parser;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NULL, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
@@ -160,7 +160,12 @@ impl Rig {
         self.block_on(self.cache.flush(None))
             .expect("the fixture cache has no disk copy to fail");
         for (query, reply) in &self.cached {
-            self.cache.insert(query, reply).expect("cacheable");
+            // Each answer as if fetched with CD=0, and again with CD=1 for CD=1 clients.
+            for checking_disabled in [false, true] {
+                self.cache
+                    .insert(query, checking_disabled, reply)
+                    .expect("cacheable");
+            }
         }
         self.clock.store(now, Ordering::Relaxed);
         Arc::clone(&self.handler)
@@ -231,7 +236,56 @@ fn cached() -> Vec<(Query, Message)> {
             300,
         )),
     );
+    // Signed answers, as an upstream sends them to a DO=1 query; opaque RDATA, as hickory
+    // reads it without its DNSSEC feature.
+    let opaque = |owner: &str, rtype: RecordType, rdata: Vec<u8>| {
+        let data = RData::Unknown {
+            code: rtype,
+            rdata: NULL::with(rdata),
+        };
+        Record::from_rdata(name(owner), 300, data)
+    };
+    let rrsig = |owner: &str, covered: RecordType| {
+        let mut rdata = u16::from(covered).to_be_bytes().to_vec();
+        rdata.extend_from_slice(&[13, 2, 0, 0, 1, 44]);
+        let expiration = u32::try_from(START + 864_000).expect("fits");
+        rdata.extend_from_slice(&expiration.to_be_bytes());
+        rdata.extend_from_slice(&[0, 0, 0, 0, 0x12, 0x34, 7]);
+        rdata.extend_from_slice(b"example");
+        rdata.push(0);
+        rdata.extend_from_slice(&[0xab; 64]);
+        opaque(owner, RecordType::RRSIG, rdata)
+    };
+    let nsec = opaque(
+        "example.",
+        RecordType::NSEC,
+        vec![
+            1, b'z', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0x40,
+        ],
+    );
     vec![
+        reply(
+            "signed.example.",
+            RecordType::A,
+            ResponseCode::NoError,
+            vec![
+                a("signed.example.", 300, 7),
+                rrsig("signed.example.", RecordType::A),
+            ],
+            vec![],
+        ),
+        reply(
+            "signed-nx.example.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            vec![],
+            vec![
+                soa.clone(),
+                rrsig("example.", RecordType::SOA),
+                nsec,
+                rrsig("example.", RecordType::NSEC),
+            ],
+        ),
         reply(
             "cached.example.",
             RecordType::A,

@@ -72,7 +72,10 @@ fn handler_with_cached(name: &Name, data_dir: &std::path::Path) -> Arc<Handler> 
         3_600,
         RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
     ));
-    pipeline.cache.insert(&query, &upstream).expect("cacheable");
+    pipeline
+        .cache
+        .insert(&query, false, &upstream)
+        .expect("cacheable");
     pipeline.handler
 }
 

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use hickory_proto::op::{Message, OpCode, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use rind_server::cache::{Entry, Key, TtlPolicy};
+use rind_server::cache::{Entry, Fetched, TtlPolicy};
 use rind_server::store::cache::CacheWrite;
 use rind_server::store::Store;
 
@@ -37,10 +37,14 @@ fn main() -> anyhow::Result<()> {
         reply.add_query(query.clone());
         let ip = Ipv4Addr::from(0xC000_0200 + (i & 0xff));
         reply.add_answer(Record::from_rdata(name, 86_400, RData::A(A(ip))));
-        let entry = Entry::from_upstream(&query, &reply, &policy, now)
+        let fetched = Fetched {
+            dnssec_ok: true,
+            checking_disabled: false,
+        };
+        let entry = Entry::from_upstream(&query, &reply, fetched, &policy, now)
             .ok_or_else(|| anyhow::anyhow!("entry not cacheable"))?;
         batch.push(CacheWrite::Put {
-            key: Key::of(&query).as_bytes().to_vec(),
+            key: entry.key().as_bytes().to_vec(),
             expires_at: entry.expires_at(),
             value: entry.encode(),
         });

@@ -40,12 +40,37 @@ pub struct Request {
     pub metadata: Metadata,
     /// The one question, with the client's letter case.
     pub query: Query,
-    /// Whether the query carried an OPT record; the reply carries one iff it did.
-    pub edns: bool,
+    /// The query's OPT record, when it had one; the reply carries one iff it did.
+    pub edns: Option<ClientEdns>,
     /// Size limit of the reply in bytes.
     pub max_size: u16,
     /// Where the query came from.
     pub transport: Transport,
+}
+
+/// What a client's OPT record asks of the reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientEdns {
+    /// DO: the client wants DNSSEC records (RFC 3225); the reply's OPT echoes it.
+    pub dnssec_ok: bool,
+}
+
+impl Request {
+    /// Whether the client set DO, so it gets RRSIG, NSEC and NSEC3 records.
+    pub fn dnssec_ok(&self) -> bool {
+        self.edns.is_some_and(|e| e.dnssec_ok)
+    }
+
+    /// Whether the reply may carry the upstream's AD bit: only for a client that set DO or
+    /// AD, which says it understands it (RFC 6840 §5.7, §5.8).
+    pub fn wants_ad(&self) -> bool {
+        self.dnssec_ok() || self.metadata.authentic_data
+    }
+
+    /// CD: the client validates itself and wants answers its upstream did not check.
+    pub fn checking_disabled(&self) -> bool {
+        self.metadata.checking_disabled
+    }
 }
 
 /// What the checks decided about one packet.
@@ -93,7 +118,7 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
     }
     if metadata.op_code != OpCode::Query {
         let question = first_question(&mut decoder, header.counts.queries);
-        return reject(&metadata, question.as_ref(), false, ResponseCode::NotImp);
+        return reject(&metadata, question.as_ref(), None, ResponseCode::NotImp);
     }
     let (query, edns) = match simple_query(&mut decoder, &header) {
         Some(parsed) => parsed,
@@ -108,12 +133,12 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
             }
         },
     };
-    let edns_present = edns.is_some();
+    let client_edns = edns.map(|e| e.client);
     if !acl.allows(client) {
-        return reject(&metadata, Some(&query), edns_present, ResponseCode::Refused);
+        return reject(&metadata, Some(&query), client_edns, ResponseCode::Refused);
     }
     if edns.is_some_and(|e| e.version > 0) {
-        return reject(&metadata, Some(&query), true, ResponseCode::BADVERS);
+        return reject(&metadata, Some(&query), client_edns, ResponseCode::BADVERS);
     }
     let max_size = match transport {
         Transport::Tcp => u16::MAX,
@@ -124,7 +149,7 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
     Checked::Query(Request {
         metadata,
         query,
-        edns: edns_present,
+        edns: client_edns,
         max_size,
         transport,
     })
@@ -135,6 +160,7 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
 struct EdnsInfo {
     version: u8,
     payload: u16,
+    client: ClientEdns,
 }
 
 /// The fast path for the usual query: one question and at most an OPT record, read straight
@@ -171,7 +197,7 @@ fn simple_opt(decoder: &mut BinDecoder<'_>) -> Option<EdnsInfo> {
     let payload = u16_at(decoder)?;
     let _extended_rcode = decoder.pop().ok()?.unverified();
     let version = decoder.pop().ok()?.unverified();
-    let _flags = u16_at(decoder)?;
+    let flags = u16_at(decoder)?;
     let mut left = usize::from(u16_at(decoder)?);
     while left > 0 {
         let _code = u16_at(decoder)?;
@@ -179,20 +205,29 @@ fn simple_opt(decoder: &mut BinDecoder<'_>) -> Option<EdnsInfo> {
         decoder.read_slice(len).ok()?;
         left = left.checked_sub(4 + len)?;
     }
-    Some(EdnsInfo { version, payload })
+    Some(EdnsInfo {
+        version,
+        payload,
+        client: ClientEdns {
+            dnssec_ok: flags & 0x8000 != 0,
+        },
+    })
 }
 
-/// The general path: hickory's full parse. Err carries whether an OPT was seen, for the
-/// FORMERR reply.
-fn full_parse(packet: &[u8]) -> Result<(Query, Option<EdnsInfo>), bool> {
-    let Message { queries, edns, .. } = Message::from_vec(packet).map_err(|_| false)?;
+/// The general path: hickory's full parse. Err carries the OPT record when one was read, for
+/// the FORMERR reply.
+fn full_parse(packet: &[u8]) -> Result<(Query, Option<EdnsInfo>), Option<ClientEdns>> {
+    let Message { queries, edns, .. } = Message::from_vec(packet).map_err(|_| None)?;
     let info = edns.as_ref().map(|e| EdnsInfo {
         version: e.version(),
         payload: e.max_payload(),
+        client: ClientEdns {
+            dnssec_ok: e.flags().dnssec_ok,
+        },
     });
     match <[Query; 1]>::try_from(queries) {
         Ok([q]) => Ok((q, info)),
-        Err(_) => Err(info.is_some()),
+        Err(_) => Err(info.map(|i| i.client)),
     }
 }
 
@@ -207,7 +242,7 @@ fn first_question(decoder: &mut BinDecoder<'_>, count: u16) -> Option<Query> {
 fn reject(
     metadata: &Metadata,
     question: Option<&Query>,
-    edns: bool,
+    edns: Option<ClientEdns>,
     rcode: ResponseCode,
 ) -> Checked {
     Checked::Reject(response::error(metadata, question, edns, rcode), rcode)

@@ -127,11 +127,12 @@ impl Resolver {
     /// SERVFAIL.
     async fn answer_forwarded(&self, request: &Request) -> Ready {
         let query = &request.query;
+        let checking_disabled = request.checking_disabled();
         let mut led = false;
         let mut stored = None;
-        let outcome = self.forwarder.forward(query, |reply| {
+        let outcome = self.forwarder.forward(query, checking_disabled, |reply| {
             led = true;
-            stored = self.cache.insert(query, reply);
+            stored = self.cache.insert(query, checking_disabled, reply);
         });
         match outcome.await {
             Ok(reply) => {
@@ -140,8 +141,8 @@ impl Resolver {
                     stored
                 } else {
                     self.cache
-                        .fresh_entry(query)
-                        .or_else(|| self.cache.entry_for(query, &reply))
+                        .fresh_entry(request)
+                        .or_else(|| self.cache.entry_for(query, checking_disabled, &reply))
                 };
                 // The cached form gives the same bytes a later hit will: clamped TTLs and the
                 // negative-caching SOA TTL.
@@ -152,7 +153,7 @@ impl Resolver {
                 written.unwrap_or_else(|| Ready::Answer(from_upstream(&reply)))
             }
             Err(e) => {
-                if let Some(entry) = self.cache.stale_entry(query) {
+                if let Some(entry) = self.cache.stale_entry(request) {
                     entry.refresh_failed(self.cache.now());
                     if let Some(reply) = self.cache.stale_reply(&entry, request) {
                         return Ready::Wire(reply, entry.rcode());
@@ -172,9 +173,11 @@ impl Resolver {
     }
 
     /// The answer for the target of a local CNAME chain from upstream, cached on the way.
+    /// Asked with CD=0 whatever the client set: the local CNAMEs before it are not signed, so
+    /// a validating client cannot use the tail's signatures anyway.
     async fn answer_target_forwarded(&self, target: &Query) -> Answer {
-        let outcome = self.forwarder.forward(target, |reply| {
-            self.cache.insert(target, reply);
+        let outcome = self.forwarder.forward(target, false, |reply| {
+            self.cache.insert(target, false, reply);
         });
         match outcome.await {
             Ok(reply) => from_upstream(&reply),
@@ -194,10 +197,11 @@ impl Resolver {
         let query = query.clone();
         let cache = Arc::clone(&self.cache);
         let forwarder = Arc::clone(&self.forwarder);
+        let checking_disabled = claimed.fetched().checking_disabled;
         runtime.spawn(async move {
             let mut stored = false;
-            let outcome = forwarder.forward(&query, |reply| {
-                stored = cache.insert(&query, reply).is_some();
+            let outcome = forwarder.forward(&query, checking_disabled, |reply| {
+                stored = cache.insert(&query, checking_disabled, reply).is_some();
             });
             // Unless this refresh stored a new entry, free the slot of the one it claimed (if
             // another asker led and stored, that old entry is out of the cache anyway).
@@ -209,11 +213,13 @@ impl Resolver {
     }
 }
 
-/// The parts of an upstream reply a client gets: rcode and records, never its header or OPT.
+/// The parts of an upstream reply a client gets: rcode, AD and records, never the rest of its
+/// header or its OPT.
 fn from_upstream(reply: &Message) -> Answer {
     Answer {
         rcode: reply.metadata.response_code,
         authoritative: false,
+        authentic_data: reply.metadata.authentic_data,
         answers: reply.answers.clone(),
         authorities: reply.authorities.clone(),
         additionals: reply.additionals.clone(),

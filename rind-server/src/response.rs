@@ -3,17 +3,21 @@
 //! It owns the RFC hygiene every reply shares, whatever produced the answer:
 //! - ID, opcode, RD and CD copied from the query, QR and RA set (RFC 1035 §4.1.1);
 //! - the question echoed exactly as received, letter case included (DNS 0x20);
-//! - an OPT record iff the query had one, advertising [`MAX_UDP_PAYLOAD`] (RFC 6891 §7);
+//! - an OPT record iff the query had one, advertising [`MAX_UDP_PAYLOAD`] (RFC 6891 §7), with
+//!   the query's DO bit copied (RFC 3225);
+//! - RRSIG, NSEC and NSEC3 records only for a client that set DO or asked for that type
+//!   (RFC 4035 §3.2.1); AD only when the upstream set it and the client set DO or AD
+//!   (RFC 6840 §5.7, §5.8);
 //! - a reply over the client's size limit is replaced by the question alone with TC=1
 //!   (RFC 1035 §4.2.1, RFC 7766 §5), so the client asks again over TCP.
 
 use std::iter;
 
 use hickory_proto::op::{emit_message_parts, Edns, MessageType, Metadata, Query, ResponseCode};
-use hickory_proto::rr::Record;
+use hickory_proto::rr::{Record, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
 
-use crate::request::{Request, MAX_UDP_PAYLOAD};
+use crate::request::{ClientEdns, Request, MAX_UDP_PAYLOAD};
 
 /// What the resolver found for one question, before it is written for a particular client.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +26,8 @@ pub struct Answer {
     pub rcode: ResponseCode,
     /// AA: set for local records and special-use names, never for forwarded answers.
     pub authoritative: bool,
+    /// AD as the upstream set it; answers rind makes itself never have it.
+    pub authentic_data: bool,
     /// Answer section.
     pub answers: Vec<Record>,
     /// Authority section (the SOA of a negative answer).
@@ -40,43 +46,55 @@ impl Answer {
     }
 }
 
+/// Whether a record of `rtype` is DNSSEC material a DO=0 client asking for `qtype` must not
+/// get (RFC 4035 §3.2.1). DNSKEY and DS are ordinary data to such a client.
+pub fn is_dnssec_only(rtype: RecordType, qtype: RecordType) -> bool {
+    matches!(
+        rtype,
+        RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
+    ) && rtype != qtype
+}
+
 /// Writes the reply to `request`, truncated to its size limit.
 pub fn write(request: &Request, answer: &Answer) -> Vec<u8> {
     let mut metadata = reply_metadata(&request.metadata, answer.rcode);
     metadata.authoritative = answer.authoritative;
-    let edns = request.edns.then(our_edns);
+    metadata.authentic_data = answer.authentic_data && request.wants_ad();
+    let edns = request.edns.map(our_edns);
+    let qtype = request.query.query_type;
+    let keep = |r: &&Record| request.dnssec_ok() || !is_dnssec_only(r.record_type(), qtype);
     let full = encode(
         &metadata,
         &request.query,
-        &answer.answers,
-        &answer.authorities,
-        &answer.additionals,
+        &mut answer.answers.iter().filter(keep),
+        &mut answer.authorities.iter().filter(keep),
+        &mut answer.additionals.iter().filter(keep),
         edns.as_ref(),
     );
     if full.len() <= usize::from(request.max_size) {
         return full;
     }
     metadata.truncation = true;
-    encode(&metadata, &request.query, &[], &[], &[], edns.as_ref())
+    question_only(&metadata, &request.query, edns.as_ref())
 }
 
 /// An empty reply with TC=1: "ask again over TCP".
 pub fn truncated(request: &Request) -> Vec<u8> {
     let mut metadata = reply_metadata(&request.metadata, ResponseCode::NoError);
     metadata.truncation = true;
-    let edns = request.edns.then(our_edns);
-    encode(&metadata, &request.query, &[], &[], &[], edns.as_ref())
+    let edns = request.edns.map(our_edns);
+    question_only(&metadata, &request.query, edns.as_ref())
 }
 
 /// Writes an error reply from what could be read of a rejected query.
 pub fn error(
     request: &Metadata,
     question: Option<&Query>,
-    edns: bool,
+    edns: Option<ClientEdns>,
     rcode: ResponseCode,
 ) -> Vec<u8> {
     let metadata = reply_metadata(request, rcode);
-    let edns = edns.then(our_edns);
+    let edns = edns.map(our_edns);
     let mut buf = Vec::with_capacity(64);
     let mut encoder = BinEncoder::new(&mut buf);
     let emitted = emit_message_parts(
@@ -105,19 +123,33 @@ fn reply_metadata(request: &Metadata, rcode: ResponseCode) -> Metadata {
     metadata
 }
 
-fn our_edns() -> Edns {
+/// Our OPT record for a client that sent `client`.
+fn our_edns(client: ClientEdns) -> Edns {
     let mut edns = Edns::new();
     edns.set_max_payload(MAX_UDP_PAYLOAD);
     edns.set_version(0);
+    edns.set_dnssec_ok(client.dnssec_ok);
     edns
 }
 
-fn encode(
+fn question_only(metadata: &Metadata, query: &Query, edns: Option<&Edns>) -> Vec<u8> {
+    let none = &mut iter::empty::<&Record>();
+    encode(
+        metadata,
+        query,
+        none,
+        &mut iter::empty(),
+        &mut iter::empty(),
+        edns,
+    )
+}
+
+fn encode<'r>(
     metadata: &Metadata,
     query: &Query,
-    answers: &[Record],
-    authorities: &[Record],
-    additionals: &[Record],
+    answers: &mut impl Iterator<Item = &'r Record>,
+    authorities: &mut impl Iterator<Item = &'r Record>,
+    additionals: &mut impl Iterator<Item = &'r Record>,
     edns: Option<&Edns>,
 ) -> Vec<u8> {
     let mut buf = Vec::with_capacity(512);
@@ -125,9 +157,9 @@ fn encode(
     let emitted = emit_message_parts(
         metadata,
         &mut iter::once(query),
-        &mut answers.iter(),
-        &mut authorities.iter(),
-        &mut additionals.iter(),
+        answers,
+        authorities,
+        additionals,
         edns,
         None,
         &mut encoder,
@@ -139,7 +171,10 @@ fn encode(
             // with the question, never a half-written packet.
             let mut failed = *metadata;
             failed.response_code = ResponseCode::ServFail;
-            error(&failed, Some(query), edns.is_some(), ResponseCode::ServFail)
+            let client = edns.map(|e| ClientEdns {
+                dnssec_ok: e.flags().dnssec_ok,
+            });
+            error(&failed, Some(query), client, ResponseCode::ServFail)
         }
     }
 }
@@ -164,6 +199,8 @@ mod tests {
     use hickory_proto::rr::{rdata::A, Name, RData, RecordType};
 
     use super::*;
+    use hickory_proto::rr::rdata::NULL;
+
     use crate::request::Transport;
 
     fn request(max_size: u16, edns: bool) -> Request {
@@ -175,7 +212,7 @@ mod tests {
                 Name::from_ascii("WwW.ExAmPle.CoM.").expect("name"),
                 RecordType::A,
             ),
-            edns,
+            edns: edns.then_some(ClientEdns::default()),
             max_size,
             transport: Transport::Udp,
         }
@@ -224,11 +261,76 @@ mod tests {
     #[test]
     fn badvers_goes_in_the_opt_record() {
         let req = request(512, true);
-        let bytes = error(&req.metadata, Some(&req.query), true, ResponseCode::BADVERS);
+        let do_bit = Some(ClientEdns { dnssec_ok: true });
+        let bytes = error(
+            &req.metadata,
+            Some(&req.query),
+            do_bit,
+            ResponseCode::BADVERS,
+        );
         assert_eq!(bytes[3] & 0x0f, 0, "low bits of BADVERS are zero");
         let msg = Message::from_vec(&bytes).expect("parses");
         // 16 is both BADVERS and BADSIG; hickory decodes it as the latter.
         assert_eq!(u16::from(msg.metadata.response_code), 16);
         assert_eq!(msg.edns.as_ref().map(|e| e.version()), Some(0));
+        assert_eq!(msg.edns.map(|e| e.flags().dnssec_ok), Some(true));
+    }
+
+    /// An A record with its RRSIG (opaque RDATA, as hickory reads it here) and, in
+    /// authority, an NSEC record, as a signed upstream answer to a DO=1 query has them.
+    fn signed_answer() -> Answer {
+        let name = Name::from_str("www.example.com.").expect("name");
+        let rrsig = RData::Unknown {
+            code: RecordType::RRSIG,
+            rdata: NULL::with(vec![0, 1, 13, 3, 0, 0, 0, 60, 0xff, 0, 0, 0, 0, 0, 0, 0]),
+        };
+        let nsec = RData::Unknown {
+            code: RecordType::NSEC,
+            rdata: NULL::with(vec![0, 0, 1, 0x40]),
+        };
+        Answer {
+            authentic_data: true,
+            answers: vec![
+                Record::from_rdata(name.clone(), 60, RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))),
+                Record::from_rdata(name.clone(), 60, rrsig),
+            ],
+            authorities: vec![Record::from_rdata(name, 60, nsec)],
+            ..Answer::default()
+        }
+    }
+
+    fn types(records: &[Record]) -> Vec<RecordType> {
+        records.iter().map(Record::record_type).collect()
+    }
+
+    #[test]
+    fn dnssec_records_and_ad_only_for_clients_that_set_do() {
+        let mut plain = request(u16::MAX, true);
+        let msg = Message::from_vec(&write(&plain, &signed_answer())).expect("parses");
+        assert_eq!(types(&msg.answers), [RecordType::A]);
+        assert!(msg.authorities.is_empty());
+        assert!(!msg.metadata.authentic_data);
+        assert_eq!(msg.edns.map(|e| e.flags().dnssec_ok), Some(false));
+
+        // AD=1 without DO: the AD bit, but still no DNSSEC records (RFC 6840 §5.7).
+        plain.metadata.authentic_data = true;
+        let msg = Message::from_vec(&write(&plain, &signed_answer())).expect("parses");
+        assert_eq!(types(&msg.answers), [RecordType::A]);
+        assert!(msg.metadata.authentic_data);
+
+        let mut dnssec = request(u16::MAX, true);
+        dnssec.edns = Some(ClientEdns { dnssec_ok: true });
+        let msg = Message::from_vec(&write(&dnssec, &signed_answer())).expect("parses");
+        assert_eq!(types(&msg.answers), [RecordType::A, RecordType::RRSIG]);
+        assert_eq!(types(&msg.authorities), [RecordType::NSEC]);
+        assert!(msg.metadata.authentic_data);
+        assert_eq!(msg.edns.map(|e| e.flags().dnssec_ok), Some(true));
+
+        // Asked for by type, an RRSIG is ordinary data even without DO.
+        let mut by_type = request(u16::MAX, false);
+        by_type.query.query_type = RecordType::RRSIG;
+        let msg = Message::from_vec(&write(&by_type, &signed_answer())).expect("parses");
+        assert_eq!(types(&msg.answers), [RecordType::A, RecordType::RRSIG]);
+        assert!(msg.authorities.is_empty());
     }
 }

@@ -6,31 +6,48 @@
 //! valid), each TTL minus the seconds since the answer was stored, and an OPT record when the
 //! client sent one. No parsing, no name compression, one allocation.
 //!
-//! Negative answers (RFC 2308) keep only the SOA in the authority section, with its TTL set to
+//! Negative answers (RFC 2308) keep the SOA in the authority section, with its TTL set to
 //! min(SOA TTL, SOA MINIMUM) capped by `--max-negative-ttl`, so it counts down to zero as the
-//! entry expires.
+//! entry expires; the NSEC/NSEC3 records that prove them and their RRSIGs stay beside it.
+//!
+//! DNSSEC: answers are fetched with DO=1, so one entry serves every client. When the answer
+//! holds RRSIG, NSEC or NSEC3 records, the entry also keeps a second template without them for
+//! DO=0 clients (RFC 4035 §3.2.1), so that a hit is still one copy whatever the client asked.
+//! An answer fetched with CD=1 was not checked by the upstream: its key carries [`CD_MARK`],
+//! and only CD=1 clients ever look it up. Entries stored before rind fetched with DO=1 (format
+//! 1 on disk) serve DO=0 clients only.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::request::{Request, Transport, MAX_UDP_PAYLOAD};
-use crate::response::Answer;
+use crate::response::{is_dnssec_only, Answer};
 
 /// TTL of an answer served stale (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;
 /// Extended DNS Error info-code "Stale Answer" (RFC 8914 §4.4).
 const EDE_STALE_ANSWER: u16 = 3;
+/// Format byte of an entry written before DNSSEC records were kept: fetched with DO=0.
+const FORMAT_V1: u8 = 1;
 /// Format byte of an encoded entry; bump it when the layout changes.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// Flag bits of format 2.
+const FLAG_DNSSEC_OK: u8 = 1;
+const FLAG_CHECKING_DISABLED: u8 = 2;
 /// Offset of the four section counts in a DNS header.
 const ANCOUNT: usize = 6;
 const ARCOUNT: usize = 10;
 const HEADER_LEN: usize = 12;
-/// Longest key: a 255-byte wire name, type and class.
-const MAX_KEY: usize = 255 + 4;
+/// The AD bit in the second flags byte of a header.
+const AD_BIT: u8 = 0x20;
+/// Last byte of the key of an answer fetched with CD=1. A question's wire form ends in type
+/// and class after a self-delimiting name, so a longer key never equals another question's.
+pub const CD_MARK: u8 = 1;
+/// Longest key: a 255-byte wire name, type, class and the CD mark.
+const MAX_KEY: usize = 255 + 4 + 1;
 
 /// The TTL rules applied when an answer is stored.
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +60,18 @@ pub struct TtlPolicy {
     pub max_negative_ttl: u32,
 }
 
-/// The cache key of a question: its wire name in lower case, type and class, built on the
-/// stack so a lookup allocates nothing.
+/// How an answer was asked of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    /// With DO=1: it holds the DNSSEC records a DO=1 client needs.
+    pub dnssec_ok: bool,
+    /// With CD=1: the upstream did not validate it, so it is for CD=1 clients only.
+    pub checking_disabled: bool,
+}
+
+/// The cache key of a question: its wire name in lower case, type and class (and
+/// [`CD_MARK`] for answers fetched with CD=1), built on the stack so a lookup allocates
+/// nothing.
 #[derive(Clone)]
 pub struct Key {
     buf: [u8; MAX_KEY],
@@ -52,8 +79,8 @@ pub struct Key {
 }
 
 impl Key {
-    /// The key of `query`.
-    pub fn of(query: &Query) -> Key {
+    /// The key of `query`, for the answer fetched with CD as given.
+    pub fn of(query: &Query, checking_disabled: bool) -> Key {
         let mut key = Key::EMPTY;
         key.push_name(&query.name);
         for b in u16::from(query.query_type)
@@ -62,6 +89,9 @@ impl Key {
             .chain(u16::from(query.query_class).to_be_bytes())
         {
             key.push(b);
+        }
+        if checking_disabled {
+            key.push(CD_MARK);
         }
         key
     }
@@ -103,16 +133,77 @@ impl Key {
     }
 }
 
-/// One cached answer, kept to two allocations (this struct behind its `Arc`, and `bytes`):
-/// a full cache holds `--cache-size` of them, and they are most of the server's memory.
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+/// A reply template and the offsets of its TTLs, in one allocation.
 #[derive(Debug)]
-pub struct Entry {
+struct Template {
     /// The TTL offsets (big-endian u16 each) followed by the reply template.
     bytes: Box<[u8]>,
     /// Where the template starts in `bytes`.
     template_at: u16,
     /// Where the question ends in the template.
     question_end: u16,
+}
+
+impl Template {
+    /// Walks `wire`; also says whether it holds records a DO=0 client must not get.
+    fn new(wire: &[u8]) -> Option<(Template, bool)> {
+        let walked = walk(wire)?;
+        let template_at = 2 * walked.ttl_offsets.len();
+        let mut bytes = Vec::with_capacity(template_at + wire.len());
+        for offset in walked.ttl_offsets {
+            bytes.extend_from_slice(&offset.to_be_bytes());
+        }
+        bytes.extend_from_slice(wire);
+        let template = Template {
+            bytes: bytes.into_boxed_slice(),
+            template_at: u16::try_from(template_at).ok()?,
+            question_end: u16::try_from(walked.question_end).ok()?,
+        };
+        Some((template, walked.dnssec_only))
+    }
+
+    /// The reply template: ID 0, the question in lower case, the TTLs as stored.
+    fn wire(&self) -> &[u8] {
+        self.bytes
+            .get(usize::from(self.template_at)..)
+            .unwrap_or_default()
+    }
+
+    /// The question's wire form (lower case), which is also the start of its key.
+    fn question(&self) -> &[u8] {
+        self.wire()
+            .get(HEADER_LEN..usize::from(self.question_end))
+            .unwrap_or_default()
+    }
+
+    /// Offsets of the TTLs in the template.
+    fn ttl_offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bytes
+            .get(..usize::from(self.template_at))
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .filter_map(|pair| pair.try_into().ok())
+            .map(|pair| usize::from(u16::from_be_bytes(pair)))
+    }
+}
+
+/// One cached answer. An unsigned answer takes two allocations (this struct behind its `Arc`,
+/// and its template): a full cache holds `--cache-size` of them, and they are most of the
+/// server's memory.
+#[derive(Debug)]
+pub struct Entry {
+    /// The answer as fetched, DNSSEC records included.
+    full: Template,
+    /// The answer without RRSIG/NSEC/NSEC3, for DO=0 clients; `None` when it would equal
+    /// `full`.
+    plain: Option<Template>,
+    fetched: Fetched,
     stored_at: u64,
     expires_at: u64,
     /// Set while a prefetch or stale refresh runs, so there is never a second one.
@@ -124,10 +215,12 @@ pub struct Entry {
 
 impl Entry {
     /// Builds the entry for an upstream `reply` to `query`, or `None` when it must not be
-    /// cached (truncated, SERVFAIL and other errors, negative without SOA, TTL 0).
+    /// cached (truncated, SERVFAIL and other errors, negative without SOA, TTL 0, a signature
+    /// already expired).
     pub fn from_upstream(
         query: &Query,
         reply: &Message,
+        fetched: Fetched,
         policy: &TtlPolicy,
         now: u64,
     ) -> Option<Entry> {
@@ -142,6 +235,7 @@ impl Entry {
         };
         let mut msg = Message::response(0, OpCode::Query);
         msg.metadata.recursion_available = true;
+        msg.metadata.authentic_data = reply.metadata.authentic_data;
         msg.metadata.response_code = rcode;
         let mut question = Query::query(query.name.to_lowercase(), query.query_type);
         question.query_class = query.query_class;
@@ -156,45 +250,54 @@ impl Entry {
                 return None;
             };
             let negative_ttl = soa.ttl.min(data.minimum).min(policy.max_negative_ttl);
-            let mut soa = soa.clone();
-            soa.ttl = negative_ttl;
-            msg.authorities = vec![soa];
-            for record in &mut msg.answers {
-                record.ttl = record.ttl.min(negative_ttl);
+            msg.authorities = reply
+                .authorities
+                .iter()
+                .filter(|r| proves_negative(r))
+                .cloned()
+                .collect();
+            for record in msg.answers.iter_mut().chain(msg.authorities.iter_mut()) {
+                record.ttl = match record.record_type() {
+                    RecordType::SOA => negative_ttl,
+                    _ => record.ttl.min(negative_ttl),
+                };
             }
             negative_ttl
         } else {
             msg.authorities = reply.authorities.clone();
             msg.additionals = reply.additionals.clone();
-            for record in msg
-                .answers
-                .iter_mut()
-                .chain(msg.authorities.iter_mut())
-                .chain(msg.additionals.iter_mut())
-            {
+            for record in records_mut(&mut msg) {
                 record.ttl = record.ttl.clamp(policy.min_ttl, policy.max_ttl);
             }
             msg.answers.iter().map(|r| r.ttl).min()?
         };
+        // A validator rejects a signature past its expiration, so the answer is kept no longer
+        // than its first signature lasts (RFC 4035 §5.3.3), and every TTL counts down with it.
+        let signed_for = signatures_valid_for(&msg, now)?;
+        if signed_for < ttl {
+            for record in records_mut(&mut msg) {
+                record.ttl = record.ttl.min(signed_for);
+            }
+        }
+        let ttl = ttl.min(signed_for);
         if ttl == 0 {
             return None;
         }
-        let template = msg.to_vec().ok()?;
-        Entry::from_template(template, now, now + u64::from(ttl))
+        Entry::from_wire(&msg.to_vec().ok()?, fetched, now, now + u64::from(ttl))
     }
 
-    fn from_template(template: Vec<u8>, stored_at: u64, expires_at: u64) -> Option<Entry> {
-        let (question_end, ttl_offsets) = walk(&template)?;
-        let template_at = 2 * ttl_offsets.len();
-        let mut bytes = Vec::with_capacity(template_at + template.len());
-        for offset in ttl_offsets {
-            bytes.extend_from_slice(&offset.to_be_bytes());
-        }
-        bytes.extend_from_slice(&template);
+    /// The entry for a template; the DO=0 view is derived from it when it differs.
+    fn from_wire(wire: &[u8], fetched: Fetched, stored_at: u64, expires_at: u64) -> Option<Entry> {
+        let (full, has_dnssec_records) = Template::new(wire)?;
+        let plain = if has_dnssec_records {
+            Some(Template::new(&without_dnssec(wire)?)?.0)
+        } else {
+            None
+        };
         Some(Entry {
-            bytes: bytes.into_boxed_slice(),
-            template_at: u16::try_from(template_at).ok()?,
-            question_end: u16::try_from(question_end).ok()?,
+            full,
+            plain,
+            fetched,
             stored_at,
             expires_at,
             refreshing: AtomicBool::new(false),
@@ -202,58 +305,91 @@ impl Entry {
         })
     }
 
-    /// The reply template: ID 0, the question in lower case, the TTLs as stored.
-    fn template(&self) -> &[u8] {
-        self.bytes
-            .get(usize::from(self.template_at)..)
-            .unwrap_or_default()
-    }
-
-    /// Offsets of the TTLs in the template.
-    fn ttl_offsets(&self) -> impl Iterator<Item = usize> + '_ {
-        self.bytes
-            .get(..usize::from(self.template_at))
-            .unwrap_or_default()
-            .chunks_exact(2)
-            .filter_map(|pair| pair.try_into().ok())
-            .map(|pair| usize::from(u16::from_be_bytes(pair)))
-    }
-
-    /// The cache key of the entry's question, the same bytes as [`Key::of`] gives: the
+    /// The cache key of the entry, the same bytes as [`Key::of`] gives for its question: the
     /// template's question is already in lower case.
-    pub fn key(&self) -> &[u8] {
-        self.template()
-            .get(HEADER_LEN..usize::from(self.question_end))
-            .unwrap_or_default()
+    pub fn key(&self) -> Key {
+        let mut key = Key::EMPTY;
+        for &b in self.full.question() {
+            key.push(b);
+        }
+        if self.fetched.checking_disabled {
+            key.push(CD_MARK);
+        }
+        key
     }
 
-    /// The bytes kept on disk: format, expiry, store time, template.
+    /// Whether `key` is this entry's key, without building it (the hit path).
+    pub fn has_key(&self, key: &Key) -> bool {
+        let question = self.full.question();
+        match key.as_bytes().split_at_checked(question.len()) {
+            Some((head, [])) => head == question && !self.fetched.checking_disabled,
+            Some((head, [CD_MARK])) => head == question && self.fetched.checking_disabled,
+            _ => false,
+        }
+    }
+
+    /// Whether the entry has what `request`'s client needs: DNSSEC records for DO=1.
+    pub fn serves(&self, request: &Request) -> bool {
+        self.fetched.dnssec_ok || !request.dnssec_ok()
+    }
+
+    /// How the answer was asked of the upstream.
+    pub fn fetched(&self) -> Fetched {
+        self.fetched
+    }
+
+    /// The bytes kept on disk: format, expiry, store time, flags, template. The store reads
+    /// the expiry at bytes 1..9 of every format.
     pub fn encode(&self) -> Vec<u8> {
-        let template = self.template();
-        let mut out = Vec::with_capacity(17 + template.len());
+        let template = self.full.wire();
+        let mut flags = 0;
+        if self.fetched.dnssec_ok {
+            flags |= FLAG_DNSSEC_OK;
+        }
+        if self.fetched.checking_disabled {
+            flags |= FLAG_CHECKING_DISABLED;
+        }
+        let mut out = Vec::with_capacity(18 + template.len());
         out.push(FORMAT);
         out.extend_from_slice(&self.expires_at.to_be_bytes());
         out.extend_from_slice(&self.stored_at.to_be_bytes());
+        out.push(flags);
         out.extend_from_slice(template);
         out
     }
 
-    /// Reads bytes written by [`Entry::encode`]; `None` for anything else.
+    /// Reads bytes written by [`Entry::encode`], now or before DNSSEC records were kept
+    /// (format 1: no flags byte); `None` for anything else.
     pub fn decode(bytes: &[u8]) -> Option<Entry> {
-        if *bytes.first()? != FORMAT {
-            return None;
-        }
         let expires_at = u64::from_be_bytes(bytes.get(1..9)?.try_into().ok()?);
         let stored_at = u64::from_be_bytes(bytes.get(9..17)?.try_into().ok()?);
         if stored_at > expires_at {
             return None;
         }
-        Entry::from_template(bytes.get(17..)?.to_vec(), stored_at, expires_at)
+        let (fetched, template) = match *bytes.first()? {
+            FORMAT_V1 => {
+                let fetched = Fetched {
+                    dnssec_ok: false,
+                    checking_disabled: false,
+                };
+                (fetched, bytes.get(17..)?)
+            }
+            FORMAT => {
+                let flags = *bytes.get(17)?;
+                let fetched = Fetched {
+                    dnssec_ok: flags & FLAG_DNSSEC_OK != 0,
+                    checking_disabled: flags & FLAG_CHECKING_DISABLED != 0,
+                };
+                (fetched, bytes.get(18..)?)
+            }
+            _ => return None,
+        };
+        Entry::from_wire(template, fetched, stored_at, expires_at)
     }
 
     /// Response code of the cached answer.
     pub fn rcode(&self) -> ResponseCode {
-        ResponseCode::from_low(self.template().get(3).map_or(0, |b| b & 0x0f))
+        ResponseCode::from_low(self.full.wire().get(3).map_or(0, |b| b & 0x0f))
     }
 
     /// Unix seconds after which the entry is stale.
@@ -293,16 +429,16 @@ impl Entry {
 
     /// The question of the entry (lower case), for listings.
     pub fn question(&self) -> Option<Query> {
-        Query::read(&mut BinDecoder::new(self.key())).ok()
+        Query::read(&mut BinDecoder::new(self.full.question())).ok()
     }
 
-    /// The cached answer as records, TTLs counted down to `now` (for a local CNAME's target,
-    /// which is written together with the local records).
+    /// The cached answer as records without DNSSEC records, TTLs counted down to `now` (for a
+    /// local CNAME's target, which is written together with the unsigned local records).
     pub fn answer(&self, now: u64) -> Option<Answer> {
         let request = Request {
             metadata: Metadata::new(0, MessageType::Query, OpCode::Query),
             query: self.question()?,
-            edns: false,
+            edns: None,
             max_size: u16::MAX,
             transport: Transport::Tcp,
         };
@@ -310,6 +446,7 @@ impl Entry {
         Some(Answer {
             rcode: msg.metadata.response_code,
             authoritative: false,
+            authentic_data: false,
             answers: msg.answers,
             authorities: msg.authorities,
             additionals: msg.additionals,
@@ -321,17 +458,28 @@ impl Entry {
     /// which a matching key rules out.
     pub fn reply(&self, request: &Request, now: u64, stale: bool) -> Option<Vec<u8>> {
         let elapsed = u32::try_from(now.saturating_sub(self.stored_at)).unwrap_or(u32::MAX);
-        let template = self.template();
-        let question_end = usize::from(self.question_end);
+        let view = match &self.plain {
+            Some(plain) if !request.dnssec_ok() => plain,
+            _ => &self.full,
+        };
+        let template = view.wire();
+        let question_end = usize::from(view.question_end);
         let mut out = Vec::with_capacity(template.len() + OPT_LEN + EDE_LEN);
         out.extend_from_slice(template);
 
         let meta = &request.metadata;
         put(&mut out, 0, &meta.id.to_be_bytes())?;
-        // QR=1, opcode QUERY, AA=0, TC=0, RD copied; RA=1, CD copied, rcode.
+        // QR=1, opcode QUERY, AA=0, TC=0, RD copied; RA=1, AD as fetched for clients that
+        // understand it, CD copied, rcode.
+        let fetched_ad = template.get(3).is_some_and(|b| b & AD_BIT != 0);
+        let ad = if fetched_ad && request.wants_ad() {
+            AD_BIT
+        } else {
+            0
+        };
         let flags = [
             0x80 | u8::from(meta.recursion_desired),
-            0x80 | u8::from(meta.checking_disabled) << 4 | self.rcode().low(),
+            0x80 | ad | u8::from(meta.checking_disabled) << 4 | self.rcode().low(),
         ];
         put(&mut out, 2, &flags)?;
 
@@ -345,7 +493,7 @@ impl Entry {
             return None;
         }
 
-        for offset in self.ttl_offsets() {
+        for offset in view.ttl_offsets() {
             let stored = u32::from_be_bytes(template.get(offset..offset + 4)?.try_into().ok()?);
             let ttl = if stale {
                 STALE_TTL
@@ -355,32 +503,104 @@ impl Entry {
             put(&mut out, offset, &ttl.to_be_bytes())?;
         }
 
-        if request.edns {
-            push_opt(&mut out, stale)?;
+        let dnssec_ok = request.dnssec_ok();
+        if request.edns.is_some() {
+            push_opt(&mut out, stale, dnssec_ok)?;
         }
         if out.len() > usize::from(request.max_size) {
             out.truncate(question_end);
             put(&mut out, ANCOUNT, &[0; 6])?;
             put(&mut out, 2, &[flags[0] | 0x02])?;
-            if request.edns {
-                push_opt(&mut out, stale)?;
+            if request.edns.is_some() {
+                push_opt(&mut out, stale, dnssec_ok)?;
             }
         }
         Some(out)
     }
 }
 
-/// OPT pseudo-record: root name, type 41, our payload size, version 0, no flags.
+/// Every record of `msg`, in all three sections.
+fn records_mut(msg: &mut Message) -> impl Iterator<Item = &mut Record> {
+    msg.answers
+        .iter_mut()
+        .chain(msg.authorities.iter_mut())
+        .chain(msg.additionals.iter_mut())
+}
+
+/// Whether an authority record belongs with a negative answer: the SOA, the NSEC/NSEC3
+/// records that prove the name or type absent, and their signatures (RFC 4035 §3.1.3).
+fn proves_negative(record: &Record) -> bool {
+    match record.record_type() {
+        RecordType::SOA | RecordType::NSEC | RecordType::NSEC3 => true,
+        RecordType::RRSIG => matches!(
+            type_covered(record),
+            Some(RecordType::SOA | RecordType::NSEC | RecordType::NSEC3)
+        ),
+        _ => false,
+    }
+}
+
+/// The RDATA of an RRSIG record: hickory keeps it opaque without its DNSSEC feature.
+fn rrsig_rdata(record: &Record) -> Option<&[u8]> {
+    match &record.data {
+        RData::Unknown { rdata, .. } => Some(&rdata.anything),
+        _ => None,
+    }
+}
+
+/// The type an RRSIG record signs (RFC 4034 §3.1: its first two bytes).
+fn type_covered(record: &Record) -> Option<RecordType> {
+    let rdata = rrsig_rdata(record)?;
+    Some(RecordType::from(u16::from_be_bytes(
+        rdata.get(0..2)?.try_into().ok()?,
+    )))
+}
+
+/// Seconds until the first RRSIG in `msg` expires (`u32::MAX` when it has none); `None` when
+/// one has expired already or cannot be read. Expiration is serial-number time, 32 bits that
+/// wrap (RFC 4034 §3.1.5).
+fn signatures_valid_for(msg: &Message, now: u64) -> Option<u32> {
+    let now = now as u32;
+    let mut least = u32::MAX;
+    for record in msg
+        .answers
+        .iter()
+        .chain(&msg.authorities)
+        .chain(&msg.additionals)
+        .filter(|r| r.record_type() == RecordType::RRSIG)
+    {
+        let rdata = rrsig_rdata(record)?;
+        let expiration = u32::from_be_bytes(rdata.get(8..12)?.try_into().ok()?);
+        // Serial-number arithmetic: the wrapped difference read as signed.
+        let left = expiration.wrapping_sub(now) as i32;
+        least = least.min(u32::try_from(left).ok().filter(|&s| s > 0)?);
+    }
+    Some(least)
+}
+
+/// `wire` re-encoded without the records a DO=0 client must not get.
+fn without_dnssec(wire: &[u8]) -> Option<Vec<u8>> {
+    let mut msg = Message::from_vec(wire).ok()?;
+    let qtype = msg.queries.first()?.query_type;
+    let keep = |r: &Record| !is_dnssec_only(r.record_type(), qtype);
+    msg.answers.retain(keep);
+    msg.authorities.retain(keep);
+    msg.additionals.retain(keep);
+    msg.to_vec().ok()
+}
+
+/// OPT pseudo-record: root name, type 41, our payload size, version 0, DO as the client's.
 const OPT_LEN: usize = 11;
 /// EDNS option code of Extended DNS Errors (RFC 8914) with a two-byte info-code.
 const EDE_LEN: usize = 6;
 
-fn push_opt(out: &mut Vec<u8>, stale: bool) -> Option<()> {
+fn push_opt(out: &mut Vec<u8>, stale: bool, dnssec_ok: bool) -> Option<()> {
     let rdlen: u16 = if stale { EDE_LEN as u16 } else { 0 };
     out.push(0);
     out.extend_from_slice(&41u16.to_be_bytes());
     out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
+    // Extended rcode, version 0, then the flags: DO is their top bit (RFC 3225).
+    out.extend_from_slice(&[0, 0, u8::from(dnssec_ok) << 7, 0]);
     out.extend_from_slice(&rdlen.to_be_bytes());
     if stale {
         out.extend_from_slice(&15u16.to_be_bytes());
@@ -396,28 +616,45 @@ fn put(out: &mut [u8], at: usize, bytes: &[u8]) -> Option<()> {
     Some(())
 }
 
-/// Walks a template: returns where the question ends and the offset of every record's TTL.
-/// `None` unless it is one question followed by exactly the records its header counts.
-fn walk(t: &[u8]) -> Option<(usize, Vec<u16>)> {
-    let count = |at: usize| -> Option<usize> {
-        Some(usize::from(u16::from_be_bytes(
-            t.get(at..at + 2)?.try_into().ok()?,
-        )))
+/// What [`walk`] learns of a template.
+struct Walked {
+    /// Where the question ends.
+    question_end: usize,
+    /// The offset of every record's TTL.
+    ttl_offsets: Vec<u16>,
+    /// Whether a record is one a DO=0 client must not get.
+    dnssec_only: bool,
+}
+
+/// Walks a template. `None` unless it is one question followed by exactly the records its
+/// header counts.
+fn walk(t: &[u8]) -> Option<Walked> {
+    let u16_at = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(t.get(at..at + 2)?.try_into().ok()?))
     };
+    let count = |at: usize| u16_at(at).map(usize::from);
     if count(4)? != 1 {
         return None;
     }
     let records = count(6)? + count(8)? + count(10)?;
     let question_end = skip_name(t, HEADER_LEN)? + 4;
+    let qtype = RecordType::from(u16_at(question_end - 4)?);
     let mut pos = question_end;
-    let mut offsets = Vec::with_capacity(records);
+    let mut ttl_offsets = Vec::with_capacity(records);
+    let mut dnssec_only = false;
     for _ in 0..records {
-        let ttl_at = skip_name(t, pos)? + 4;
+        let type_at = skip_name(t, pos)?;
+        dnssec_only |= is_dnssec_only(RecordType::from(u16_at(type_at)?), qtype);
+        let ttl_at = type_at + 4;
         let rdlen = count(ttl_at + 4)?;
-        offsets.push(u16::try_from(ttl_at).ok()?);
+        ttl_offsets.push(u16::try_from(ttl_at).ok()?);
         pos = ttl_at + 6 + rdlen;
     }
-    (pos == t.len()).then_some((question_end, offsets))
+    (pos == t.len()).then_some(Walked {
+        question_end,
+        ttl_offsets,
+        dnssec_only,
+    })
 }
 
 /// Returns the offset just past the (possibly compressed) name at `pos`.
@@ -445,7 +682,12 @@ mod tests {
     use hickory_proto::rr::{Name, Record};
 
     use super::*;
-    use crate::request::Transport;
+    use crate::request::{ClientEdns, Transport};
+
+    const FETCHED: Fetched = Fetched {
+        dnssec_ok: true,
+        checking_disabled: false,
+    };
 
     const POLICY: TtlPolicy = TtlPolicy {
         min_ttl: 0,
@@ -463,7 +705,7 @@ mod tests {
         Request {
             metadata,
             query: Query::query(name(qname), RecordType::A),
-            edns,
+            edns: edns.then_some(ClientEdns::default()),
             max_size,
             transport: Transport::Udp,
         }
@@ -513,6 +755,7 @@ mod tests {
         let entry = Entry::from_upstream(
             &q,
             &upstream_reply("www.example.com.", &[300, 200]),
+            FETCHED,
             &POLICY,
             1_000,
         )
@@ -534,8 +777,14 @@ mod tests {
     #[test]
     fn edns_clients_get_an_opt_and_stale_answers_carry_ede_3() {
         let q = Query::query(name("a.example."), RecordType::A);
-        let entry = Entry::from_upstream(&q, &upstream_reply("a.example.", &[60]), &POLICY, 0)
-            .expect("cacheable");
+        let entry = Entry::from_upstream(
+            &q,
+            &upstream_reply("a.example.", &[60]),
+            FETCHED,
+            &POLICY,
+            0,
+        )
+        .expect("cacheable");
         let msg = parse(
             &entry
                 .reply(&request("a.example.", true, 1232), 10, false)
@@ -562,7 +811,7 @@ mod tests {
     #[test]
     fn negative_ttl_is_min_of_soa_ttl_and_minimum_capped() {
         let q = Query::query(name("nx.example."), RecordType::A);
-        let e = Entry::from_upstream(&q, &nxdomain("nx.example.", 900, 60), &POLICY, 0)
+        let e = Entry::from_upstream(&q, &nxdomain("nx.example.", 900, 60), FETCHED, &POLICY, 0)
             .expect("cacheable");
         assert_eq!(e.expires_at(), 60);
         let msg = parse(
@@ -577,7 +826,7 @@ mod tests {
             max_negative_ttl: 10,
             ..POLICY
         };
-        let e = Entry::from_upstream(&q, &nxdomain("nx.example.", 900, 600), &capped, 0)
+        let e = Entry::from_upstream(&q, &nxdomain("nx.example.", 900, 600), FETCHED, &capped, 0)
             .expect("cacheable");
         assert_eq!(e.expires_at(), 10);
     }
@@ -587,16 +836,17 @@ mod tests {
         let q = Query::query(name("x.example."), RecordType::A);
         let mut servfail = upstream_reply("x.example.", &[60]);
         servfail.metadata.response_code = ResponseCode::ServFail;
-        assert!(Entry::from_upstream(&q, &servfail, &POLICY, 0).is_none());
+        assert!(Entry::from_upstream(&q, &servfail, FETCHED, &POLICY, 0).is_none());
         let mut nosoa = nxdomain("x.example.", 60, 60);
         nosoa.authorities.clear();
-        assert!(Entry::from_upstream(&q, &nosoa, &POLICY, 0).is_none());
+        assert!(Entry::from_upstream(&q, &nosoa, FETCHED, &POLICY, 0).is_none());
         assert!(
-            Entry::from_upstream(&q, &upstream_reply("x.example.", &[0]), &POLICY, 0).is_none()
+            Entry::from_upstream(&q, &upstream_reply("x.example.", &[0]), FETCHED, &POLICY, 0)
+                .is_none()
         );
         let mut truncated = upstream_reply("x.example.", &[60]);
         truncated.metadata.truncation = true;
-        assert!(Entry::from_upstream(&q, &truncated, &POLICY, 0).is_none());
+        assert!(Entry::from_upstream(&q, &truncated, FETCHED, &POLICY, 0).is_none());
     }
 
     #[test]
@@ -607,14 +857,22 @@ mod tests {
             max_ttl: 1_000,
             ..POLICY
         };
-        let low = Entry::from_upstream(&q, &upstream_reply("c.example.", &[5]), &policy, 0)
-            .expect("cacheable");
+        let low =
+            Entry::from_upstream(&q, &upstream_reply("c.example.", &[5]), FETCHED, &policy, 0)
+                .expect("cacheable");
         assert_eq!(low.expires_at(), 100);
-        let high = Entry::from_upstream(&q, &upstream_reply("c.example.", &[9_999]), &policy, 0)
-            .expect("cacheable");
+        let high = Entry::from_upstream(
+            &q,
+            &upstream_reply("c.example.", &[9_999]),
+            FETCHED,
+            &policy,
+            0,
+        )
+        .expect("cacheable");
         assert_eq!(high.expires_at(), 1_000);
-        let zero = Entry::from_upstream(&q, &upstream_reply("c.example.", &[0]), &policy, 0)
-            .expect("clamped up");
+        let zero =
+            Entry::from_upstream(&q, &upstream_reply("c.example.", &[0]), FETCHED, &policy, 0)
+                .expect("clamped up");
         assert_eq!(zero.expires_at(), 100);
     }
 
@@ -622,8 +880,14 @@ mod tests {
     fn too_big_for_the_client_is_truncated() {
         let q = Query::query(name("big.example."), RecordType::A);
         let ttls = vec![300; 60];
-        let entry = Entry::from_upstream(&q, &upstream_reply("big.example.", &ttls), &POLICY, 0)
-            .expect("cacheable");
+        let entry = Entry::from_upstream(
+            &q,
+            &upstream_reply("big.example.", &ttls),
+            FETCHED,
+            &POLICY,
+            0,
+        )
+        .expect("cacheable");
         let small = parse(
             &entry
                 .reply(&request("big.example.", true, 512), 0, false)
@@ -643,8 +907,14 @@ mod tests {
     #[test]
     fn encode_decode_round_trip_and_garbage() {
         let q = Query::query(name("r.example."), RecordType::A);
-        let entry = Entry::from_upstream(&q, &upstream_reply("r.example.", &[60]), &POLICY, 5)
-            .expect("cacheable");
+        let entry = Entry::from_upstream(
+            &q,
+            &upstream_reply("r.example.", &[60]),
+            FETCHED,
+            &POLICY,
+            5,
+        )
+        .expect("cacheable");
         let back = Entry::decode(&entry.encode()).expect("decodes");
         assert_eq!(back.expires_at(), 65);
         assert_eq!(
@@ -659,8 +929,14 @@ mod tests {
     #[test]
     fn answer_gives_records_with_counted_down_ttls() {
         let q = Query::query(name("t.example."), RecordType::A);
-        let entry = Entry::from_upstream(&q, &upstream_reply("t.example.", &[100]), &POLICY, 0)
-            .expect("cacheable");
+        let entry = Entry::from_upstream(
+            &q,
+            &upstream_reply("t.example.", &[100]),
+            FETCHED,
+            &POLICY,
+            0,
+        )
+        .expect("cacheable");
         let answer = entry.answer(30).expect("answer");
         assert_eq!(answer.answers.len(), 1);
         assert_eq!(answer.answers[0].ttl, 70);
@@ -669,11 +945,22 @@ mod tests {
 
     #[test]
     fn keys_ignore_case() {
-        let a = Key::of(&Query::query(name("WWW.Example.com."), RecordType::A));
-        let b = Key::of(&Query::query(name("www.example.COM."), RecordType::A));
-        let c = Key::of(&Query::query(name("www.example.com."), RecordType::AAAA));
+        let a = Key::of(
+            &Query::query(name("WWW.Example.com."), RecordType::A),
+            false,
+        );
+        let b = Key::of(
+            &Query::query(name("www.example.COM."), RecordType::A),
+            false,
+        );
+        let c = Key::of(
+            &Query::query(name("www.example.com."), RecordType::AAAA),
+            false,
+        );
+        let d = Key::of(&Query::query(name("www.example.com."), RecordType::A), true);
         assert_eq!(a.as_bytes(), b.as_bytes());
         assert_ne!(a.as_bytes(), c.as_bytes());
+        assert_ne!(a.as_bytes(), d.as_bytes());
     }
 
     #[test]
@@ -681,25 +968,234 @@ mod tests {
         // The memory cache finds entries by a hash and then compares this: it must be the
         // exact key of the question, whatever the letter case it was asked in.
         let q = Query::query(name("MiXeD.Example."), RecordType::A);
-        let entry = Entry::from_upstream(&q, &upstream_reply("MiXeD.Example.", &[60]), &POLICY, 0)
-            .expect("cacheable");
-        assert_eq!(entry.key(), Key::of(&q).as_bytes());
+        let entry = Entry::from_upstream(
+            &q,
+            &upstream_reply("MiXeD.Example.", &[60]),
+            FETCHED,
+            &POLICY,
+            0,
+        )
+        .expect("cacheable");
+        assert!(entry.key() == Key::of(&q, false));
+        assert!(entry.has_key(&Key::of(&q, false)));
+        assert!(!entry.has_key(&Key::of(&q, true)));
         let back = Entry::decode(&entry.encode()).expect("decodes");
-        assert_eq!(back.key(), Key::of(&q).as_bytes());
+        assert!(back.key() == Key::of(&q, false));
         let other = Query::query(name("mixed.example."), RecordType::AAAA);
-        assert_ne!(entry.key(), Key::of(&other).as_bytes());
+        assert!(entry.key() != Key::of(&other, false));
+        assert!(!entry.has_key(&Key::of(&other, false)));
+
+        let unchecked = Fetched {
+            checking_disabled: true,
+            ..FETCHED
+        };
+        let reply = upstream_reply("MiXeD.Example.", &[60]);
+        let cd = Entry::from_upstream(&q, &reply, unchecked, &POLICY, 0).expect("cacheable");
+        assert!(cd.key() == Key::of(&q, true));
+        assert!(cd.has_key(&Key::of(&q, true)));
+        assert!(!cd.has_key(&Key::of(&q, false)));
+        let back = Entry::decode(&cd.encode()).expect("decodes");
+        assert!(back.key() == Key::of(&q, true));
     }
 
     #[test]
     fn a_name_prefix_starts_the_keys_of_that_name_only() {
         let prefix = Key::name_prefix(&name("WWW.example.com."));
         for rtype in [RecordType::A, RecordType::AAAA, RecordType::MX] {
-            let key = Key::of(&Query::query(name("www.Example.com."), rtype));
-            assert!(key.as_bytes().starts_with(&prefix), "{rtype}");
+            for cd in [false, true] {
+                let key = Key::of(&Query::query(name("www.Example.com."), rtype), cd);
+                assert!(key.as_bytes().starts_with(&prefix), "{rtype}");
+            }
         }
         for other in ["www.example.com.evil.", "www.example.co.", "example.com."] {
-            let key = Key::of(&Query::query(name(other), RecordType::A));
+            let key = Key::of(&Query::query(name(other), RecordType::A), true);
             assert!(!key.as_bytes().starts_with(&prefix), "{other}");
         }
+    }
+
+    /// An RRSIG over `covered`, expiring at `expiration` (opaque RDATA, as hickory reads it
+    /// here: its DNSSEC feature is off).
+    fn rrsig(owner: &str, covered: RecordType, expiration: u32, ttl: u32) -> Record {
+        let mut rdata = u16::from(covered).to_be_bytes().to_vec();
+        rdata.extend_from_slice(&[13, 2]);
+        rdata.extend_from_slice(&ttl.to_be_bytes());
+        rdata.extend_from_slice(&expiration.to_be_bytes());
+        rdata.extend_from_slice(&0u32.to_be_bytes());
+        rdata.extend_from_slice(&[0x12, 0x34, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0]);
+        rdata.extend_from_slice(&[0xab; 64]);
+        let data = RData::Unknown {
+            code: RecordType::RRSIG,
+            rdata: hickory_proto::rr::rdata::NULL::with(rdata),
+        };
+        Record::from_rdata(name(owner), ttl, data)
+    }
+
+    fn nsec(owner: &str, ttl: u32) -> Record {
+        let data = RData::Unknown {
+            code: RecordType::NSEC,
+            rdata: hickory_proto::rr::rdata::NULL::with(vec![
+                1, b'z', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0x40,
+            ]),
+        };
+        Record::from_rdata(name(owner), ttl, data)
+    }
+
+    fn types(records: &[Record]) -> Vec<RecordType> {
+        records.iter().map(Record::record_type).collect()
+    }
+
+    fn with_do(mut request: Request) -> Request {
+        request.edns = Some(ClientEdns { dnssec_ok: true });
+        request
+    }
+
+    /// Far enough ahead that no test's clock reaches it.
+    const NEVER: u32 = 2_000_000_000;
+
+    #[test]
+    fn one_entry_serves_do_0_without_and_do_1_with_signatures() {
+        let q = Query::query(name("s.example."), RecordType::A);
+        let mut reply = upstream_reply("s.example.", &[300]);
+        reply.metadata.authentic_data = true;
+        reply.add_answer(rrsig("s.example.", RecordType::A, NEVER, 300));
+        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 1_000).expect("cacheable");
+
+        let plain = parse(
+            &entry
+                .reply(&request("S.example.", true, 1232), 1_010, false)
+                .expect("reply"),
+        );
+        assert_eq!(types(&plain.answers), [RecordType::A]);
+        assert!(
+            !plain.metadata.authentic_data,
+            "no DO, no AD: AD stays clear"
+        );
+        assert_eq!(plain.edns.map(|e| e.flags().dnssec_ok), Some(false));
+
+        let signed = parse(
+            &entry
+                .reply(&with_do(request("S.example.", true, 1232)), 1_010, false)
+                .expect("reply"),
+        );
+        assert_eq!(types(&signed.answers), [RecordType::A, RecordType::RRSIG]);
+        assert!(signed.answers.iter().all(|r| r.ttl == 290));
+        assert!(signed.metadata.authentic_data);
+        assert_eq!(signed.edns.map(|e| e.flags().dnssec_ok), Some(true));
+        // The signature's bytes go out exactly as they came in.
+        assert_eq!(signed.answers[1].data, reply.answers[1].data);
+
+        let mut ad_only = request("s.example.", false, 512);
+        ad_only.metadata.authentic_data = true;
+        let msg = parse(&entry.reply(&ad_only, 1_010, false).expect("reply"));
+        assert!(msg.metadata.authentic_data);
+        assert_eq!(types(&msg.answers), [RecordType::A]);
+
+        // The disk copy gives back both views.
+        let back = Entry::decode(&entry.encode()).expect("decodes");
+        let msg = parse(
+            &back
+                .reply(&request("s.example.", false, 512), 1_010, false)
+                .expect("reply"),
+        );
+        assert_eq!(types(&msg.answers), [RecordType::A]);
+        let msg = parse(
+            &back
+                .reply(&with_do(request("s.example.", true, 1232)), 1_010, false)
+                .expect("reply"),
+        );
+        assert_eq!(types(&msg.answers), [RecordType::A, RecordType::RRSIG]);
+    }
+
+    #[test]
+    fn negative_answers_keep_their_proofs_for_do_1_only() {
+        let q = Query::query(name("nx.example."), RecordType::A);
+        let mut reply = nxdomain("nx.example.", 900, 60);
+        reply.add_authority(rrsig("example.", RecordType::SOA, NEVER, 900));
+        reply.add_authority(nsec("example.", 900));
+        reply.add_authority(rrsig("example.", RecordType::NSEC, NEVER, 900));
+        // A referral-style NS with its signature proves nothing here and is not kept.
+        reply.add_authority(Record::from_rdata(
+            name("example."),
+            900,
+            RData::NS(hickory_proto::rr::rdata::NS(name("ns.example."))),
+        ));
+        reply.add_authority(rrsig("example.", RecordType::NS, NEVER, 900));
+        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        assert_eq!(entry.expires_at(), 60);
+
+        let signed = parse(
+            &entry
+                .reply(&with_do(request("nx.example.", true, 1232)), 20, false)
+                .expect("reply"),
+        );
+        assert_eq!(signed.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(
+            types(&signed.authorities),
+            [
+                RecordType::SOA,
+                RecordType::RRSIG,
+                RecordType::NSEC,
+                RecordType::RRSIG
+            ]
+        );
+        assert!(
+            signed.authorities.iter().all(|r| r.ttl == 40),
+            "all count down with the SOA"
+        );
+
+        let plain = parse(
+            &entry
+                .reply(&request("nx.example.", true, 1232), 20, false)
+                .expect("reply"),
+        );
+        assert_eq!(types(&plain.authorities), [RecordType::SOA]);
+    }
+
+    #[test]
+    fn an_answer_is_kept_no_longer_than_its_signatures() {
+        let q = Query::query(name("e.example."), RecordType::A);
+        let mut reply = upstream_reply("e.example.", &[3_600]);
+        reply.add_answer(rrsig("e.example.", RecordType::A, 1_100, 3_600));
+        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 1_000).expect("cacheable");
+        assert_eq!(entry.expires_at(), 1_100);
+        let msg = parse(
+            &entry
+                .reply(&with_do(request("e.example.", true, 1232)), 1_000, false)
+                .expect("reply"),
+        );
+        assert!(msg.answers.iter().all(|r| r.ttl == 100));
+
+        // Already expired, or read wrapped around the 32-bit clock: not cached at all.
+        for expiration in [999, 1_000, 1_000u32.wrapping_sub(1 << 31)] {
+            let mut reply = upstream_reply("e.example.", &[3_600]);
+            reply.add_answer(rrsig("e.example.", RecordType::A, expiration, 3_600));
+            assert!(
+                Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 1_000).is_none(),
+                "{expiration}"
+            );
+        }
+    }
+
+    #[test]
+    fn entries_from_before_dnssec_serve_do_0_clients_only() {
+        let q = Query::query(name("old.example."), RecordType::A);
+        let entry = Entry::from_upstream(
+            &q,
+            &upstream_reply("old.example.", &[60]),
+            FETCHED,
+            &POLICY,
+            5,
+        )
+        .expect("cacheable");
+        // Format 1: no flags byte, otherwise the same layout.
+        let encoded = entry.encode();
+        let mut v1 = vec![FORMAT_V1];
+        v1.extend_from_slice(&encoded[1..17]);
+        v1.extend_from_slice(&encoded[18..]);
+        let old = Entry::decode(&v1).expect("format 1 still reads");
+        assert_eq!(old.expires_at(), 65);
+        assert!(old.serves(&request("old.example.", true, 1232)));
+        assert!(!old.serves(&with_do(request("old.example.", true, 1232))));
+        assert!(entry.serves(&with_do(request("old.example.", true, 1232))));
     }
 }

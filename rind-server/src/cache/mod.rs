@@ -3,6 +3,9 @@
 //!
 //! - Memory: `quick_cache` (sharded, S3-FIFO eviction, lock-free reads), at most
 //!   `--cache-size` entries for (lower-cased name, type, class). A hit never touches sled.
+//! - DNSSEC: every answer is fetched with DO=1 and one entry serves DO=0 and DO=1 clients
+//!   alike ([`entry`] keeps a view without DNSSEC records); answers fetched with CD=1 have
+//!   keys of their own, which CD=0 clients never look up.
 //! - Expiry: absolute wall-clock seconds in each entry, checked on every read; an entry past
 //!   its expiry but within `--serve-stale` seconds is kept for RFC 8767 stale answers.
 //! - Disk: every insert, eviction and flush is queued to [`persist`], which applies them to
@@ -25,7 +28,7 @@ use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 use serde::Serialize;
 
-pub use entry::{Entry, Key, TtlPolicy, STALE_TTL};
+pub use entry::{Entry, Fetched, Key, TtlPolicy, STALE_TTL};
 pub use persist::SyncError;
 
 use crate::metrics::{rcode_label, CacheEvent, Metrics};
@@ -118,6 +121,32 @@ pub enum Lookup {
     Stale(Arc<Entry>),
     /// Nothing usable.
     Miss,
+}
+
+/// What a client can be served, from its query's DO and CD bits.
+#[derive(Debug, Clone, Copy, Default)]
+struct Wants {
+    /// DO=1: only entries fetched with DO=1 hold the records it needs.
+    dnssec_ok: bool,
+    /// CD=1: answers fetched with CD=1 may serve it.
+    checking_disabled: bool,
+}
+
+impl Wants {
+    fn of(request: &Request) -> Wants {
+        Wants {
+            dnssec_ok: request.dnssec_ok(),
+            checking_disabled: request.checking_disabled(),
+        }
+    }
+}
+
+/// Every answer rind stores was asked with DO=1 (see [`crate::upstream`]).
+fn fetched(checking_disabled: bool) -> Fetched {
+    Fetched {
+        dnssec_ok: true,
+        checking_disabled,
+    }
 }
 
 /// One line of `GET /api/v1/cache`.
@@ -215,13 +244,11 @@ impl Cache {
         let Some(memory) = &self.memory else {
             return Lookup::Miss;
         };
-        let key = Key::of(&request.query);
-        let hash = self.hasher.hash_one(key.as_bytes());
-        let Some(entry) = memory.get(&hash).filter(|e| e.key() == key.as_bytes()) else {
+        let now = self.clock.now();
+        let Some((hash, entry)) = self.get(&request.query, Wants::of(request), now) else {
             self.metrics.cache(CacheEvent::Miss);
             return Lookup::Miss;
         };
-        let now = self.clock.now();
         if entry.is_fresh(now) {
             if let Some(reply) = entry.reply(request, now, false) {
                 self.metrics.cache(CacheEvent::Hit);
@@ -248,22 +275,38 @@ impl Cache {
         Lookup::Miss
     }
 
-    /// The fresh entry for `query`, if there is one.
-    pub fn fresh_entry(&self, query: &Query) -> Option<Arc<Entry>> {
-        self.get(query).filter(|e| e.is_fresh(self.clock.now()))
+    /// The fresh entry for `request`, if there is one.
+    pub fn fresh_entry(&self, request: &Request) -> Option<Arc<Entry>> {
+        let now = self.clock.now();
+        self.get(&request.query, Wants::of(request), now)
+            .map(|(_, entry)| entry)
+            .filter(|e| e.is_fresh(now))
     }
 
     /// The entry `reply` would make, without storing it: for a client that shared another
     /// asker's upstream query and finds that asker's entry already gone (evicted, flushed).
-    pub fn entry_for(&self, query: &Query, reply: &Message) -> Option<Arc<Entry>> {
+    pub fn entry_for(
+        &self,
+        query: &Query,
+        checking_disabled: bool,
+        reply: &Message,
+    ) -> Option<Arc<Entry>> {
         let now = self.clock.now();
-        Entry::from_upstream(query, reply, &self.config.ttl, now).map(Arc::new)
+        Entry::from_upstream(
+            query,
+            reply,
+            fetched(checking_disabled),
+            &self.config.ttl,
+            now,
+        )
+        .map(Arc::new)
     }
 
     /// The fresh cached answer for `query` as records (for the target of a local CNAME).
     pub fn answer(&self, query: &Query) -> Option<Answer> {
-        let entry = self.fresh_entry(query)?;
-        let answer = entry.answer(self.clock.now())?;
+        let now = self.clock.now();
+        let (_, entry) = self.get(query, Wants::default(), now)?;
+        let answer = entry.answer(now).filter(|_| entry.is_fresh(now))?;
         self.metrics.cache(CacheEvent::Hit);
         Some(answer)
     }
@@ -280,32 +323,46 @@ impl Cache {
         Some(reply)
     }
 
-    /// The entry for `query` if it is expired but still within the serve-stale window.
-    pub fn stale_entry(&self, query: &Query) -> Option<Arc<Entry>> {
-        let entry = self.get(query)?;
+    /// The entry for `request` if it is expired but still within the serve-stale window.
+    pub fn stale_entry(&self, request: &Request) -> Option<Arc<Entry>> {
         let now = self.clock.now();
+        let (_, entry) = self.get(&request.query, Wants::of(request), now)?;
         (!entry.is_fresh(now) && now < entry.expires_at() + u64::from(self.config.serve_stale))
             .then_some(entry)
     }
 
-    /// The entry for `query`, fresh or not.
-    fn get(&self, query: &Query) -> Option<Arc<Entry>> {
-        let key = Key::of(query);
-        self.memory
-            .as_ref()?
-            .get(&self.hasher.hash_one(key.as_bytes()))
-            .filter(|e| e.key() == key.as_bytes())
+    /// The entry that can answer `query` for a client that `wants` so, fresh or not, with its
+    /// hash. A CD=1 client takes what the upstream validated when it is fresh, else what was
+    /// fetched with CD=1; a CD=0 client never sees the latter.
+    fn get(&self, query: &Query, wants: Wants, now: u64) -> Option<(u64, Arc<Entry>)> {
+        let checked = self.get_keyed(&Key::of(query, false), wants);
+        if !wants.checking_disabled || checked.as_ref().is_some_and(|(_, e)| e.is_fresh(now)) {
+            return checked;
+        }
+        self.get_keyed(&Key::of(query, true), wants).or(checked)
     }
 
-    /// Stores the upstream `reply` to `query` when it may be cached; returns the entry.
-    pub fn insert(&self, query: &Query, reply: &Message) -> Option<Arc<Entry>> {
+    fn get_keyed(&self, key: &Key, wants: Wants) -> Option<(u64, Arc<Entry>)> {
+        let hash = self.hasher.hash_one(key.as_bytes());
+        let entry = self.memory.as_ref()?.get(&hash)?;
+        (entry.has_key(key) && (entry.fetched().dnssec_ok || !wants.dnssec_ok))
+            .then_some((hash, entry))
+    }
+
+    /// Stores the upstream `reply` to `query`, asked with DO=1 and CD as given, when it may
+    /// be cached; returns the entry.
+    pub fn insert(
+        &self,
+        query: &Query,
+        checking_disabled: bool,
+        reply: &Message,
+    ) -> Option<Arc<Entry>> {
         let memory = self.memory.as_ref()?;
-        let now = self.clock.now();
-        let entry = Arc::new(Entry::from_upstream(query, reply, &self.config.ttl, now)?);
+        let entry = self.entry_for(query, checking_disabled, reply)?;
         self.remember(memory, Arc::clone(&entry));
         // Queued after the memory insert, so it lands after any eviction that insert caused.
         self.queue(CacheWrite::Put {
-            key: entry.key().to_vec(),
+            key: entry.key().as_bytes().to_vec(),
             expires_at: entry.expires_at(),
             value: entry.encode(),
         });
@@ -316,15 +373,17 @@ impl Cache {
     /// forgotten on disk.
     fn remember(&self, memory: &Memory, entry: Arc<Entry>) {
         let mut evicted = Vec::new();
-        let hash = self.hasher.hash_one(entry.key());
+        let key = entry.key();
+        let hash = self.hasher.hash_one(key.as_bytes());
         memory.insert_with_lifecycle(hash, Arc::clone(&entry), &mut evicted);
         for old in evicted {
-            if old.key() == entry.key() {
+            let old_key = old.key();
+            if old_key == key {
                 continue;
             }
             self.metrics.cache(CacheEvent::Eviction);
             self.queue(CacheWrite::Evict {
-                key: old.key().to_vec(),
+                key: old_key.as_bytes().to_vec(),
                 expires_at: old.expires_at(),
             });
         }
@@ -374,7 +433,7 @@ impl Cache {
                     .filter(|(_, e)| e.question().is_some_and(|q| q.name == *name))
                     .collect();
                 for (hash, entry) in doomed {
-                    memory.remove_if(&hash, |e| e.key() == entry.key());
+                    memory.remove_if(&hash, |e| Arc::ptr_eq(e, &entry));
                 }
                 // By name, not by the keys found above: the disk may hold entries memory
                 // does not (an eviction dropped with a full queue, or more than a warm start
@@ -400,7 +459,7 @@ impl Cache {
         let mut unreadable = 0;
         for (key, value) in store.cache_load(now, self.config.capacity)? {
             match Entry::decode(&value) {
-                Some(entry) if entry.key() == key.as_slice() => {
+                Some(entry) if entry.key().as_bytes() == key.as_slice() => {
                     self.remember(memory, Arc::new(entry));
                     loaded += 1;
                 }

@@ -52,6 +52,8 @@ impl Chase {
             rcode: tail.rcode,
             // AA describes the first owner in the answer (RFC 1035 §4.1.1), which is ours.
             authoritative: true,
+            // Our own CNAMEs are not signed, so nothing here is validated data.
+            authentic_data: false,
             answers,
             authorities: tail.authorities,
             additionals: tail.additionals,

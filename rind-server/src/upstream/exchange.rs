@@ -40,6 +40,15 @@ pub enum ExchangeError {
     Encode(#[from] hickory_proto::ProtoError),
 }
 
+/// What one exchange asks: the question, with DO=1 always and CD as the client set it.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    /// The question.
+    pub query: &'a Query,
+    /// CD: ask the upstream not to validate.
+    pub checking_disabled: bool,
+}
+
 /// The upstream's round-trip estimate, which sets when a UDP query is sent again and learns
 /// from each UDP exchange.
 pub struct Resend<'a> {
@@ -53,16 +62,16 @@ pub struct Resend<'a> {
 pub async fn exchange(
     pool: &UdpPool,
     upstream: &Upstream,
-    query: &Query,
+    question: Question<'_>,
     deadline: Instant,
     resend: Resend<'_>,
 ) -> Result<Message, ExchangeError> {
     match upstream.protocol {
-        Protocol::Tcp => tcp(upstream.addr, query, deadline).await,
+        Protocol::Tcp => tcp(upstream.addr, question, deadline).await,
         Protocol::Udp => {
-            let reply = udp(pool, upstream.addr, query, deadline, resend).await?;
+            let reply = udp(pool, upstream.addr, question, deadline, resend).await?;
             if reply.metadata.truncation {
-                tcp(upstream.addr, query, deadline).await
+                tcp(upstream.addr, question, deadline).await
             } else {
                 Ok(reply)
             }
@@ -71,14 +80,16 @@ pub async fn exchange(
 }
 
 /// Encodes the question with a fresh random ID; returns the ID and the bytes.
-fn encode(query: &Query) -> Result<(u16, Vec<u8>), ExchangeError> {
+fn encode(question: Question<'_>) -> Result<(u16, Vec<u8>), ExchangeError> {
     let id: u16 = rand::random();
     let mut msg = Message::query();
     msg.metadata.id = id;
     msg.metadata.recursion_desired = true;
-    msg.add_query(query.clone());
+    msg.metadata.checking_disabled = question.checking_disabled;
+    msg.add_query(question.query.clone());
     let mut edns = Edns::new();
     edns.set_max_payload(MAX_UDP_PAYLOAD);
+    edns.set_dnssec_ok(true);
     msg.set_edns(edns);
     Ok((id, msg.to_vec()?))
 }
@@ -101,11 +112,12 @@ fn matches(reply: &Message, id: u16, query: &Query) -> bool {
 async fn udp(
     pool: &UdpPool,
     addr: SocketAddr,
-    query: &Query,
+    question: Question<'_>,
     deadline: Instant,
     resend: Resend<'_>,
 ) -> Result<Message, ExchangeError> {
-    let (id, bytes) = encode(query)?;
+    let (id, bytes) = encode(question)?;
+    let query = question.query;
     let lease = pool.lease(addr).await?;
     let socket = lease.socket();
     let first_sent = Instant::now();
@@ -148,8 +160,13 @@ async fn udp(
     }
 }
 
-async fn tcp(addr: SocketAddr, query: &Query, deadline: Instant) -> Result<Message, ExchangeError> {
-    let (id, bytes) = encode(query)?;
+async fn tcp(
+    addr: SocketAddr,
+    question: Question<'_>,
+    deadline: Instant,
+) -> Result<Message, ExchangeError> {
+    let (id, bytes) = encode(question)?;
+    let query = question.query;
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;

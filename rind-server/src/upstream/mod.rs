@@ -9,6 +9,9 @@
 //!   may well answer.
 //! - An upstream that failed [`DEMOTE_AFTER`] tries in a row is tried last for
 //!   [`DEMOTE_FOR`]; one success restores it.
+//! - Every question goes up with DO=1, whatever the client set, so its answer keeps the
+//!   DNSSEC records and one cache entry serves DO=0 and DO=1 clients (as Unbound does); CD
+//!   goes up as the client set it.
 
 mod exchange;
 pub mod pool;
@@ -87,9 +90,9 @@ impl Drop for Leader<'_> {
     }
 }
 
-/// The coalescing key: one upstream query per (lower-cased name, type, class) in flight.
+/// The coalescing key: one upstream query per (lower-cased name, type, class, CD) in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key(Name, RecordType, DNSClass);
+struct Key(Name, RecordType, DNSClass, bool);
 
 /// The upstream resolvers with their health, and the questions in flight.
 #[derive(Debug)]
@@ -145,18 +148,25 @@ impl Forwarder {
         }
     }
 
-    /// Asks the upstreams `query`; identical questions in flight share one upstream query.
+    /// Asks the upstreams `query` with CD as given; identical questions in flight share one
+    /// upstream query.
     ///
     /// The first asker (the leader) does the asking in its own task, runs `on_answer` with the
     /// reply (the cache insert: done once, and done before the others wake, so they can read
     /// it back) and hands the outcome to the others, whose `on_answer` is not called. Should
     /// the leader's future be dropped first, they get [`ForwardError::Abandoned`] rather than
     /// waiting forever.
-    pub async fn forward(&self, query: &Query, on_answer: impl FnOnce(&Message)) -> Outcome {
+    pub async fn forward(
+        &self,
+        query: &Query,
+        checking_disabled: bool,
+        on_answer: impl FnOnce(&Message),
+    ) -> Outcome {
         let key = Key(
             query.name.to_lowercase(),
             query.query_type,
             query.query_class,
+            checking_disabled,
         );
         let waiting = {
             let mut in_flight = self.lock_in_flight();
@@ -193,7 +203,7 @@ impl Forwarder {
             key: Some(key),
             _permit: Some(permit),
         };
-        let outcome = self.ask_upstreams(query).await;
+        let outcome = self.ask_upstreams(query, checking_disabled).await;
         if let Ok(reply) = &outcome {
             on_answer(reply);
         }
@@ -211,7 +221,7 @@ impl Forwarder {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn ask_upstreams(&self, query: &Query) -> Outcome {
+    async fn ask_upstreams(&self, query: &Query, checking_disabled: bool) -> Outcome {
         let give_up = Instant::now() + TOTAL_BUDGET;
         for index in self.order() {
             let now = Instant::now();
@@ -227,7 +237,12 @@ impl Forwarder {
                 rtt: &health.rtt,
                 on_resend: &|| self.metrics.upstream_resend(index),
             };
-            let reply = exchange::exchange(&self.pool, &health.upstream, query, deadline, resend);
+            let question = exchange::Question {
+                query,
+                checking_disabled,
+            };
+            let reply =
+                exchange::exchange(&self.pool, &health.upstream, question, deadline, resend);
             match reply.await {
                 Ok(reply) if usable(reply.metadata.response_code) => {
                     self.metrics.upstream_latency(index, now.elapsed());
@@ -378,7 +393,7 @@ mod tests {
                 (Arc::clone(&forwarder), query.clone(), Arc::clone(&answered));
             askers.spawn(async move {
                 let outcome = forwarder
-                    .forward(&query, |_| {
+                    .forward(&query, false, |_| {
                         std::thread::sleep(Duration::from_millis(50));
                         answered.fetch_add(1, Ordering::SeqCst);
                     })

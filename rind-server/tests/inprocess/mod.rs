@@ -116,7 +116,7 @@ pub async fn build(upstream: SocketAddr) -> InProcess {
                 RData::A(A(Ipv4Addr::new(192, 0, 2, last))),
             ));
         }
-        cache.insert(&query, &reply).expect("cacheable");
+        cache.insert(&query, false, &reply).expect("cacheable");
     }
     let query = Query::query(name("nx.example."), RecordType::A);
     let mut reply = Message::response(1, OpCode::Query);
@@ -135,7 +135,7 @@ pub async fn build(upstream: SocketAddr) -> InProcess {
             300,
         )),
     ));
-    cache.insert(&query, &reply).expect("cacheable");
+    cache.insert(&query, false, &reply).expect("cacheable");
     InProcess {
         handler,
         cache,
