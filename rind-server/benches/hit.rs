@@ -1,5 +1,7 @@
 //! The cache-hit path, bytes in → bytes out: a query for a cached name through the whole
-//! handler (checks, special-name test, cache lookup, reply patching), no sockets.
+//! handler (checks, special-name test, cache lookup, reply patching), no sockets. An unsigned
+//! answer, asked without and with EDNS, and a signed one (A + RRSIG) asked by a DO=0 client
+//! (served the template without the RRSIG) and by a DO=1 client.
 //!
 //! Also counts heap allocations per hit with a counting global allocator and prints them,
 //! because "a hit allocates as little as possible" is a claim to measure, not to assume.
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use clap::Parser;
 use criterion::{criterion_group, criterion_main, Criterion};
 use hickory_proto::op::{Edns, Message, OpCode, Query};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, NULL};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use rind_server::cache::Clock;
@@ -47,7 +49,7 @@ static GLOBAL: Counting = Counting;
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-fn handler_with_cached(name: &Name, data_dir: &std::path::Path) -> Arc<Handler> {
+fn handler_with_cached(name: &Name, signed: &Name, data_dir: &std::path::Path) -> Arc<Handler> {
     let argv = [
         "rind-server",
         "--upstream",
@@ -76,16 +78,46 @@ fn handler_with_cached(name: &Name, data_dir: &std::path::Path) -> Arc<Handler> 
         .cache
         .insert(&query, false, &upstream)
         .expect("cacheable");
+
+    let query = Query::query(signed.clone(), RecordType::A);
+    let mut upstream = Message::response(1, OpCode::Query);
+    upstream.add_query(query.clone());
+    upstream.add_answer(Record::from_rdata(
+        signed.clone(),
+        3_600,
+        RData::A(A(Ipv4Addr::new(192, 0, 2, 2))),
+    ));
+    upstream.add_answer(rrsig(signed));
+    pipeline
+        .cache
+        .insert(&query, false, &upstream)
+        .expect("cacheable");
     pipeline.handler
 }
 
-fn query_bytes(name: &Name, edns: bool) -> Vec<u8> {
+/// An ECDSA-sized RRSIG over A records, expiring in 2065 (opaque RDATA, as rind reads it).
+fn rrsig(owner: &Name) -> Record {
+    let mut rdata = vec![0, 1, 13, 3, 0, 0, 14, 16];
+    rdata.extend_from_slice(&3_000_000_000u32.to_be_bytes());
+    rdata.extend_from_slice(&[0, 0, 0, 0, 0x12, 0x34, 7]);
+    rdata.extend_from_slice(b"example\x03com\x00");
+    rdata.extend_from_slice(&[0xab; 64]);
+    let data = RData::Unknown {
+        code: RecordType::RRSIG,
+        rdata: NULL::with(rdata),
+    };
+    Record::from_rdata(owner.clone(), 3_600, data)
+}
+
+fn query_bytes(name: &Name, edns: bool, dnssec_ok: bool) -> Vec<u8> {
     let mut msg = Message::query();
     msg.metadata.id = 0x4242;
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(name.clone(), RecordType::A));
     if edns {
-        msg.set_edns(Edns::new());
+        let mut edns = Edns::new();
+        edns.set_dnssec_ok(dnssec_ok);
+        msg.set_edns(edns);
     }
     msg.to_vec().expect("encodes")
 }
@@ -99,6 +131,7 @@ fn hit(handler: &Handler, packet: &[u8]) -> Vec<u8> {
 
 fn bench_hit(c: &mut Criterion) {
     let name = Name::from_ascii("www.Example.com.").expect("name");
+    let signed = Name::from_ascii("signed.Example.com.").expect("name");
     // The upstream sockets register with tokio's reactor; nothing here runs a task.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -106,11 +139,17 @@ fn bench_hit(c: &mut Criterion) {
         .expect("runtime");
     let _entered = runtime.enter();
     let data_dir = tempfile::tempdir().expect("tempdir");
-    let handler = handler_with_cached(&name, data_dir.path());
-    for (label, edns) in [("cache_hit_udp", false), ("cache_hit_udp_edns", true)] {
-        let packet = query_bytes(&name, edns);
+    let handler = handler_with_cached(&name, &signed, data_dir.path());
+    let cases = [
+        ("cache_hit_udp", &name, false, false, 1),
+        ("cache_hit_udp_edns", &name, true, false, 1),
+        ("cache_hit_signed_do0", &signed, true, false, 1),
+        ("cache_hit_signed_do1", &signed, true, true, 2),
+    ];
+    for (label, qname, edns, dnssec_ok, answers) in cases {
+        let packet = query_bytes(qname, edns, dnssec_ok);
         let reply = hit(&handler, &packet);
-        assert!(Message::from_vec(&reply).is_ok_and(|m| m.answers.len() == 1));
+        assert!(Message::from_vec(&reply).is_ok_and(|m| m.answers.len() == answers));
 
         const HITS: u64 = 10_000;
         let before = ALLOCATIONS.load(Ordering::Relaxed);
