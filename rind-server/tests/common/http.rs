@@ -63,6 +63,30 @@ pub async fn http_delete(addr: SocketAddr, path: &str, token: Option<&str>) -> H
     HttpReply { status, body }
 }
 
+/// POST `http://addr{path}` with a JSON `body`, with `Authorization: Bearer <token>` when
+/// `token` is set.
+pub async fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+    token: Option<&str>,
+) -> HttpReply {
+    let mut req = client().post(format!("http://{addr}{path}")).json(body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} failed: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: reading body failed: {e}"));
+    HttpReply { status, body }
+}
+
 /// The value of the first Prometheus sample whose name and labels are exactly `series`
 /// (e.g. `rind_queries_total{transport="udp",type="A"}`).
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {

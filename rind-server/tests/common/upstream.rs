@@ -11,8 +11,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, NULL, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -83,6 +84,16 @@ pub enum Behaviour {
         lie: Lie,
         then_answer: Option<Duration>,
     },
+    /// A validating resolver in front of a signed zone: like [`Behaviour::Answer`], and to a
+    /// DO=1 query also an RRSIG over each answer (over the SOA of a NODATA), AD=1 and DO
+    /// echoed. An RRSIG question gets an RRSIG record whatever DO says.
+    Signed,
+    /// Signed NXDOMAIN: the SOA, and to a DO=1 query also its RRSIG, an NSEC and the NSEC's
+    /// RRSIG, with AD=1.
+    SignedNxDomain,
+    /// A validating resolver that finds the zone's signatures bogus: SERVFAIL, unless the
+    /// query has CD=1, which gets [`Behaviour::Signed`] with AD=0.
+    Bogus,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -498,8 +509,107 @@ fn reply_for(req: &Message, behaviour: &Behaviour) -> Message {
             m.metadata.response_code = ResponseCode::Refused;
             m
         }
+        Behaviour::Signed => signed(req),
+        Behaviour::SignedNxDomain => {
+            let mut m = response_to(req);
+            m.metadata.response_code = ResponseCode::NXDomain;
+            let soa = soa_for(req);
+            let zone = soa.name.clone();
+            m.add_authority(soa);
+            if dnssec_ok(req) {
+                m.metadata.authentic_data = true;
+                m.add_authority(rrsig(&zone, RecordType::SOA));
+                m.add_authority(nsec(&zone));
+                m.add_authority(rrsig(&zone, RecordType::NSEC));
+            }
+            m
+        }
+        Behaviour::Bogus if req.metadata.checking_disabled => {
+            let mut m = signed(req);
+            m.metadata.authentic_data = false;
+            m
+        }
+        Behaviour::Bogus => {
+            let mut m = response_to(req);
+            m.metadata.response_code = ResponseCode::ServFail;
+            m
+        }
         _ => answer(req),
     }
+}
+
+/// Whether the query set DO.
+pub fn dnssec_ok(req: &Message) -> bool {
+    req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
+}
+
+/// [`Behaviour::Signed`]'s reply.
+fn signed(req: &Message) -> Message {
+    let mut m = answer(req);
+    let qtype = req.queries.first().map(|q| q.query_type());
+    if qtype == Some(RecordType::RRSIG) {
+        m.authorities.clear();
+        m.add_answer(rrsig(&qname(req), RecordType::A));
+    }
+    if dnssec_ok(req) {
+        m.metadata.authentic_data = true;
+        let covered: Vec<(Name, RecordType)> = m
+            .answers
+            .iter()
+            .chain(&m.authorities)
+            .filter(|r| r.record_type() != RecordType::RRSIG)
+            .map(|r| (r.name.clone(), r.record_type()))
+            .collect();
+        for (owner, rtype) in covered {
+            let sig = rrsig(&owner, rtype);
+            if rtype == RecordType::SOA {
+                m.add_authority(sig);
+            } else {
+                m.add_answer(sig);
+            }
+        }
+    }
+    m
+}
+
+/// An RRSIG over `covered` (ECDSA-sized, valid for a day from now), as opaque RDATA: the
+/// way rind itself reads it.
+pub fn rrsig(owner: &Name, covered: RecordType) -> Record {
+    let now = u32::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs(),
+    )
+    .expect("seconds fit u32 until 2106");
+    let mut rdata = u16::from(covered).to_be_bytes().to_vec();
+    rdata.extend_from_slice(&[13, 3]);
+    rdata.extend_from_slice(&ANSWER_TTL.to_be_bytes());
+    rdata.extend_from_slice(&(now + 86_400).to_be_bytes());
+    rdata.extend_from_slice(&(now - 3_600).to_be_bytes());
+    rdata.extend_from_slice(&[0x12, 0x34]);
+    rdata.extend_from_slice(&owner.to_lowercase().to_bytes().expect("signer name"));
+    rdata.extend_from_slice(&[0x5a; 64]);
+    opaque(owner, RecordType::RRSIG, rdata)
+}
+
+/// An NSEC at `owner` saying only "SOA, RRSIG, NSEC" exist there.
+fn nsec(owner: &Name) -> Record {
+    let mut rdata = owner
+        .prepend_label("zz")
+        .expect("next name")
+        .to_bytes()
+        .expect("next name bytes");
+    rdata.extend_from_slice(&[0, 6, 0x02, 0, 0, 0, 0, 0x03]);
+    opaque(owner, RecordType::NSEC, rdata)
+}
+
+fn opaque(owner: &Name, rtype: RecordType, rdata: Vec<u8>) -> Record {
+    let data = RData::Unknown {
+        code: rtype,
+        rdata: NULL::with(rdata),
+    };
+    Record::from_rdata(owner.clone(), ANSWER_TTL, data)
 }
 
 fn qname(req: &Message) -> Name {
@@ -518,6 +628,7 @@ fn response_to(req: &Message) -> Message {
     if req.edns.is_some() {
         let mut edns = Edns::new();
         edns.set_max_payload(1232);
+        edns.set_dnssec_ok(dnssec_ok(req));
         m.set_edns(edns);
     }
     m
