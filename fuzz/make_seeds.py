@@ -10,6 +10,9 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, OPT, ANY, CAA = 1, 2, 5, 6, 12, 15, 16, 28, 33, 41, 255, 257
+DS, RRSIG, NSEC, DNSKEY = 43, 46, 47, 48
+# The fuzz rig's clock starts here (fuzz/src/lib.rs START); signatures expire ten days on.
+START = 1_700_000_000
 
 
 def name(text):
@@ -33,8 +36,8 @@ def opt(payload=1232, version=0, do=False):
     return b"\0" + struct.pack(">HHBBHH", OPT, payload, 0, version, flags, 0)
 
 
-def query(qname, qtype, ident=0x1234, rd=True, edns=None, opcode=0):
-    flags = (opcode << 11) | (0x0100 if rd else 0)
+def query(qname, qtype, ident=0x1234, rd=True, edns=None, opcode=0, cd=False, ad=False):
+    flags = (opcode << 11) | (0x0100 if rd else 0) | (0x0020 if ad else 0) | (0x0010 if cd else 0)
     body = question(qname, qtype)
     if edns is None:
         return header(ident, flags) + body
@@ -45,8 +48,13 @@ def rr(owner, rtype, ttl, rdata):
     return name(owner) + struct.pack(">HHIH", rtype, 1, ttl, len(rdata)) + rdata
 
 
-def response(qname, qtype, answers=(), authorities=(), rcode=0):
-    return (header(0, 0x8180 | rcode, 1, len(answers), len(authorities))
+def rrsig(owner, covered, ttl=300, expires=START + 864_000):
+    return rr(owner, RRSIG, ttl, struct.pack(">HBBIIIH", covered, 13, 2, ttl, expires, START, 0x1234)
+              + name("example.") + b"\xab" * 64)
+
+
+def response(qname, qtype, answers=(), authorities=(), rcode=0, ad=False):
+    return (header(0, 0x8180 | (0x20 if ad else 0) | rcode, 1, len(answers), len(authorities))
             + question(qname, qtype) + b"".join(answers) + b"".join(authorities))
 
 
@@ -114,6 +122,20 @@ write("handler", {
     "forward-big": handler(0, query("many.example", A), response("many.example", A, [a("many.example", i % 250) for i in range(100)])),
     "forward-servfail": handler(0, query("broken.example", A), response("broken.example", A, rcode=2)),
     "forward-truncated": handler(0, query("tc.example", A), header(0, 0x8380, 1) + question("tc.example", A)),
+    "dnssec-cache-do": handler(0, query("signed.example", A, edns=(1232, 0, True))),
+    "dnssec-cache-plain": handler(0, query("Signed.Example", A, edns=(1232,))),
+    "dnssec-cache-cd-ad": handler(0, query("signed.example", A, edns=(1232, 0, True), cd=True, ad=True)),
+    "dnssec-cache-nxdomain-do": handler(0, query("signed-nx.example", A, edns=(1232, 0, True))),
+    "dnssec-cache-rrsig-type": handler(0, query("signed.example", RRSIG)),
+    "dnssec-forward-cd": handler(0, query("fwd-signed.example", A, edns=(1232, 0, True), cd=True),
+                                 response("fwd-signed.example", A, [a("fwd-signed.example", 3), rrsig("fwd-signed.example", A)], ad=True)),
+    "dnssec-forward-expired": handler(0, query("old-sig.example", A, edns=(1232, 0, True)),
+                                      response("old-sig.example", A, [a("old-sig.example", 4), rrsig("old-sig.example", A, expires=START - 1)])),
+    "dnssec-forward-nxdomain": handler(0, query("gone.example", DS, edns=(1232, 0, True)),
+                                       response("gone.example", DS, [], [SOA_EXAMPLE, rrsig("example.", SOA),
+                                                rr("example.", NSEC, 300, name("z.example.") + b"\x00\x06\x02\x00\x00\x00\x00\x03"),
+                                                rrsig("example.", NSEC)], rcode=3)),
+    "dnssec-dnskey-stale": handler(stale(5), query("cached.example", DNSKEY, edns=(1232, 0, True), cd=True), b"\xff"),
     "localhost": handler(0, query("localhost", A)),
     "reverse-private": handler(0, query("1.0.168.192.in-addr.arpa", PTR)),
     "edns-version-1": handler(0, query("www.home.lan", A, edns=(1232, 1))),

@@ -415,7 +415,8 @@ pub fn udp_limit(query: &[u8]) -> usize {
 
 /// Checks one reply to `query` received over `transport`: it parses, is a response, carries
 /// the query's ID, fits the client's limit over UDP, and echoes the question exactly (letter
-/// case included) when it echoes one.
+/// case included) when it echoes one; and DNSSEC's rules: DO echoed, no RRSIG/NSEC/NSEC3 the
+/// client did not ask for (by DO or by type), no AD for a client that set neither DO nor AD.
 pub fn check_reply(query: &[u8], reply: &[u8], transport: Transport) {
     if let Some(problem) = reply_problem(query, reply, transport) {
         panic!("{problem}\nquery: {query:?}\nreply: {reply:?}");
@@ -465,8 +466,40 @@ pub fn reply_problem(query: &[u8], reply: &[u8], transport: Transport) -> Option
                 msg.queries
             ));
         }
+        if let Some(problem) = dnssec_problem(&sent, &msg) {
+            return Some(problem);
+        }
     }
     None
+}
+
+/// What `reply` does against the DNSSEC rules for `query` (RFC 3225, RFC 4035 §3.2.1, RFC
+/// 6840 §5.7-5.8), if anything.
+fn dnssec_problem(query: &Message, reply: &Message) -> Option<String> {
+    let asked_do = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+    if let (Some(_), Some(edns)) = (&query.edns, &reply.edns) {
+        if edns.flags().dnssec_ok != asked_do {
+            return Some(format!("DO={asked_do} in the query, not echoed"));
+        }
+    }
+    if !asked_do && !query.metadata.authentic_data && reply.metadata.authentic_data {
+        return Some("AD=1 for a client that set neither DO nor AD".to_string());
+    }
+    let qtype = query.queries.first().map(|q| q.query_type);
+    let unasked = reply
+        .answers
+        .iter()
+        .chain(&reply.authorities)
+        .chain(&reply.additionals)
+        .map(|r| r.record_type())
+        .find(|&t| {
+            matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
+                && Some(t) != qtype
+        });
+    match unasked {
+        Some(rtype) if !asked_do => Some(format!("a DO=0 client got a {rtype} record")),
+        _ => None,
+    }
 }
 
 /// The address a fuzzed TCP connection comes from.

@@ -8,10 +8,15 @@
 //! ```text
 //! listener::{udp,tcp} ─bytes─▶ request ─Request─▶ resolver ─Answer─▶ response ─bytes─▶ client
 //!  framing, limits,            drop, NOTIMP,      local records       ID/RD/0x20 echo,
-//!  timeouts                    FORMERR, REFUSED,  special-use names   OPT echo, TC=1
+//!  timeouts                    FORMERR, REFUSED,  special-use names   OPT and DO echo, TC=1,
 //!                              BADVERS,           cache ─────────────────────────▶ (hit: bytes)
-//!                              rate limit         upstream (coalesced)
+//!                              rate limit;        upstream (coalesced) DNSSEC records and AD
+//!                              DO, CD, AD read                         per client
 //! ```
+//!
+//! DNSSEC passes through: every question goes upstream with DO=1, one cache entry serves
+//! DO=0 and DO=1 clients (it keeps a view without RRSIG/NSEC/NSEC3), and answers fetched with
+//! CD=1 are cached apart for CD=1 clients only.
 //!
 //! - [`config`]: every flag with its env twin, validated into a [`config::Config`];
 //! - [`listener`]: DNS over UDP and TCP;

@@ -8,7 +8,9 @@
 //! 5. a client outside `--allow` → REFUSED (nothing is forwarded for it);
 //! 6. EDNS version above 0 → BADVERS (RFC 6891 §6.1.3).
 //!
-//! Each error reply echoes the question when it could be read.
+//! Each error reply echoes the question when it could be read, and the DO bit when the OPT
+//! record could be read. A [`Request`] carries what the reply depends on besides the question:
+//! the OPT record (size limit, DO) and the header's CD and AD bits.
 
 use std::net::IpAddr;
 

@@ -45,7 +45,7 @@ const HEADER_LEN: usize = 12;
 const AD_BIT: u8 = 0x20;
 /// Last byte of the key of an answer fetched with CD=1. A question's wire form ends in type
 /// and class after a self-delimiting name, so a longer key never equals another question's.
-pub const CD_MARK: u8 = 1;
+const CD_MARK: u8 = 1;
 /// Longest key: a 255-byte wire name, type, class and the CD mark.
 const MAX_KEY: usize = 255 + 4 + 1;
 
@@ -69,9 +69,9 @@ pub struct Fetched {
     pub checking_disabled: bool,
 }
 
-/// The cache key of a question: its wire name in lower case, type and class (and
-/// [`CD_MARK`] for answers fetched with CD=1), built on the stack so a lookup allocates
-/// nothing.
+/// The cache key of a question: its wire name in lower case, type and class (and a last
+/// byte, the CD mark, for answers fetched with CD=1), built on the stack so a lookup
+/// allocates nothing.
 #[derive(Clone)]
 pub struct Key {
     buf: [u8; MAX_KEY],

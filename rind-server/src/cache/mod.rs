@@ -4,7 +4,7 @@
 //! - Memory: `quick_cache` (sharded, S3-FIFO eviction, lock-free reads), at most
 //!   `--cache-size` entries for (lower-cased name, type, class). A hit never touches sled.
 //! - DNSSEC: every answer is fetched with DO=1 and one entry serves DO=0 and DO=1 clients
-//!   alike ([`entry`] keeps a view without DNSSEC records); answers fetched with CD=1 have
+//!   alike (an entry keeps a view without DNSSEC records); answers fetched with CD=1 have
 //!   keys of their own, which CD=0 clients never look up.
 //! - Expiry: absolute wall-clock seconds in each entry, checked on every read; an entry past
 //!   its expiry but within `--serve-stale` seconds is kept for RFC 8767 stale answers.
@@ -305,8 +305,10 @@ impl Cache {
     /// The fresh cached answer for `query` as records (for the target of a local CNAME).
     pub fn answer(&self, query: &Query) -> Option<Answer> {
         let now = self.clock.now();
-        let (_, entry) = self.get(query, Wants::default(), now)?;
-        let answer = entry.answer(now).filter(|_| entry.is_fresh(now))?;
+        let (_, entry) = self
+            .get(query, Wants::default(), now)
+            .filter(|(_, e)| e.is_fresh(now))?;
+        let answer = entry.answer(now)?;
         self.metrics.cache(CacheEvent::Hit);
         Some(answer)
     }
