@@ -14,7 +14,9 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::op::{Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::op::{
+    Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
+};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 
@@ -55,6 +57,14 @@ pub struct Request {
 pub struct ClientEdns {
     /// DO: the client wants DNSSEC records (RFC 3225); the reply's OPT echoes it.
     pub dnssec_ok: bool,
+}
+
+impl From<&Edns> for ClientEdns {
+    fn from(edns: &Edns) -> Self {
+        ClientEdns {
+            dnssec_ok: edns.flags().dnssec_ok,
+        }
+    }
 }
 
 impl Request {
@@ -120,7 +130,11 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
     }
     if metadata.op_code != OpCode::Query {
         let question = first_question(&mut decoder, header.counts.queries);
-        return reject(&metadata, question.as_ref(), None, ResponseCode::NotImp);
+        // RFC 6891 §7 and RFC 3225: an OPT (with DO copied) whenever the query's could be read.
+        let edns = Message::from_vec(packet)
+            .ok()
+            .and_then(|m| m.edns.as_ref().map(ClientEdns::from));
+        return reject(&metadata, question.as_ref(), edns, ResponseCode::NotImp);
     }
     let (query, edns) = match simple_query(&mut decoder, &header) {
         Some(parsed) => parsed,
@@ -223,9 +237,7 @@ fn full_parse(packet: &[u8]) -> Result<(Query, Option<EdnsInfo>), Option<ClientE
     let info = edns.as_ref().map(|e| EdnsInfo {
         version: e.version(),
         payload: e.max_payload(),
-        client: ClientEdns {
-            dnssec_ok: e.flags().dnssec_ok,
-        },
+        client: ClientEdns::from(e),
     });
     match <[Query; 1]>::try_from(queries) {
         Ok([q]) => Ok((q, info)),

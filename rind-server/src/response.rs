@@ -30,7 +30,7 @@ pub struct Answer {
     pub authentic_data: bool,
     /// Answer section.
     pub answers: Vec<Record>,
-    /// Authority section (the SOA of a negative answer).
+    /// Authority section (the SOA of a negative answer; NSEC/NSEC3 proofs and RRSIGs).
     pub authorities: Vec<Record>,
     /// Additional section, without OPT.
     pub additionals: Vec<Record>,
@@ -46,13 +46,15 @@ impl Answer {
     }
 }
 
-/// Whether a record of `rtype` is DNSSEC material a DO=0 client asking for `qtype` must not
-/// get (RFC 4035 §3.2.1). DNSKEY and DS are ordinary data to such a client.
-pub fn is_dnssec_only(rtype: RecordType, qtype: RecordType) -> bool {
+/// Whether a record of `rtype` is DNSSEC material a DO=0 client must not get (RFC 4035
+/// §3.2.1): RRSIG, NSEC and NSEC3, unless they are what the query asked for. `asked` is the
+/// question's type for a record in the answer section, `None` in the other sections. DNSKEY
+/// and DS are ordinary data to such a client.
+pub fn is_dnssec_only(rtype: RecordType, asked: Option<RecordType>) -> bool {
     matches!(
         rtype,
         RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
-    ) && rtype != qtype
+    ) && Some(rtype) != asked
 }
 
 /// Writes the reply to `request`, truncated to its size limit.
@@ -61,14 +63,15 @@ pub fn write(request: &Request, answer: &Answer) -> Vec<u8> {
     metadata.authoritative = answer.authoritative;
     metadata.authentic_data = answer.authentic_data && request.wants_ad();
     let edns = request.edns.map(our_edns);
-    let qtype = request.query.query_type;
-    let keep = |r: &&Record| request.dnssec_ok() || !is_dnssec_only(r.record_type(), qtype);
+    let qtype = Some(request.query.query_type);
+    let dnssec_ok = request.dnssec_ok();
+    let keep = |asked| move |r: &&Record| dnssec_ok || !is_dnssec_only(r.record_type(), asked);
     let full = encode(
         &metadata,
         &request.query,
-        &mut answer.answers.iter().filter(keep),
-        &mut answer.authorities.iter().filter(keep),
-        &mut answer.additionals.iter().filter(keep),
+        &mut answer.answers.iter().filter(keep(qtype)),
+        &mut answer.authorities.iter().filter(keep(None)),
+        &mut answer.additionals.iter().filter(keep(None)),
         edns.as_ref(),
     );
     if full.len() <= usize::from(request.max_size) {
@@ -171,10 +174,12 @@ fn encode<'r>(
             // with the question, never a half-written packet.
             let mut failed = *metadata;
             failed.response_code = ResponseCode::ServFail;
-            let client = edns.map(|e| ClientEdns {
-                dnssec_ok: e.flags().dnssec_ok,
-            });
-            error(&failed, Some(query), client, ResponseCode::ServFail)
+            error(
+                &failed,
+                Some(query),
+                edns.map(ClientEdns::from),
+                ResponseCode::ServFail,
+            )
         }
     }
 }

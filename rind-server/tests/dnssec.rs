@@ -268,8 +268,10 @@ async fn ad_only_for_clients_that_set_do_or_ad() {
 
 #[tokio::test]
 async fn an_answer_fetched_with_cd_never_reaches_a_cd_0_client() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
     let up = FakeUpstream::start(Behaviour::Bogus);
-    let server = Server::start(&["--upstream", &up.arg()]);
+    let mut server = start_on(&data, &up, &[]);
     let bogus = "www.bogus.example.";
     let dns = server.dns_addr();
     let ask = |qname: &'static str, cd: bool| async move {
@@ -313,6 +315,22 @@ async fn an_answer_fetched_with_cd_never_reaches_a_cd_0_client() {
         [RecordType::A, RecordType::RRSIG]
     );
     assert_eq!(upstream_bits(&up, good), [(true, false)]);
+
+    // The same after a restart, from the disk: the CD=1 answer for CD=1 clients only.
+    tokio::time::sleep(WRITE_BEHIND).await;
+    server.sigterm();
+    assert!(server.wait_exit(EXIT_TIMEOUT).is_some_and(|s| s.success()));
+    let up2 = FakeUpstream::start(Behaviour::Bogus);
+    let server = start_on(&data, &up2, &[]);
+    let mut q = dnssec_query(bogus, RecordType::A, true);
+    q.metadata.checking_disabled = true;
+    let cached = ask_udp(server.dns_addr(), &q).await;
+    assert_eq!(a_records(&cached), [ANSWER_V4]);
+    assert_eq!(up2.total(), 0, "the CD=1 answer came back from disk");
+    q.metadata.checking_disabled = false;
+    let checked = ask_udp(server.dns_addr(), &q).await;
+    assert_eq!(checked.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(upstream_bits(&up2, bogus), [(true, false)]);
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 # DNSSEC through rind, checked by real programs: Knot signs two zones (NSEC and NSEC3) and
 # serves them on loopback; rind-server forwards to it; delv, with the zones' keys as trust
 # anchors, must say "fully validated" through rind for every question exactly as it does
-# straight against Knot: positive answers of several types, NXDOMAIN and NODATA, first from
-# upstream, then from rind's cache, then from its disk after a restart with Knot frozen.
+# straight against Knot: positive answers of several types, wildcards, a CNAME across zones,
+# NXDOMAIN and NODATA; first from upstream, then from rind's cache, then from its disk after
+# a restart with Knot frozen.
 # kdig checks the DO echo and that RRSIGs reach DO=1 clients only.
 #
 # Needs knotd, kdig (knot, knot-dnsutils), delv (dnsutils) and python3; .ci/run installs them.
@@ -73,6 +74,8 @@ mail      A   192.0.2.25
 @         CAA 0 issue "letsencrypt.org"
 _sip._tcp SRV 10 60 5060 sip
 sip       A   192.0.2.30
+*.wild    A   192.0.2.99
+alias     CNAME www.nsec3.test.
 ZONE
 done
 cat > "$work/knot/knot.conf" <<CONF
@@ -140,12 +143,15 @@ stop_rind() {
     wait "$rind_pid" 2>/dev/null || true
 }
 
-# "name type": positive answers of several types, NXDOMAIN, NODATA, and the keys themselves.
+# "name type": positive answers of several types, NXDOMAIN, NODATA, the keys themselves, a
+# wildcard expansion (its NSEC/NSEC3 proof rides in the authority section of a positive
+# answer) and a CNAME into the other zone.
 # The SOA MINIMUM of 600 keeps negative answers cached past the restart below.
 questions=()
 for zone in example.test nsec3.test; do
     questions+=("www.$zone A" "www.$zone AAAA" "$zone TXT" "$zone MX" "$zone CAA"
-        "_sip._tcp.$zone SRV" "$zone DNSKEY" "nope.$zone A" "www.$zone TXT")
+        "_sip._tcp.$zone SRV" "$zone DNSKEY" "nope.$zone A" "www.$zone TXT"
+        "x.wild.$zone A" "alias.$zone A")
 done
 
 validate() { # port zone name type

@@ -269,7 +269,10 @@ impl Entry {
             for record in records_mut(&mut msg) {
                 record.ttl = record.ttl.clamp(policy.min_ttl, policy.max_ttl);
             }
-            msg.answers.iter().map(|r| r.ttl).min()?
+            // A wildcard answer's NSEC/NSEC3 proof is part of it: it must not reach TTL 0
+            // while the entry is still served.
+            let proofs = msg.authorities.iter().filter(|r| is_denial(r));
+            msg.answers.iter().chain(proofs).map(|r| r.ttl).min()?
         };
         // A validator rejects a signature past its expiration, so the answer is kept no longer
         // than its first signature lasts (RFC 4035 §5.3.3), and every TTL counts down with it.
@@ -328,9 +331,10 @@ impl Entry {
         }
     }
 
-    /// Whether the entry has what `request`'s client needs: DNSSEC records for DO=1.
-    pub fn serves(&self, request: &Request) -> bool {
-        self.fetched.dnssec_ok || !request.dnssec_ok()
+    /// Whether the entry has what a client needs that set DO as given: DNSSEC records for
+    /// DO=1, which entries fetched without DO (by an older rind) lack.
+    pub fn serves(&self, dnssec_ok: bool) -> bool {
+        self.fetched.dnssec_ok || !dnssec_ok
     }
 
     /// How the answer was asked of the upstream.
@@ -470,9 +474,10 @@ impl Entry {
         let meta = &request.metadata;
         put(&mut out, 0, &meta.id.to_be_bytes())?;
         // QR=1, opcode QUERY, AA=0, TC=0, RD copied; RA=1, AD as fetched for clients that
-        // understand it, CD copied, rcode.
+        // understand it (never on a stale answer: its signatures may have expired since), CD
+        // copied, rcode.
         let fetched_ad = template.get(3).is_some_and(|b| b & AD_BIT != 0);
-        let ad = if fetched_ad && request.wants_ad() {
+        let ad = if fetched_ad && request.wants_ad() && !stale {
             AD_BIT
         } else {
             0
@@ -531,10 +536,19 @@ fn records_mut(msg: &mut Message) -> impl Iterator<Item = &mut Record> {
 /// records that prove the name or type absent, and their signatures (RFC 4035 §3.1.3).
 fn proves_negative(record: &Record) -> bool {
     match record.record_type() {
-        RecordType::SOA | RecordType::NSEC | RecordType::NSEC3 => true,
+        RecordType::SOA => true,
+        RecordType::RRSIG if type_covered(record) == Some(RecordType::SOA) => true,
+        _ => is_denial(record),
+    }
+}
+
+/// Whether a record is an NSEC or NSEC3 record, or a signature over one.
+fn is_denial(record: &Record) -> bool {
+    match record.record_type() {
+        RecordType::NSEC | RecordType::NSEC3 => true,
         RecordType::RRSIG => matches!(
             type_covered(record),
-            Some(RecordType::SOA | RecordType::NSEC | RecordType::NSEC3)
+            Some(RecordType::NSEC | RecordType::NSEC3)
         ),
         _ => false,
     }
@@ -556,12 +570,16 @@ fn type_covered(record: &Record) -> Option<RecordType> {
     )))
 }
 
-/// Seconds until the first RRSIG in `msg` expires (`u32::MAX` when it has none); `None` when
-/// one has expired already or cannot be read. Expiration is serial-number time, 32 bits that
-/// wrap (RFC 4034 §3.1.5).
+/// Seconds until the first valid RRSIG in `msg` expires (`u32::MAX` when it has none);
+/// `None` when some RRset's signatures have all expired, or one cannot be read. An expired
+/// signature beside a valid one over the same RRset (a key rollover) is ignored: the
+/// validator uses the valid one. Expiration is serial-number time, 32 bits that wrap
+/// (RFC 4034 §3.1.5).
 fn signatures_valid_for(msg: &Message, now: u64) -> Option<u32> {
     let now = now as u32;
     let mut least = u32::MAX;
+    // (owner, type covered, signed by at least one valid signature)
+    let mut rrsets: Vec<(&Name, RecordType, bool)> = Vec::new();
     for record in msg
         .answers
         .iter()
@@ -570,22 +588,34 @@ fn signatures_valid_for(msg: &Message, now: u64) -> Option<u32> {
         .filter(|r| r.record_type() == RecordType::RRSIG)
     {
         let rdata = rrsig_rdata(record)?;
+        let covered = type_covered(record)?;
         let expiration = u32::from_be_bytes(rdata.get(8..12)?.try_into().ok()?);
         // Serial-number arithmetic: the wrapped difference read as signed.
-        let left = expiration.wrapping_sub(now) as i32;
-        least = least.min(u32::try_from(left).ok().filter(|&s| s > 0)?);
+        let left = u32::try_from(expiration.wrapping_sub(now) as i32)
+            .ok()
+            .filter(|&s| s > 0);
+        if let Some(left) = left {
+            least = least.min(left);
+        }
+        match rrsets
+            .iter_mut()
+            .find(|(owner, rtype, _)| *rtype == covered && **owner == record.name)
+        {
+            Some((_, _, valid)) => *valid |= left.is_some(),
+            None => rrsets.push((&record.name, covered, left.is_some())),
+        }
     }
-    Some(least)
+    rrsets.iter().all(|&(_, _, valid)| valid).then_some(least)
 }
 
 /// `wire` re-encoded without the records a DO=0 client must not get.
 fn without_dnssec(wire: &[u8]) -> Option<Vec<u8>> {
     let mut msg = Message::from_vec(wire).ok()?;
-    let qtype = msg.queries.first()?.query_type;
-    let keep = |r: &Record| !is_dnssec_only(r.record_type(), qtype);
-    msg.answers.retain(keep);
-    msg.authorities.retain(keep);
-    msg.additionals.retain(keep);
+    let qtype = Some(msg.queries.first()?.query_type);
+    let keep = |asked| move |r: &Record| !is_dnssec_only(r.record_type(), asked);
+    msg.answers.retain(keep(qtype));
+    msg.authorities.retain(keep(None));
+    msg.additionals.retain(keep(None));
     msg.to_vec().ok()
 }
 
@@ -636,15 +666,17 @@ fn walk(t: &[u8]) -> Option<Walked> {
     if count(4)? != 1 {
         return None;
     }
-    let records = count(6)? + count(8)? + count(10)?;
+    let answers = count(6)?;
+    let records = answers + count(8)? + count(10)?;
     let question_end = skip_name(t, HEADER_LEN)? + 4;
     let qtype = RecordType::from(u16_at(question_end - 4)?);
     let mut pos = question_end;
     let mut ttl_offsets = Vec::with_capacity(records);
     let mut dnssec_only = false;
-    for _ in 0..records {
+    for index in 0..records {
         let type_at = skip_name(t, pos)?;
-        dnssec_only |= is_dnssec_only(RecordType::from(u16_at(type_at)?), qtype);
+        let asked = (index < answers).then_some(qtype);
+        dnssec_only |= is_dnssec_only(RecordType::from(u16_at(type_at)?), asked);
         let ttl_at = type_at + 4;
         let rdlen = count(ttl_at + 4)?;
         ttl_offsets.push(u16::try_from(ttl_at).ok()?);
@@ -1194,8 +1226,120 @@ mod tests {
         v1.extend_from_slice(&encoded[18..]);
         let old = Entry::decode(&v1).expect("format 1 still reads");
         assert_eq!(old.expires_at(), 65);
-        assert!(old.serves(&request("old.example.", true, 1232)));
-        assert!(!old.serves(&with_do(request("old.example.", true, 1232))));
-        assert!(entry.serves(&with_do(request("old.example.", true, 1232))));
+        assert!(old.serves(false));
+        assert!(!old.serves(true));
+        assert!(entry.serves(true));
+    }
+
+    #[test]
+    fn a_stale_answer_never_claims_ad() {
+        let q = Query::query(name("st.example."), RecordType::A);
+        let mut reply = upstream_reply("st.example.", &[60]);
+        reply.metadata.authentic_data = true;
+        reply.add_answer(rrsig("st.example.", RecordType::A, NEVER, 60));
+        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        let client = with_do(request("st.example.", true, 1232));
+        assert!(
+            parse(&entry.reply(&client, 10, false).expect("fresh"))
+                .metadata
+                .authentic_data
+        );
+        let stale = parse(&entry.reply(&client, 100, true).expect("stale"));
+        assert!(!stale.metadata.authentic_data);
+        assert_eq!(types(&stale.answers), [RecordType::A, RecordType::RRSIG]);
+    }
+
+    #[test]
+    fn a_signed_answer_too_big_for_udp_is_truncated_for_do_1_only() {
+        let q = Query::query(name("tc.example."), RecordType::A);
+        let mut reply = upstream_reply("tc.example.", &[300; 20]);
+        for _ in 0..6 {
+            reply.add_answer(rrsig("tc.example.", RecordType::A, NEVER, 300));
+        }
+        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        let signed = parse(
+            &entry
+                .reply(&with_do(request("tc.example.", true, 512)), 0, false)
+                .expect("reply"),
+        );
+        assert!(
+            signed.metadata.truncation,
+            "the signed answer does not fit 512 bytes"
+        );
+        assert!(signed.answers.is_empty());
+        assert_eq!(signed.edns.map(|e| e.flags().dnssec_ok), Some(true));
+        let plain = parse(
+            &entry
+                .reply(&request("tc.example.", true, 512), 0, false)
+                .expect("reply"),
+        );
+        assert!(!plain.metadata.truncation, "the DO=0 view fits");
+        assert_eq!(plain.answers.len(), 20);
+    }
+
+    #[test]
+    fn a_wildcard_answer_keeps_its_proof_and_lives_no_longer_than_it() {
+        // A wildcard expansion: the NSEC in authority proves no closer name exists.
+        let q = Query::query(name("x.wild.example."), RecordType::A);
+        let mut reply = upstream_reply("x.wild.example.", &[300]);
+        reply.add_answer(rrsig("x.wild.example.", RecordType::A, NEVER, 300));
+        reply.add_authority(nsec("w.example.", 30));
+        reply.add_authority(rrsig("w.example.", RecordType::NSEC, NEVER, 30));
+        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        assert_eq!(entry.expires_at(), 30, "the proof's TTL bounds the entry");
+        let signed = parse(
+            &entry
+                .reply(&with_do(request("x.wild.example.", true, 1232)), 10, false)
+                .expect("reply"),
+        );
+        assert_eq!(
+            types(&signed.authorities),
+            [RecordType::NSEC, RecordType::RRSIG]
+        );
+        assert!(signed.authorities.iter().all(|r| r.ttl == 20));
+        let plain = parse(
+            &entry
+                .reply(&request("x.wild.example.", true, 1232), 10, false)
+                .expect("reply"),
+        );
+        assert!(plain.authorities.is_empty());
+    }
+
+    #[test]
+    fn asked_for_by_type_spares_the_answer_section_only() {
+        // An RRSIG question whose answer is NODATA: the signatures in authority are not what
+        // the client asked for, so a DO=0 client gets the SOA alone.
+        let mut q = Query::query(name("nd.example."), RecordType::A);
+        q.query_type = RecordType::RRSIG;
+        let mut reply = nxdomain("nd.example.", 300, 300);
+        reply.metadata.response_code = ResponseCode::NoError;
+        reply.queries[0].query_type = RecordType::RRSIG;
+        reply.add_authority(rrsig("example.", RecordType::SOA, NEVER, 300));
+        reply.add_authority(nsec("example.", 300));
+        reply.add_authority(rrsig("example.", RecordType::NSEC, NEVER, 300));
+        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        let mut client = request("nd.example.", true, 1232);
+        client.query.query_type = RecordType::RRSIG;
+        let plain = parse(&entry.reply(&client, 0, false).expect("reply"));
+        assert_eq!(types(&plain.authorities), [RecordType::SOA]);
+    }
+
+    #[test]
+    fn an_expired_signature_beside_a_valid_one_does_not_stop_caching() {
+        // A key rollover: the old key's signature has expired, the new one's has not.
+        let q = Query::query(name("roll.example."), RecordType::A);
+        let mut reply = upstream_reply("roll.example.", &[3_600]);
+        reply.add_answer(rrsig("roll.example.", RecordType::A, 900, 3_600));
+        reply.add_answer(rrsig("roll.example.", RecordType::A, 1_500, 3_600));
+        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 1_000).expect("cacheable");
+        assert_eq!(entry.expires_at(), 1_500);
+
+        // But an RRset whose signatures have all expired is not cached, even beside a valid
+        // one over another RRset.
+        let mut reply = upstream_reply("roll.example.", &[3_600]);
+        reply.add_answer(rrsig("roll.example.", RecordType::A, 900, 3_600));
+        reply.add_authority(nsec("example.", 3_600));
+        reply.add_authority(rrsig("example.", RecordType::NSEC, 1_500, 3_600));
+        assert!(Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 1_000).is_none());
     }
 }

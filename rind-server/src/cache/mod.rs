@@ -347,8 +347,7 @@ impl Cache {
     fn get_keyed(&self, key: &Key, wants: Wants) -> Option<(u64, Arc<Entry>)> {
         let hash = self.hasher.hash_one(key.as_bytes());
         let entry = self.memory.as_ref()?.get(&hash)?;
-        (entry.has_key(key) && (entry.fetched().dnssec_ok || !wants.dnssec_ok))
-            .then_some((hash, entry))
+        (entry.has_key(key) && entry.serves(wants.dnssec_ok)).then_some((hash, entry))
     }
 
     /// Stores the upstream `reply` to `query`, asked with DO=1 and CD as given, when it may

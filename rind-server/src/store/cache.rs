@@ -1,7 +1,8 @@
 //! The persistent side of the cache: two sled trees kept in step.
 //!
-//! - `cache`: key → value, where the key is the cache key (lower-cased wire name, type, class)
-//!   and the value starts with a format byte and the absolute expiry (unix seconds, big-endian);
+//! - `cache`: key → value, where the key is the cache key (lower-cased wire name, type, class,
+//!   and a last byte for answers fetched with CD=1) and the value starts with a format byte and
+//!   the absolute expiry (unix seconds, big-endian);
 //! - `cache_expiry`: expiry (big-endian `u64`) ++ key → nothing, so expired entries are found
 //!   with one range scan and the freshest ones with one reverse scan.
 //!
