@@ -66,32 +66,26 @@ fn handler_with_cached(name: &Name, signed: &Name, data_dir: &std::path::Path) -
     let pool = UdpPool::new(1, config.upstreams.iter().map(|u| u.addr)).expect("pool");
     let pipeline =
         Pipeline::assemble(&config, &store, Clock::default(), None, pool).expect("pipeline");
-    let query = Query::query(name.clone(), RecordType::A);
-    let mut upstream = Message::response(1, OpCode::Query);
-    upstream.add_query(query.clone());
-    upstream.add_answer(Record::from_rdata(
-        name.clone(),
-        3_600,
-        RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
-    ));
-    pipeline
-        .cache
-        .insert(&query, false, &upstream)
-        .expect("cacheable");
-
-    let query = Query::query(signed.clone(), RecordType::A);
-    let mut upstream = Message::response(1, OpCode::Query);
-    upstream.add_query(query.clone());
-    upstream.add_answer(Record::from_rdata(
-        signed.clone(),
-        3_600,
-        RData::A(A(Ipv4Addr::new(192, 0, 2, 2))),
-    ));
-    upstream.add_answer(rrsig(signed));
-    pipeline
-        .cache
-        .insert(&query, false, &upstream)
-        .expect("cacheable");
+    let a = |owner: &Name, last| {
+        Record::from_rdata(
+            owner.clone(),
+            3_600,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, last))),
+        )
+    };
+    for (owner, answers) in [
+        (name, vec![a(name, 1)]),
+        (signed, vec![a(signed, 2), rrsig(signed)]),
+    ] {
+        let query = Query::query(owner.clone(), RecordType::A);
+        let mut upstream = Message::response(1, OpCode::Query);
+        upstream.add_query(query.clone());
+        upstream.add_answers(answers);
+        pipeline
+            .cache
+            .insert(&query, false, &upstream)
+            .expect("cacheable");
+    }
     pipeline.handler
 }
 

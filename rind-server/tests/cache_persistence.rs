@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -20,14 +19,6 @@ use serde_json::Value;
 const WRITE_BEHIND: Duration = Duration::from_millis(600);
 /// How long a SIGTERM'd server may take to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn start_on(dir: &Path, up: &FakeUpstream, extra: &[&str]) -> Server {
-    ServerBuilder::new()
-        .args(&["--upstream", &up.arg()])
-        .args(extra)
-        .data_dir(dir)
-        .start()
-}
 
 fn answer_ttl(reply: &Message) -> u32 {
     assert_eq!(reply.answers.len(), 1, "answers: {:?}", reply.answers);
@@ -66,7 +57,7 @@ async fn kill9_restart_serves_fresh_entries_from_disk_and_drops_expired_ones() {
             minimum: 300,
         },
     );
-    let mut first = start_on(&data, &up, &[]);
+    let mut first = Server::start_on(&data, &up, &[]);
     let stored = unix_now().floor();
     for qname in fresh.iter().chain([&nx, &short]) {
         ask_udp(first.dns_addr(), &query(qname, RecordType::A)).await;
@@ -79,7 +70,7 @@ async fn kill9_restart_serves_fresh_entries_from_disk_and_drops_expired_ones() {
     // loads the disk copy; the others have about 297 s left.
     sleep_until_unix(stored + 3.1).await;
     let up2 = FakeUpstream::start(Behaviour::Answer);
-    let second = start_on(&data, &up2, &[]);
+    let second = Server::start_on(&data, &up2, &[]);
     let addr = second.dns_addr();
 
     for qname in fresh {
@@ -118,7 +109,7 @@ async fn sigterm_restart_keeps_entries_written_just_before_shutdown() {
     let late = "p6-term-late.example.com.";
 
     let up = FakeUpstream::start(Behaviour::Answer);
-    let mut first = start_on(&data, &up, &[]);
+    let mut first = Server::start_on(&data, &up, &[]);
     ask_udp(first.dns_addr(), &query(early, RecordType::A)).await;
     tokio::time::sleep(WRITE_BEHIND).await;
     // No wait after this one: a clean shutdown writes what is still queued.
@@ -132,7 +123,7 @@ async fn sigterm_restart_keeps_entries_written_just_before_shutdown() {
     );
 
     let up2 = FakeUpstream::start(Behaviour::Answer);
-    let second = start_on(&data, &up2, &[]);
+    let second = Server::start_on(&data, &up2, &[]);
     let reply = ask_udp(second.dns_addr(), &query(early, RecordType::A)).await;
     assert_eq!(a_records(&reply), vec![ANSWER_V4]);
     let reply = ask_udp(second.dns_addr(), &query(late, RecordType::AAAA)).await;
@@ -153,7 +144,7 @@ async fn a_flushed_name_is_not_reloaded_after_restart() {
     let flushed = "p10-flushed.example.com.";
 
     let up = FakeUpstream::start(Behaviour::Answer);
-    let mut first = start_on(&data, &up, &[]);
+    let mut first = Server::start_on(&data, &up, &[]);
     for qname in [kept, flushed] {
         ask_udp(first.dns_addr(), &query(qname, RecordType::A)).await;
     }
@@ -167,7 +158,7 @@ async fn a_flushed_name_is_not_reloaded_after_restart() {
     first.kill9();
 
     let up2 = FakeUpstream::start(Behaviour::Answer);
-    let second = start_on(&data, &up2, &[]);
+    let second = Server::start_on(&data, &up2, &[]);
     let listed = cache_list(&second, "").await;
     assert_eq!(listed.len(), 1, "after restart: {listed:?}");
     assert_eq!(listed[0]["name"], kept);
@@ -190,7 +181,7 @@ async fn flush_all_is_not_undone_by_restart() {
     let after = "p10-after.example.com.";
 
     let up = FakeUpstream::start(Behaviour::Answer);
-    let mut first = start_on(&data, &up, &[]);
+    let mut first = Server::start_on(&data, &up, &[]);
     for qname in names {
         ask_udp(first.dns_addr(), &query(qname, RecordType::A)).await;
     }
@@ -200,7 +191,7 @@ async fn flush_all_is_not_undone_by_restart() {
     first.kill9();
 
     let up2 = FakeUpstream::start(Behaviour::Answer);
-    let mut second = start_on(&data, &up2, &[]);
+    let mut second = Server::start_on(&data, &up2, &[]);
     let listed = cache_list(&second, "").await;
     assert!(listed.is_empty(), "after restart: {listed:?}");
     for qname in names {
@@ -218,7 +209,7 @@ async fn flush_all_is_not_undone_by_restart() {
     second.kill9();
 
     let up3 = FakeUpstream::start(Behaviour::Answer);
-    let third = start_on(&data, &up3, &[]);
+    let third = Server::start_on(&data, &up3, &[]);
     let listed = cache_list(&third, "").await;
     assert_eq!(listed.len(), 1, "after the second restart: {listed:?}");
     assert_eq!(listed[0]["name"], after);
@@ -240,7 +231,7 @@ async fn flushing_a_name_also_removes_its_entries_that_only_the_disk_holds() {
 
     let up = FakeUpstream::start(Behaviour::AnswerTtl(3600));
     up.set_rule(flushed, Behaviour::AnswerTtl(600));
-    let mut first = start_on(&data, &up, &[]);
+    let mut first = Server::start_on(&data, &up, &[]);
     for qname in [flushed, kept] {
         ask_udp(first.dns_addr(), &query(qname, RecordType::A)).await;
         ask_udp(first.dns_addr(), &query(qname, RecordType::AAAA)).await;
@@ -249,7 +240,7 @@ async fn flushing_a_name_also_removes_its_entries_that_only_the_disk_holds() {
     first.kill9();
 
     let up2 = FakeUpstream::start(Behaviour::AnswerTtl(3600));
-    let mut second = start_on(&data, &up2, &["--cache-size", "2"]);
+    let mut second = Server::start_on(&data, &up2, &["--cache-size", "2"]);
     let names: Vec<Value> = cache_list(&second, "")
         .await
         .iter()
@@ -264,7 +255,7 @@ async fn flushing_a_name_also_removes_its_entries_that_only_the_disk_holds() {
     second.kill9();
 
     let up3 = FakeUpstream::start(Behaviour::AnswerTtl(3600));
-    let third = start_on(&data, &up3, &[]);
+    let third = Server::start_on(&data, &up3, &[]);
     let listed = cache_list(&third, "").await;
     assert!(
         listed.iter().all(|e| e["name"] != flushed),
@@ -279,7 +270,7 @@ async fn warm_start_loads_at_most_cache_size_entries() {
     let data = dir.path().join("data");
 
     let up = FakeUpstream::start(Behaviour::Answer);
-    let mut first = start_on(&data, &up, &[]);
+    let mut first = Server::start_on(&data, &up, &[]);
     for i in 0..40 {
         let qname = format!("p7-{i}.example.com.");
         ask_udp(first.dns_addr(), &query(&qname, RecordType::A)).await;
@@ -288,7 +279,7 @@ async fn warm_start_loads_at_most_cache_size_entries() {
     assert!(first.wait_exit(EXIT_TIMEOUT).is_some());
 
     let up2 = FakeUpstream::start(Behaviour::Answer);
-    let second = start_on(&data, &up2, &["--cache-size", "10"]);
+    let second = Server::start_on(&data, &up2, &["--cache-size", "10"]);
     let listed = cache_list(&second, "").await;
     assert!(
         !listed.is_empty() && listed.len() <= 10,
@@ -308,7 +299,7 @@ async fn an_entry_refreshed_in_place_survives_restart() {
     let qname = "p6-refreshed.example.com.";
 
     let up = FakeUpstream::start(Behaviour::AnswerTtl(1));
-    let mut first = start_on(&data, &up, &["--serve-stale", "60"]);
+    let mut first = Server::start_on(&data, &up, &["--serve-stale", "60"]);
     let stored = unix_now().floor();
     ask_udp(first.dns_addr(), &query(qname, RecordType::A)).await;
     sleep_until_unix(stored + 2.1).await;
@@ -321,7 +312,7 @@ async fn an_entry_refreshed_in_place_survives_restart() {
     assert!(first.wait_exit(EXIT_TIMEOUT).is_some_and(|s| s.success()));
 
     let up2 = FakeUpstream::start(Behaviour::Answer);
-    let second = start_on(&data, &up2, &["--serve-stale", "60"]);
+    let second = Server::start_on(&data, &up2, &["--serve-stale", "60"]);
     let listed = cache_list(&second, "").await;
     let reply = ask_udp(second.dns_addr(), &query(qname, RecordType::A)).await;
     assert_eq!(a_records(&reply), vec![ANSWER_V4]);
@@ -341,7 +332,7 @@ async fn an_answer_shared_by_concurrent_clients_survives_restart() {
     let qname = "p6-together.example.com.";
 
     let up = FakeUpstream::start(Behaviour::Delay(Duration::from_millis(300)));
-    let mut first = start_on(&data, &up, &[]);
+    let mut first = Server::start_on(&data, &up, &[]);
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..5 {
         let addr = first.dns_addr();
@@ -355,7 +346,7 @@ async fn an_answer_shared_by_concurrent_clients_survives_restart() {
     assert!(first.wait_exit(EXIT_TIMEOUT).is_some_and(|s| s.success()));
 
     let up2 = FakeUpstream::start(Behaviour::Answer);
-    let second = start_on(&data, &up2, &[]);
+    let second = Server::start_on(&data, &up2, &[]);
     let listed = cache_list(&second, "").await;
     ask_udp(second.dns_addr(), &query(qname, RecordType::A)).await;
     assert_eq!(
@@ -377,14 +368,14 @@ fn kill9_keeps_entries_cached_600ms_before_whatever_the_timer_phase() {
         let data = dir.path().join("data");
         let qname = format!("p6-phase-{delay_ms}.example.com.");
         let up = FakeUpstream::start(Behaviour::Answer);
-        let mut first = start_on(&data, &up, &[]);
+        let mut first = Server::start_on(&data, &up, &[]);
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         ask_udp(first.dns_addr(), &query(&qname, RecordType::A)).await;
         tokio::time::sleep(WRITE_BEHIND).await;
         first.kill9();
 
         let up2 = FakeUpstream::start(Behaviour::Answer);
-        let second = start_on(&data, &up2, &[]);
+        let second = Server::start_on(&data, &up2, &[]);
         ask_udp(second.dns_addr(), &query(&qname, RecordType::A)).await;
         up2.count(&qname) == 0
     }

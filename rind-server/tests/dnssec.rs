@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -35,12 +34,16 @@ fn types(records: &[Record]) -> Vec<RecordType> {
     records.iter().map(Record::record_type).collect()
 }
 
-fn start_on(dir: &Path, up: &FakeUpstream, extra: &[&str]) -> Server {
-    ServerBuilder::new()
-        .args(&["--upstream", &up.arg()])
-        .args(extra)
-        .data_dir(dir)
-        .start()
+/// Creates the local record `host.home.lan. A 192.168.1.10`.
+async fn add_local_record(server: &Server) {
+    let created = http_post(
+        server.http_addr(),
+        "/api/v1/records",
+        &json!({"name": "host.home.lan", "type": "A", "data": "192.168.1.10"}),
+        None,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
 }
 
 /// The upstream queries seen for `qname` (any type): DO and CD of each.
@@ -61,14 +64,7 @@ async fn do_is_echoed_on_every_kind_of_answer() {
     up.set_rule("fail-true.example.com.", Behaviour::ServFail);
     up.set_rule("fail-false.example.com.", Behaviour::ServFail);
     let server = Server::start(&["--upstream", &up.arg()]);
-    let created = http_post(
-        server.http_addr(),
-        "/api/v1/records",
-        &json!({"name": "host.home.lan", "type": "A", "data": "192.168.1.10"}),
-        None,
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    add_local_record(&server).await;
 
     for dnssec_ok in [true, false] {
         let cases = [
@@ -146,7 +142,7 @@ async fn signatures_reach_do_clients_only_from_upstream_cache_and_disk() {
     let data = dir.path().join("data");
     let qname = "www.signed.example.";
     let up = FakeUpstream::start(Behaviour::Signed);
-    let mut first = start_on(&data, &up, &[]);
+    let mut first = Server::start_on(&data, &up, &[]);
 
     // A DO=0 client first: the upstream is still asked with DO=1, the client gets no RRSIG.
     let plain = ask_udp(first.dns_addr(), &dnssec_query(qname, RecordType::A, false)).await;
@@ -172,7 +168,7 @@ async fn signatures_reach_do_clients_only_from_upstream_cache_and_disk() {
     assert!(first.wait_exit(EXIT_TIMEOUT).is_some_and(|s| s.success()));
 
     let up2 = FakeUpstream::start(Behaviour::Signed);
-    let second = start_on(&data, &up2, &[]);
+    let second = Server::start_on(&data, &up2, &[]);
     let signed = ask_udp(second.dns_addr(), &dnssec_query(qname, RecordType::A, true)).await;
     assert_eq!(types(&signed.answers), [RecordType::A, RecordType::RRSIG]);
     assert_eq!(do_bit(&signed), Some(true));
@@ -224,14 +220,7 @@ async fn negative_answers_keep_their_proofs_for_do_clients() {
 async fn ad_only_for_clients_that_set_do_or_ad() {
     let up = FakeUpstream::start(Behaviour::Signed);
     let server = Server::start(&["--upstream", &up.arg()]);
-    let created = http_post(
-        server.http_addr(),
-        "/api/v1/records",
-        &json!({"name": "host.home.lan", "type": "A", "data": "192.168.1.10"}),
-        None,
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    add_local_record(&server).await;
 
     // (DO, AD) of the client → AD in the reply, first from upstream, then from the cache.
     for (i, (dnssec_ok, ad, expected)) in [
@@ -271,7 +260,7 @@ async fn an_answer_fetched_with_cd_never_reaches_a_cd_0_client() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let up = FakeUpstream::start(Behaviour::Bogus);
-    let mut server = start_on(&data, &up, &[]);
+    let mut server = Server::start_on(&data, &up, &[]);
     let bogus = "www.bogus.example.";
     let dns = server.dns_addr();
     let ask = |qname: &'static str, cd: bool| async move {
@@ -321,7 +310,7 @@ async fn an_answer_fetched_with_cd_never_reaches_a_cd_0_client() {
     server.sigterm();
     assert!(server.wait_exit(EXIT_TIMEOUT).is_some_and(|s| s.success()));
     let up2 = FakeUpstream::start(Behaviour::Bogus);
-    let server = start_on(&data, &up2, &[]);
+    let server = Server::start_on(&data, &up2, &[]);
     let mut q = dnssec_query(bogus, RecordType::A, true);
     q.metadata.checking_disabled = true;
     let cached = ask_udp(server.dns_addr(), &q).await;

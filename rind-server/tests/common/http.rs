@@ -29,38 +29,24 @@ fn client() -> reqwest::Client {
 
 /// GET `http://addr{path}`, with `Authorization: Bearer <token>` when `token` is set.
 pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpReply {
-    let mut req = client().get(format!("http://{addr}{path}"));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {path} failed: {e}"));
-    let status = resp.status().as_u16();
-    let body = resp
-        .text()
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: reading body failed: {e}"));
-    HttpReply { status, body }
+    send(
+        client().get(format!("http://{addr}{path}")),
+        "GET",
+        path,
+        token,
+    )
+    .await
 }
 
 /// DELETE `http://addr{path}`, with `Authorization: Bearer <token>` when `token` is set.
 pub async fn http_delete(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpReply {
-    let mut req = client().delete(format!("http://{addr}{path}"));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("DELETE {path} failed: {e}"));
-    let status = resp.status().as_u16();
-    let body = resp
-        .text()
-        .await
-        .unwrap_or_else(|e| panic!("DELETE {path}: reading body failed: {e}"));
-    HttpReply { status, body }
+    send(
+        client().delete(format!("http://{addr}{path}")),
+        "DELETE",
+        path,
+        token,
+    )
+    .await
 }
 
 /// POST `http://addr{path}` with a JSON `body`, with `Authorization: Bearer <token>` when
@@ -71,19 +57,29 @@ pub async fn http_post(
     body: &serde_json::Value,
     token: Option<&str>,
 ) -> HttpReply {
-    let mut req = client().post(format!("http://{addr}{path}")).json(body);
+    let req = client().post(format!("http://{addr}{path}")).json(body);
+    send(req, "POST", path, token).await
+}
+
+/// Sends `req` (`method path`, for messages) and reads the whole reply.
+async fn send(
+    mut req: reqwest::RequestBuilder,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> HttpReply {
     if let Some(token) = token {
         req = req.bearer_auth(token);
     }
     let resp = req
         .send()
         .await
-        .unwrap_or_else(|e| panic!("POST {path} failed: {e}"));
+        .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
     let status = resp.status().as_u16();
     let body = resp
         .text()
         .await
-        .unwrap_or_else(|e| panic!("POST {path}: reading body failed: {e}"));
+        .unwrap_or_else(|e| panic!("{method} {path}: reading body failed: {e}"));
     HttpReply { status, body }
 }
 

@@ -9,6 +9,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::upstream::FakeUpstream;
+
 /// How long a server may take to print its `listening` line.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server that is expected to refuse to start may take to exit.
@@ -247,6 +249,16 @@ impl Server {
     /// `--upstream` when they name them.
     pub fn start(args: &[&str]) -> Server {
         ServerBuilder::new().args(args).start()
+    }
+
+    /// Starts a server forwarding to `upstream` on the data dir `dir`, which may hold the
+    /// store of an earlier run; `extra` flags are added.
+    pub fn start_on(dir: &Path, upstream: &FakeUpstream, extra: &[&str]) -> Server {
+        ServerBuilder::new()
+            .args(&["--upstream", &upstream.arg()])
+            .args(extra)
+            .data_dir(dir)
+            .start()
     }
 
     /// Runs the binary with `args` (plus the defaults) expecting it to exit by itself.
