@@ -8,19 +8,30 @@
 //! - [`snapshot`]: consistent copies of the whole store;
 //! - [`dirs`]: the directory fsyncs sled leaves out.
 
+pub mod check;
 mod dirs;
+pub mod open;
 pub mod records;
 pub mod snapshot;
 
 pub mod cache;
 
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
+use migrations::integrity::{Integrity, Stored, RECORDS_TREE};
 use migrations::MigrationError;
 
 /// sled's page cache: the hot data lives in rind's own memory structures, and sled only
 /// reads at start (records, warm cache), so a small cache costs nothing on the query path.
 const SLED_CACHE_BYTES: u64 = 8 << 20;
+
+/// How long a reopen waits for the old database's last users (a cache batch in flight) to let
+/// go of sled's lock on the data dir.
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +46,17 @@ pub enum StoreError {
         path: PathBuf,
         /// What sled said.
         source: sled::Error,
+    },
+    /// The store cannot be trusted: sled cannot read it, or the records are not the ones
+    /// rind wrote.
+    #[error("data dir {} is damaged: {reason}; {restore}", .path.display())]
+    Damaged {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+        /// What to restore from.
+        restore: open::Restore,
     },
     /// The schema could not be brought up to date.
     #[error("data dir {}: {source}", .path.display())]
@@ -52,44 +74,78 @@ pub enum StoreError {
         /// What the file system said.
         source: std::io::Error,
     },
-    /// A read, write or flush failed.
+    /// A write failed (a full disk, an I/O error), or an earlier one did and the store has not
+    /// been reopened since: nothing can be written until [`Store::reopen`] succeeds.
+    #[error("{0}")]
+    Unwritable(String),
+    /// A read failed.
     #[error("store error: {0}")]
     Sled(#[from] sled::Error),
 }
 
 /// The open sled database.
+///
+/// sled 0.34.7 refuses every operation after one I/O error (its "global error"), so the
+/// database sits in a slot that [`Store::reopen`] refills; nothing outside this module keeps
+/// a `sled::Db` or `sled::Tree`, so a reopen reaches every user.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: sled::Db,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    /// Empty only while a reopen is under way.
+    db: RwLock<Option<sled::Db>>,
+    /// Why writes fail, from the first failed write until a reopen succeeds.
+    fault: Mutex<Option<String>>,
 }
 
 impl Store {
-    /// Opens (creating when needed) the store in `dir` and migrates it.
+    /// Opens (creating when needed) the store in `dir`, migrates it, and checks the records
+    /// against their integrity data. Blocking, and it may hang or panic on a damaged store
+    /// (sled does both): a server opens through [`open::open_with_deadline`] instead.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let existing = dirs::nearest_existing(dir);
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|source| {
-                if is_lock_error(&source) {
-                    StoreError::Locked(dir.to_path_buf())
-                } else {
-                    StoreError::Open {
-                        path: dir.to_path_buf(),
-                        source,
-                    }
-                }
-            })?;
-        // Only what sled made: anything else in the data dir (a root-owned lost+found on a
-        // mount of its own) may not even be readable.
-        dirs::sync_created(&dir.join("blobs"), &existing).map_err(|source| {
-            StoreError::SyncDir {
-                path: dir.to_path_buf(),
-                source,
-            }
+        Store::open_reporting(dir, &AtomicU64::new(0))
+    }
+
+    /// [`Store::open`], adding to `progress` as it gets on (after sled's open, after the
+    /// migration, and every few thousand records checked), so a watcher can tell a slow open
+    /// from a stuck one.
+    pub fn open_reporting(dir: &Path, progress: &AtomicU64) -> Result<Store, StoreError> {
+        let damaged = |reason: String| StoreError::Damaged {
+            path: dir.to_path_buf(),
+            reason,
+            restore: open::Restore::Unknown,
+        };
+        let db = open_sled(dir)?;
+        progress.fetch_add(1, Ordering::Relaxed);
+        if let Err(MigrationError::Unreadable(_)) = migrations::version(&db) {
+            return Err(damaged("its schema version is unreadable".to_string()));
+        }
+        // Before the migration writes anything: a store sled opens as empty, or as older than
+        // it was, is left as it is.
+        let generation = generation(&db)?
+            .ok_or_else(|| damaged("the records' generation number is unreadable".to_string()))?;
+        let file = check::read(dir).map_err(|source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source: sled::Error::Io(source),
         })?;
+        match file {
+            check::CheckFile::Unreadable => {
+                return Err(damaged(format!(
+                    "rind's check file {} is unreadable",
+                    check::path(dir).display()
+                )))
+            }
+            check::CheckFile::Flushed(flushed) if flushed > generation => {
+                return Err(damaged(format!(
+                    "acknowledged writes are missing (sled holds the records up to change {generation}, but change {flushed} was on disk)"
+                )))
+            }
+            _ => {}
+        }
         let from = migrations::migrate(&db).map_err(|source| StoreError::Migrate {
             path: dir.to_path_buf(),
             source,
@@ -101,14 +157,244 @@ impl Store {
                 "store schema migrated"
             );
         }
-        Ok(Store { db })
+        progress.fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = check_integrity(&db, progress)? {
+            return Err(damaged(reason));
+        }
+        // From now on this store is checked, also when it had no check file (older stores).
+        if let Err(e) = check::write(dir, generation).and_then(|()| dirs::sync_created(dir, dir)) {
+            tracing::warn!(error = %e, "cannot write {}", check::path(dir).display());
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                db: RwLock::new(Some(db)),
+                fault: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Why writes fail, while they do.
+    pub fn fault(&self) -> Option<String> {
+        self.inner
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The database, unless a failed write has put it out of use.
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        let slot = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(db) => Ok(db.clone()),
+            None => Err(StoreError::Unwritable(self.fault().unwrap_or_else(|| {
+                format!(
+                    "the store in {} is being reopened",
+                    self.inner.dir.display()
+                )
+            }))),
+        }
+    }
+
+    /// Records that a write failed with `e` and returns the error the writer reports: every
+    /// later write fails the same way until [`Store::reopen`] succeeds.
+    fn write_failed(&self, e: &sled::Error) -> StoreError {
+        let reason = describe_write_error(&self.inner.dir, e);
+        let mut fault = self
+            .inner
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if fault.is_none() {
+            tracing::error!(error = %e, "{reason}; writes fail until the store is reopened");
+        }
+        *fault = Some(reason.clone());
+        StoreError::Unwritable(reason)
     }
 
     /// Writes every buffered change to disk and fsyncs; blocking, so call it off the runtime.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db()?.flush().map_err(|e| self.write_failed(&e))?;
         Ok(())
     }
+
+    /// Flushes like [`Store::flush`], then records in the check file that every records
+    /// change made before the flush is on disk.
+    pub fn flush_records(&self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let flushed = (|| {
+            let covered = generation(&db)?.unwrap_or(0);
+            db.flush()?;
+            check::write(&self.inner.dir, covered)?;
+            Ok(())
+        })();
+        flushed.map_err(|e| self.write_failed(&e))
+    }
+
+    /// Closes sled and opens the data dir again, which clears sled's error state; the fault
+    /// stays until the caller has made the records right and flushed ([`Store::clear_fault`]).
+    /// Blocking.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let old = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(old);
+        let deadline = Instant::now() + REOPEN_WAIT;
+        let db = loop {
+            match open_sled(&self.inner.dir) {
+                Ok(db) => break db,
+                // A blocking task in flight still holds a clone of the old database.
+                Err(StoreError::Locked(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        *self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(db);
+        Ok(())
+    }
+
+    /// Marks the store as writable again.
+    pub fn clear_fault(&self) {
+        *self
+            .inner
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// Opens sled on `dir` (no migration, no checks) and syncs the directories it made.
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    let existing = dirs::nearest_existing(dir);
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(SLED_CACHE_BYTES)
+        .flush_every_ms(Some(500))
+        .open()
+        .map_err(|source| {
+            if is_lock_error(&source) {
+                StoreError::Locked(dir.to_path_buf())
+            } else if let Some(reason) = damage(&source) {
+                StoreError::Damaged {
+                    path: dir.to_path_buf(),
+                    reason,
+                    restore: open::Restore::Unknown,
+                }
+            } else {
+                StoreError::Open {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+    // Only what sled made: anything else in the data dir (a root-owned lost+found on a
+    // mount of its own) may not even be readable.
+    dirs::sync_created(&dir.join("blobs"), &existing).map_err(|source| StoreError::SyncDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(db)
+}
+
+/// Compares the records tree with its integrity data; `Some(reason)` when they differ.
+fn check_integrity(db: &sled::Db, progress: &AtomicU64) -> Result<Option<String>, StoreError> {
+    let records = db.open_tree(RECORDS_TREE)?;
+    let meta = db.open_tree(migrations::META_TREE)?;
+    let stored = match Integrity::load(&meta)? {
+        Stored::Found(stored) => stored,
+        Stored::Missing => return Ok(Some("the records' count and digest are gone".into())),
+        Stored::Unreadable => {
+            return Ok(Some("the records' count and digest are unreadable".into()))
+        }
+    };
+    let mut actual = Integrity::default();
+    for (i, entry) in records.iter().enumerate() {
+        let (key, value) = entry?;
+        actual.add(&key, &value);
+        if i % 4096 == 0 {
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(if actual.count != stored.count {
+        Some(format!(
+            "{} records on disk where {} were written",
+            actual.count, stored.count
+        ))
+    } else if actual.digest != stored.digest {
+        Some(format!(
+            "the {} records on disk are not the ones written",
+            actual.count
+        ))
+    } else {
+        None
+    })
+}
+
+/// The records' generation in `db` (see [`check`]); `None` when unreadable.
+fn generation(db: &sled::Db) -> sled::Result<Option<u64>> {
+    let meta = db.open_tree(migrations::META_TREE)?;
+    Ok(check::decode_generation(
+        meta.get(check::GENERATION_KEY)?.as_deref(),
+    ))
+}
+
+/// What a failed write means for the operator.
+fn describe_write_error(dir: &Path, e: &sled::Error) -> String {
+    let dir = dir.display();
+    match e {
+        sled::Error::Io(io) => match io.kind() {
+            io::ErrorKind::StorageFull => format!("the disk holding {dir} is full"),
+            io::ErrorKind::QuotaExceeded => format!("the disk quota for {dir} is used up"),
+            io::ErrorKind::ReadOnlyFilesystem => {
+                format!("the file system holding {dir} is read-only")
+            }
+            _ => format!("cannot write to the disk holding {dir}: {io}"),
+        },
+        other => format!("cannot write to the store in {dir}: {other}"),
+    }
+}
+
+/// What is wrong when sled's error says it cannot make sense of the store (as opposed to
+/// one it cannot reach: a permission, a missing mount).
+fn damage(e: &sled::Error) -> Option<String> {
+    match e {
+        sled::Error::Corruption { .. } => Some("sled found corrupted data in its files".into()),
+        sled::Error::ReportableBug(what) => Some(format!(
+            "sled cannot make sense of its files ({})",
+            one_line(what)
+        )),
+        sled::Error::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Some(format!(
+                "sled cannot read its files ({})",
+                one_line(&io.to_string())
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// `text` on one line, for a message that must be one.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// sled 0.34.7 reports a held lock only as an I/O error with this message (src/config.rs,
