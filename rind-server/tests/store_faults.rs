@@ -666,3 +666,80 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     assert_eq!(listed(server.http_addr()).await, acked);
     stop(server);
 }
+
+/// Names of the complete snapshots (as rind names them) in `dir`.
+fn snapshot_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .expect("read snapshot dir")
+        .map(|e| e.expect("entry"))
+        .filter(|e| e.file_type().expect("type").is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("snapshot-20") && !n.contains('.'))
+        .collect()
+}
+
+#[tokio::test]
+async fn scheduled_snapshots_keep_the_newest_and_touch_nothing_else() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let snaps = root.path().join("snaps");
+    let foreign_dirs = [
+        "notes",
+        ".snapshot-20200101T000000Z.partial",
+        "snapshot-old-copy",
+    ];
+    for name in foreign_dirs {
+        std::fs::create_dir_all(snaps.join(name)).expect("mkdir");
+    }
+    std::fs::write(snaps.join("snapshot-20200101T000000Z.tar"), b"not rind's").expect("file");
+    // Named as rind names its snapshots: the oldest, so the first to go.
+    let oldest = "snapshot-20200101T000000Z";
+    std::fs::create_dir(snaps.join(oldest)).expect("mkdir");
+
+    let server = ServerBuilder::new()
+        .env("RIND_SNAPSHOT_DIR", snaps.to_str().expect("utf-8"))
+        .env("RIND_SNAPSHOT_INTERVAL", "1")
+        .env("RIND_SNAPSHOT_KEEP", "2")
+        .start();
+    let made = create_ok(server.http_addr(), "kept.home.arpa.", "10.1.2.3").await;
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Four new snapshots: the schedule runs, and it has pruned after each since the second.
+    while seen.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "snapshots seen: {seen:?}; stderr:\n{}",
+            server.stderr_text()
+        );
+        let now = snapshot_names(&snaps);
+        assert!(
+            now.len() <= 3,
+            "more than keep + 1 snapshots at once: {now:?}"
+        );
+        seen.extend(now.into_iter().filter(|n| n != oldest));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop(server);
+
+    let left = snapshot_names(&snaps);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.contains(oldest), "{left:?}");
+    assert_eq!(
+        left.iter().collect::<Vec<_>>(),
+        seen.iter().rev().take(2).rev().collect::<Vec<_>>(),
+        "the two newest are kept"
+    );
+    for name in foreign_dirs {
+        assert!(snaps.join(name).is_dir(), "{name} was removed");
+    }
+    assert!(snaps.join("snapshot-20200101T000000Z.tar").is_file());
+
+    // The newest snapshot is a store that opens with the record.
+    let newest = snaps.join(left.iter().next_back().expect("newest"));
+    let restored = root.path().join("restored");
+    copy_dir(&newest, &restored);
+    let server = ServerBuilder::new()
+        .data_dir(&restored)
+        .args(&["--snapshot-interval", "0"])
+        .start();
+    assert_eq!(listed(server.http_addr()).await, BTreeSet::from([made]));
+}

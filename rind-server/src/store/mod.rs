@@ -4,9 +4,17 @@
 //! of 1 GiB is far more than rind needs) and brought to the current schema by the
 //! `migrations` crate before anything is served.
 //!
-//! - [`records`]: the local records tree and the group-committed flush behind every write;
-//! - [`snapshot`]: consistent copies of the whole store;
+//! - [`records`]: the local records tree, its integrity data, and the group-committed flush
+//!   behind every write;
+//! - [`snapshot`]: consistent copies of the whole store, listed and pruned;
+//! - [`open`]: opening at start-up with a deadline, sled's panics caught, damage reported with
+//!   the snapshot to restore from;
+//! - [`check`]: the generation file that catches sled opening an older state of the store;
 //! - [`dirs`]: the directory fsyncs sled leaves out.
+//!
+//! After a failed write (a full disk) sled refuses every operation until it is reopened:
+//! [`Store`] keeps sled where [`Store::reopen`] can replace it, and remembers the failure in
+//! words until then ([`Store::fault`]).
 
 pub mod check;
 mod dirs;
@@ -162,7 +170,7 @@ impl Store {
             return Err(damaged(reason));
         }
         // From now on this store is checked, also when it had no check file (older stores).
-        if let Err(e) = check::write(dir, generation).and_then(|()| dirs::sync_created(dir, dir)) {
+        if let Err(e) = check::write(dir, generation) {
             tracing::warn!(error = %e, "cannot write {}", check::path(dir).display());
         }
         Ok(Store {
