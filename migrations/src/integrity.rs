@@ -1,6 +1,7 @@
 //! rind's own check on the records tree: how many records there are and an order-independent
-//! digest of them, kept in [`crate::META_TREE`] and changed in the same sled transaction as
-//! every record.
+//! digest of them, kept in [`crate::META_TREE`] and changed with every record (the server
+//! keeps it in a larger "ledger" value there, with the number of changes; this crate writes
+//! the bare form for stores that predate it).
 //!
 //! sled opens some damaged stores without an error and with entries missing; comparing the
 //! tree against this on open is how rind notices.
@@ -87,8 +88,7 @@ impl Integrity {
         })
     }
 
-    /// Writes this into `meta`, outside any transaction (migrations and repairs, which run
-    /// with no writer about).
+    /// Writes this into `meta` (the migration, which runs with no writer about).
     pub fn store(&self, meta: &Tree) -> sled::Result<()> {
         meta.insert(INTEGRITY_KEY, &self.encode())?;
         Ok(())

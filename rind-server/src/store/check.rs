@@ -2,8 +2,8 @@
 //! of itself (a truncated or partly overwritten `db` file makes sled stop its recovery early,
 //! and the records and their integrity data are then both simply older).
 //!
-//! Every change to the records bumps a generation number in the `meta` tree, in the same
-//! transaction as the record. After each records flush the generation that flush covered is
+//! Every change to the records bumps a generation number kept with the records' integrity
+//! data (the [`Ledger`]). After each records flush the generation that flush covered is
 //! written to a file of rind's own beside sled's, `rind.check`; sled never rolls that file
 //! back. On open, sled's generation may be ahead of the file (a crash between the flush and
 //! the file write) but never behind it: behind means acknowledged writes are gone.
@@ -12,12 +12,66 @@ use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use migrations::integrity::entry_hash;
+pub use migrations::integrity::INTEGRITY_KEY;
+use migrations::integrity::{entry_hash, Integrity};
 
-/// Key of the records' generation in the `meta` tree.
-pub const GENERATION_KEY: &[u8] = b"records_generation";
 /// The check file's name, inside the data dir.
 const FILE: &str = "rind.check";
+
+/// What the server keeps under [`INTEGRITY_KEY`] in the `meta` tree: the records' integrity
+/// now, as it was before the last change, and the number of changes so far.
+///
+/// A change is two plain sled inserts, the ledger first and the record second (a transaction
+/// would wait for any flush in progress, and so halve the acknowledged writes per second).
+/// A crash between the two leaves the ledger one change ahead of the records: that matches
+/// `previous`, and is accepted while the check file shows the change was never flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ledger {
+    /// The records with every change so far.
+    pub current: Integrity,
+    /// The records before the last change.
+    pub previous: Integrity,
+    /// Changes so far.
+    pub generation: u64,
+}
+
+impl Ledger {
+    /// A ledger with no change pending.
+    pub fn settled(integrity: Integrity, generation: u64) -> Ledger {
+        Ledger {
+            current: integrity,
+            previous: integrity,
+            generation,
+        }
+    }
+
+    /// The stored form: current, previous, generation.
+    pub fn encode(&self) -> [u8; 40] {
+        let mut out = [0; 40];
+        let (current, rest) = out.split_at_mut(16);
+        let (previous, generation) = rest.split_at_mut(16);
+        current.copy_from_slice(&self.current.encode());
+        previous.copy_from_slice(&self.previous.encode());
+        generation.copy_from_slice(&self.generation.to_be_bytes());
+        out
+    }
+
+    /// Reads [`Ledger::encode`]'s form, or the bare integrity the schema migration writes (a
+    /// store with no change since).
+    pub fn decode(bytes: &[u8]) -> Option<Ledger> {
+        if bytes.len() == 16 {
+            return Integrity::decode(bytes).map(|i| Ledger::settled(i, 0));
+        }
+        let raw: &[u8; 40] = bytes.try_into().ok()?;
+        let (current, rest) = raw.split_at(16);
+        let (previous, generation) = rest.split_at(16);
+        Some(Ledger {
+            current: Integrity::decode(current)?,
+            previous: Integrity::decode(previous)?,
+            generation: u64::from_be_bytes(generation.try_into().ok()?),
+        })
+    }
+}
 
 /// What the check file says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +87,6 @@ pub enum CheckFile {
 /// The path of the check file of the store in `dir`.
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
-}
-
-/// The generation stored in `value` (a missing value is generation 0).
-pub fn decode_generation(value: Option<&[u8]>) -> Option<u64> {
-    match value {
-        None => Some(0),
-        Some(bytes) => Some(u64::from_be_bytes(bytes.try_into().ok()?)),
-    }
 }
 
 /// Reads the check file of the store in `dir`.
@@ -102,9 +148,19 @@ mod tests {
     }
 
     #[test]
-    fn generations_decode() {
-        assert_eq!(decode_generation(None), Some(0));
-        assert_eq!(decode_generation(Some(&7u64.to_be_bytes())), Some(7));
-        assert_eq!(decode_generation(Some(b"bad")), None);
+    fn ledgers_round_trip_and_read_the_migration_form() {
+        let mut current = Integrity::default();
+        current.add(b"k", b"v");
+        let ledger = Ledger {
+            current,
+            previous: Integrity::default(),
+            generation: 9,
+        };
+        assert_eq!(Ledger::decode(&ledger.encode()), Some(ledger));
+        assert_eq!(
+            Ledger::decode(&current.encode()),
+            Some(Ledger::settled(current, 0))
+        );
+        assert_eq!(Ledger::decode(b"odd length"), None);
     }
 }

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use migrations::integrity::{Integrity, Stored, RECORDS_TREE};
+use migrations::integrity::{Integrity, RECORDS_TREE};
 use migrations::MigrationError;
 
 /// sled's page cache: the hot data lives in rind's own memory structures, and sled only
@@ -133,14 +133,21 @@ impl Store {
             return Err(damaged("its schema version is unreadable".to_string()));
         }
         // Before the migration writes anything: a store sled opens as empty, or as older than
-        // it was, is left as it is.
-        let generation = generation(&db)?
-            .ok_or_else(|| damaged("the records' generation number is unreadable".to_string()))?;
+        // it was, is left as it is. A store from before the ledger has generation 0.
+        let generation = match load_ledger(&db)? {
+            LedgerState::Found(ledger) => ledger.generation,
+            LedgerState::Missing => 0,
+            LedgerState::Unreadable => {
+                return Err(damaged(
+                    "the records' integrity data is unreadable".to_string(),
+                ))
+            }
+        };
         let file = check::read(dir).map_err(|source| StoreError::Open {
             path: dir.to_path_buf(),
             source: sled::Error::Io(source),
         })?;
-        match file {
+        let flushed = match file {
             check::CheckFile::Unreadable => {
                 return Err(damaged(format!(
                     "rind's check file {} is unreadable",
@@ -152,8 +159,9 @@ impl Store {
                     "acknowledged writes are missing (sled holds the records up to change {generation}, but change {flushed} was on disk)"
                 )))
             }
-            _ => {}
-        }
+            check::CheckFile::Flushed(flushed) => Some(flushed),
+            check::CheckFile::Missing => None,
+        };
         let from = migrations::migrate(&db).map_err(|source| StoreError::Migrate {
             path: dir.to_path_buf(),
             source,
@@ -166,7 +174,7 @@ impl Store {
             );
         }
         progress.fetch_add(1, Ordering::Relaxed);
-        if let Some(reason) = check_integrity(&db, progress)? {
+        if let Some(reason) = check_integrity(&db, flushed, progress)? {
             return Err(damaged(reason));
         }
         // From now on this store is checked, also when it had no check file (older stores).
@@ -232,12 +240,11 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes like [`Store::flush`], then records in the check file that every records
-    /// change made before the flush is on disk.
-    pub fn flush_records(&self) -> Result<(), StoreError> {
+    /// Flushes like [`Store::flush`], then records in the check file that the records changes
+    /// up to generation `covered` (all made before this call) are on disk.
+    pub fn flush_records(&self, covered: u64) -> Result<(), StoreError> {
         let db = self.db()?;
         let flushed = (|| {
-            let covered = generation(&db)?.unwrap_or(0);
             db.flush()?;
             check::write(&self.inner.dir, covered)?;
             Ok(())
@@ -318,14 +325,36 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
     Ok(db)
 }
 
-/// Compares the records tree with its integrity data; `Some(reason)` when they differ.
-fn check_integrity(db: &sled::Db, progress: &AtomicU64) -> Result<Option<String>, StoreError> {
-    let records = db.open_tree(RECORDS_TREE)?;
+/// What [`load_ledger`] found.
+enum LedgerState {
+    Found(check::Ledger),
+    Missing,
+    Unreadable,
+}
+
+fn load_ledger(db: &sled::Db) -> sled::Result<LedgerState> {
     let meta = db.open_tree(migrations::META_TREE)?;
-    let stored = match Integrity::load(&meta)? {
-        Stored::Found(stored) => stored,
-        Stored::Missing => return Ok(Some("the records' count and digest are gone".into())),
-        Stored::Unreadable => {
+    Ok(match meta.get(check::INTEGRITY_KEY)? {
+        None => LedgerState::Missing,
+        Some(bytes) => {
+            check::Ledger::decode(&bytes).map_or(LedgerState::Unreadable, LedgerState::Found)
+        }
+    })
+}
+
+/// Compares the records tree with its ledger; `Some(reason)` when they differ. `flushed` is the
+/// generation the check file says was flushed. A last change that a crash tore (ledger
+/// written, record not) is accepted when it was never flushed, and the ledger settled.
+fn check_integrity(
+    db: &sled::Db,
+    flushed: Option<u64>,
+    progress: &AtomicU64,
+) -> Result<Option<String>, StoreError> {
+    let records = db.open_tree(RECORDS_TREE)?;
+    let ledger = match load_ledger(db)? {
+        LedgerState::Found(ledger) => ledger,
+        LedgerState::Missing => return Ok(Some("the records' count and digest are gone".into())),
+        LedgerState::Unreadable => {
             return Ok(Some("the records' count and digest are unreadable".into()))
         }
     };
@@ -337,27 +366,35 @@ fn check_integrity(db: &sled::Db, progress: &AtomicU64) -> Result<Option<String>
             progress.fetch_add(1, Ordering::Relaxed);
         }
     }
-    Ok(if actual.count != stored.count {
-        Some(format!(
+    if actual == ledger.current {
+        return Ok(None);
+    }
+    let never_flushed = flushed.is_none_or(|f| f < ledger.generation);
+    if actual == ledger.previous && never_flushed {
+        tracing::info!(
+            generation = ledger.generation,
+            "the last records change was cut short by a crash before it was acknowledged; dropped"
+        );
+        let meta = db.open_tree(migrations::META_TREE)?;
+        meta.insert(
+            check::INTEGRITY_KEY,
+            check::Ledger::settled(actual, ledger.generation)
+                .encode()
+                .as_slice(),
+        )?;
+        return Ok(None);
+    }
+    Ok(Some(if actual.count != ledger.current.count {
+        format!(
             "{} records on disk where {} were written",
-            actual.count, stored.count
-        ))
-    } else if actual.digest != stored.digest {
-        Some(format!(
+            actual.count, ledger.current.count
+        )
+    } else {
+        format!(
             "the {} records on disk are not the ones written",
             actual.count
-        ))
-    } else {
-        None
-    })
-}
-
-/// The records' generation in `db` (see [`check`]); `None` when unreadable.
-fn generation(db: &sled::Db) -> sled::Result<Option<u64>> {
-    let meta = db.open_tree(migrations::META_TREE)?;
-    Ok(check::decode_generation(
-        meta.get(check::GENERATION_KEY)?.as_deref(),
-    ))
+        )
+    }))
 }
 
 /// What a failed write means for the operator.
@@ -414,6 +451,67 @@ fn is_lock_error(e: &sled::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sled database whose records tree holds `a`, with a ledger one change (`c` added)
+    /// ahead, at generation 5: the state a crash between the two inserts of a write leaves.
+    fn torn() -> (sled::Db, Integrity) {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        db.open_tree(RECORDS_TREE)
+            .expect("tree")
+            .insert("a", "1")
+            .expect("insert");
+        let mut before = Integrity::default();
+        before.add(b"a", b"1");
+        let mut after = before;
+        after.add(b"c", b"3");
+        let ledger = check::Ledger {
+            current: after,
+            previous: before,
+            generation: 5,
+        };
+        db.open_tree(migrations::META_TREE)
+            .expect("meta")
+            .insert(check::INTEGRITY_KEY, ledger.encode().as_slice())
+            .expect("insert");
+        (db, before)
+    }
+
+    #[test]
+    fn a_torn_last_change_that_was_never_flushed_is_accepted_and_settled() {
+        let progress = AtomicU64::new(0);
+        for flushed in [None, Some(4)] {
+            let (db, before) = torn();
+            assert_eq!(
+                check_integrity(&db, flushed, &progress).expect("check"),
+                None
+            );
+            let LedgerState::Found(settled) = load_ledger(&db).expect("load") else {
+                panic!("no ledger");
+            };
+            assert_eq!(settled, check::Ledger::settled(before, 5));
+        }
+    }
+
+    #[test]
+    fn a_missing_change_that_was_flushed_is_damage() {
+        let (db, _) = torn();
+        let reason = check_integrity(&db, Some(5), &AtomicU64::new(0))
+            .expect("check")
+            .expect("damage");
+        assert!(reason.contains("1 records on disk where 2"), "{reason}");
+    }
+
+    #[test]
+    fn a_difference_other_than_the_last_change_is_damage() {
+        let (db, _) = torn();
+        db.open_tree(RECORDS_TREE)
+            .expect("tree")
+            .insert("a", "changed")
+            .expect("insert");
+        assert!(check_integrity(&db, None, &AtomicU64::new(0))
+            .expect("check")
+            .is_some());
+    }
 
     #[test]
     fn second_open_reports_the_lock() {

@@ -7,18 +7,20 @@
 //! (never `flush_async`, which deadlocks under concurrency in sled 0.34.7), and answers them
 //! all, so concurrent writers share one fsync.
 //!
-//! Every put and remove also updates the records' count and digest in the `meta` tree, in the
-//! same sled transaction, so the two can never disagree on a healthy disk (see
-//! [`migrations::integrity`]).
+//! Every put and remove also updates the records' ledger (count, digest and generation, see
+//! [`check::Ledger`]) in the `meta` tree, just before the record itself, so sled and rind's
+//! integrity data never disagree beyond one unacknowledged change.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use migrations::integrity::{Integrity, Stored, INTEGRITY_KEY};
+use migrations::integrity::Integrity;
 use serde::Deserialize;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{check, Store, StoreError};
+use super::check::{self, INTEGRITY_KEY};
+use super::{Store, StoreError};
 
 /// Name of the tree, created by schema version 1.
 const TREE: &str = migrations::integrity::RECORDS_TREE;
@@ -68,17 +70,24 @@ type Waiter = oneshot::Sender<Result<(), FlushError>>;
 #[derive(Debug, Clone)]
 pub struct RecordStore {
     store: Store,
+    /// The generation of the last change whose sled inserts are all done: what a flush that
+    /// starts now covers.
+    generation: Arc<AtomicU64>,
     flusher: mpsc::UnboundedSender<Waiter>,
 }
 
 impl RecordStore {
     /// Opens the tree and starts the flusher task; needs a tokio runtime.
     pub fn open(store: &Store) -> Result<RecordStore, StoreError> {
-        store.db()?.open_tree(TREE)?;
+        let db = store.db()?;
+        db.open_tree(TREE)?;
+        let ledger = read_ledger(&db.open_tree(migrations::META_TREE)?)?;
+        let generation = Arc::new(AtomicU64::new(ledger.map_or(0, |l| l.generation)));
         let (flusher, waiters) = mpsc::unbounded_channel();
-        tokio::spawn(flush_loop(store.clone(), waiters));
+        tokio::spawn(flush_loop(store.clone(), Arc::clone(&generation), waiters));
         Ok(RecordStore {
             store: store.clone(),
+            generation,
             flusher,
         })
     }
@@ -122,41 +131,44 @@ impl RecordStore {
         self.change(id, None)
     }
 
-    /// Sets (or with `None` removes) `id` and updates the integrity data, in one transaction.
+    /// Sets (or with `None` removes) `id`: the ledger first, then the record (see
+    /// [`check::Ledger`] for why not a transaction). Called by one writer at a time.
     fn change(&self, id: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
         let db = self.store.db()?;
-        let records = db.open_tree(TREE)?;
-        let meta = db.open_tree(migrations::META_TREE)?;
         let key = id.as_bytes();
-        let outcome = (&records, &meta).transaction(|(records, meta)| {
-            let mut integrity = meta
-                .get(INTEGRITY_KEY)?
-                .and_then(|bytes| Integrity::decode(&bytes))
-                .ok_or(ConflictableTransactionError::Abort(()))?;
-            let old = match &value {
-                Some(value) => {
-                    integrity.add(key, value);
-                    records.insert(key, value.as_slice())?
-                }
+        let written = (|| {
+            let records = db.open_tree(TREE)?;
+            let meta = db.open_tree(migrations::META_TREE)?;
+            let Some(ledger) = read_ledger(&meta)? else {
+                return Ok(None);
+            };
+            let mut current = ledger.current;
+            if let Some(old) = records.get(key)? {
+                current.remove(key, &old);
+            }
+            if let Some(value) = &value {
+                current.add(key, value);
+            }
+            let next = check::Ledger {
+                current,
+                previous: ledger.current,
+                generation: ledger.generation.wrapping_add(1),
+            };
+            meta.insert(INTEGRITY_KEY, next.encode().as_slice())?;
+            match value {
+                Some(value) => records.insert(key, value)?,
                 None => records.remove(key)?,
             };
-            if let Some(old) = old {
-                integrity.remove(key, &old);
+            Ok(Some(next.generation))
+        })();
+        match written {
+            Ok(Some(generation)) => {
+                self.generation.store(generation, Ordering::SeqCst);
+                Ok(())
             }
-            meta.insert(INTEGRITY_KEY, &integrity.encode())?;
-            let generation = check::decode_generation(meta.get(check::GENERATION_KEY)?.as_deref())
-                .ok_or(ConflictableTransactionError::Abort(()))?;
-            meta.insert(
-                check::GENERATION_KEY,
-                &generation.wrapping_add(1).to_be_bytes(),
-            )?;
-            Ok(())
-        });
-        match outcome {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Storage(e)) => Err(self.store.write_failed(&e)),
+            Err(e) => Err(self.store.write_failed(&e)),
             // Checked on open and rewritten by every repair: only damage since then gets here.
-            Err(TransactionError::Abort(())) => Err(StoreError::Unwritable(format!(
+            Ok(None) => Err(StoreError::Unwritable(format!(
                 "the records' integrity data in {} is gone; the store is damaged",
                 self.store.dir().display()
             ))),
@@ -204,24 +216,30 @@ impl RecordStore {
             for (id, value) in want {
                 integrity.add(id.as_bytes(), value);
             }
-            integrity.store(&meta)?;
-            let generation =
-                check::decode_generation(meta.get(check::GENERATION_KEY)?.as_deref()).unwrap_or(0);
-            let generation = generation.wrapping_add(1);
-            meta.insert(check::GENERATION_KEY, &generation.to_be_bytes())?;
+            let generation = read_ledger(&meta)?
+                .map_or(0, |l| l.generation)
+                .wrapping_add(1);
+            meta.insert(
+                INTEGRITY_KEY,
+                check::Ledger::settled(integrity, generation)
+                    .encode()
+                    .as_slice(),
+            )?;
             db.flush()?;
             check::write(self.store.dir(), generation)?;
-            Ok(fixed)
+            Ok((fixed, generation))
         })();
-        fixed.map_err(|e| self.store.write_failed(&e))
+        let (fixed, generation) = fixed.map_err(|e| self.store.write_failed(&e))?;
+        self.generation.store(generation, Ordering::SeqCst);
+        Ok(fixed)
     }
 
-    /// Whether the integrity data matches the records (for tests and checks).
+    /// Whether the ledger matches the records (for tests and checks).
     pub fn integrity_holds(&self) -> Result<bool, StoreError> {
         let db = self.store.db()?;
-        let stored = Integrity::load(&db.open_tree(migrations::META_TREE)?)?;
+        let ledger = read_ledger(&db.open_tree(migrations::META_TREE)?)?;
         let actual = Integrity::compute(&db.open_tree(TREE)?)?;
-        Ok(stored == Stored::Found(actual))
+        Ok(ledger.is_some_and(|l| l.current == actual))
     }
 
     /// Resolves once a flush that started after this call has finished: every write made
@@ -238,12 +256,25 @@ impl RecordStore {
     }
 }
 
+/// The ledger in `meta`; `None` when missing or unreadable.
+fn read_ledger(meta: &sled::Tree) -> sled::Result<Option<check::Ledger>> {
+    Ok(meta
+        .get(INTEGRITY_KEY)?
+        .and_then(|bytes| check::Ledger::decode(&bytes)))
+}
+
 /// Runs until every [`RecordStore`] is dropped: one flush per batch of waiters.
-async fn flush_loop(store: Store, mut waiters: mpsc::UnboundedReceiver<Waiter>) {
+async fn flush_loop(
+    store: Store,
+    generation: Arc<AtomicU64>,
+    mut waiters: mpsc::UnboundedReceiver<Waiter>,
+) {
     let mut batch = Vec::new();
     while waiters.recv_many(&mut batch, usize::MAX).await > 0 {
         let store = store.clone();
-        let result = match tokio::task::spawn_blocking(move || store.flush_records()).await {
+        // Read before the flush starts: every change up to it is then in sled, so covered.
+        let covered = generation.load(Ordering::SeqCst);
+        let result = match tokio::task::spawn_blocking(move || store.flush_records(covered)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(FlushError::Failed(e.to_string())),
             Err(join) => Err(FlushError::Failed(join.to_string())),
