@@ -6,11 +6,16 @@
 //! stopped; every step is idempotent, so a crash inside one is repaired by running it again.
 //! A store newer than this binary is refused: an old binary must not touch data it does not
 //! understand.
+//!
+//! [`integrity`] is here rather than in the server because step 2 computes it for stores
+//! written before it existed, and the server must compute it the same way.
+
+pub mod integrity;
 
 use sled::Db;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// Tree holding store-wide metadata.
 pub const META_TREE: &str = "meta";
 /// Key of the schema version in [`META_TREE`].
@@ -20,7 +25,7 @@ pub const VERSION_KEY: &[u8] = b"schema_version";
 type Step = fn(&Db) -> sled::Result<()>;
 
 /// The steps, in order; `STEPS.len()` equals [`SCHEMA_VERSION`].
-const STEPS: [Step; SCHEMA_VERSION as usize] = [v0_to_v1];
+const STEPS: [Step; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2];
 
 /// What went wrong while migrating.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +89,15 @@ fn v0_to_v1(db: &Db) -> sled::Result<()> {
     Ok(())
 }
 
+/// Version 2: the records tree's count and digest are kept in [`META_TREE`], computed here
+/// from the records as they are.
+fn v1_to_v2(db: &Db) -> sled::Result<()> {
+    let records = db.open_tree(integrity::RECORDS_TREE)?;
+    let meta = db.open_tree(META_TREE)?;
+    integrity::Integrity::compute(&records)?.store(&meta)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +115,38 @@ mod tests {
         assert!(db.tree_names().iter().any(|n| n.as_ref() == b"records"));
         // Running again is a no-op.
         assert_eq!(migrate(&db).expect("migrate"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_1_store_gets_the_integrity_of_its_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        let records = db.open_tree(integrity::RECORDS_TREE).expect("tree");
+        for i in 0..50 {
+            records
+                .insert(format!("id{i}"), format!("{{\"n\":{i}}}").as_bytes())
+                .expect("insert");
+        }
+        db.open_tree(META_TREE)
+            .expect("meta")
+            .insert(VERSION_KEY, &1u32.to_be_bytes())
+            .expect("insert");
+        assert_eq!(migrate(&db).expect("migrate"), 1);
+        let meta = db.open_tree(META_TREE).expect("meta");
+        let integrity::Stored::Found(stored) = integrity::Integrity::load(&meta).expect("load")
+        else {
+            panic!("no integrity data after the migration");
+        };
+        assert_eq!(stored.count, 50);
+        assert_eq!(
+            stored,
+            integrity::Integrity::compute(&records).expect("compute")
+        );
+        records.remove("id7").expect("remove");
+        assert_ne!(
+            stored,
+            integrity::Integrity::compute(&records).expect("compute")
+        );
     }
 
     #[test]

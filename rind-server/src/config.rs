@@ -87,6 +87,14 @@ pub struct Args {
     #[arg(long, env = "RIND_SNAPSHOT_DIR")]
     pub snapshot_dir: Option<PathBuf>,
 
+    /// Seconds between scheduled snapshots into --snapshot-dir (0 = none).
+    #[arg(long, env = "RIND_SNAPSHOT_INTERVAL", default_value_t = 86_400)]
+    pub snapshot_interval: u64,
+
+    /// Snapshots kept in --snapshot-dir; older ones are removed once a new one is complete.
+    #[arg(long, env = "RIND_SNAPSHOT_KEEP", default_value_t = 7)]
+    pub snapshot_keep: usize,
+
     /// Most DNS-over-TCP connections open at once; more are closed on accept.
     #[arg(long, env = "RIND_MAX_TCP_CONNECTIONS", default_value_t = 256)]
     pub max_tcp_connections: usize,
@@ -221,6 +229,10 @@ pub struct Config {
     pub prefetch: bool,
     /// Where snapshots are written.
     pub snapshot_dir: PathBuf,
+    /// Time between scheduled snapshots (`None`: no schedule).
+    pub snapshot_interval: Option<Duration>,
+    /// Snapshots kept, at least 1.
+    pub snapshot_keep: usize,
     /// Cap on simultaneous DNS-over-TCP connections.
     pub max_tcp_connections: usize,
     /// Idle timeout of a DNS-over-TCP connection.
@@ -284,6 +296,9 @@ impl Args {
         if self.max_upstream_queries == 0 {
             return Err(ConfigError::Zero("--max-upstream-queries"));
         }
+        if self.snapshot_keep == 0 {
+            return Err(ConfigError::Zero("--snapshot-keep"));
+        }
         let snapshot_dir = self.snapshot_dir.unwrap_or_else(|| {
             let mut dir = self.data_dir.clone().into_os_string();
             dir.push("-snapshots");
@@ -304,6 +319,9 @@ impl Args {
             serve_stale: self.serve_stale,
             prefetch: self.prefetch,
             snapshot_dir,
+            snapshot_interval: (self.snapshot_interval > 0)
+                .then(|| Duration::from_secs(self.snapshot_interval)),
+            snapshot_keep: self.snapshot_keep,
             max_tcp_connections: self.max_tcp_connections,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout),
             max_upstream_queries: self.max_upstream_queries,
@@ -338,7 +356,18 @@ mod tests {
             (0, 86_400, 3_600)
         );
         assert_eq!(c.snapshot_dir, PathBuf::from("./rind-data-snapshots"));
+        assert_eq!(c.snapshot_interval, Some(Duration::from_secs(86_400)));
+        assert_eq!(c.snapshot_keep, 7);
         assert_eq!(c.allow.len(), 8);
+    }
+
+    #[test]
+    fn snapshot_schedule_flags() {
+        let c = parse(&["--snapshot-interval", "0", "--snapshot-keep", "2"]).expect("valid");
+        assert_eq!((c.snapshot_interval, c.snapshot_keep), (None, 2));
+        let keep_none = parse(&["--snapshot-keep", "0"]).expect_err("keep 0");
+        assert!(keep_none.contains("--snapshot-keep"), "{keep_none}");
+        assert!(parse(&["--snapshot-interval", "-1"]).is_err());
     }
 
     #[test]

@@ -28,8 +28,9 @@
 //! - [`upstream`]: forwarding, upstream health, resends (RTT-based timeout), reply matching,
 //!   coalescing;
 //! - [`response`]: writing the reply;
-//! - [`store`]: the only code that touches sled (records tree, group-committed flushes, the
-//!   cache trees, snapshots, and the directory fsyncs sled leaves out);
+//! - [`store`]: the only code that touches sled (records tree and its integrity data,
+//!   group-committed flushes, the cache trees, snapshots, the directory fsyncs sled leaves out,
+//!   opening with a deadline, reopening after a write error);
 //! - [`api`]: the HTTP routes (REST records API, cache, snapshots); [`metrics`]: counters for
 //!   `/metrics`.
 //!
@@ -90,6 +91,13 @@ const RECV_BUFFER: usize = 4 << 20;
 
 /// How long shutdown waits for queries in flight before it stops anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a store that failed a write is reopened to see whether it works again, so that
+/// `/healthz` recovers with the disk even when no write comes.
+const REPAIR_PERIOD: Duration = Duration::from_secs(1);
+
+/// How soon a scheduled snapshot that failed is tried again (a full disk gets space back).
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(60);
 
 /// The sockets, bound before [`run`].
 #[derive(Debug)]
@@ -334,12 +342,23 @@ pub async fn run(
         shutdown.clone(),
         &tracker,
     );
+    spawn_repairs(Arc::clone(&records), shutdown.clone());
+    if let Some(interval) = config.snapshot_interval {
+        spawn_snapshots(
+            Arc::clone(&records),
+            config.snapshot_dir.clone(),
+            interval,
+            config.snapshot_keep,
+            shutdown.clone(),
+        );
+    }
     let api_state = Arc::new(api::ApiState {
         token: config.api_token.clone(),
         metrics,
         cache,
-        records,
+        records: Arc::clone(&records),
         snapshot_dir: config.snapshot_dir.clone(),
+        snapshot_keep: config.snapshot_keep,
     });
     let http = tokio::spawn(
         warp::serve(api::routes(api_state))
@@ -369,6 +388,17 @@ pub async fn run(
     if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
         tracing::warn!("cache writes still pending after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
+    // A failed write may have left part of itself in sled's files; a last repair undoes it
+    // if the disk has room again.
+    if let Some(fault) = records.fault() {
+        match tokio::time::timeout(DRAIN_TIMEOUT, records.repair()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "stopping with the store still failing ({fault})")
+            }
+            Err(_) => tracing::error!("stopping with the store still failing ({fault})"),
+        }
+    }
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
     match flushed {
         Ok(result) => result,
@@ -377,6 +407,61 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// Reopens the store after a failed write, every [`REPAIR_PERIOD`] until it works again.
+fn spawn_repairs(records: Arc<Records>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REPAIR_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if records.fault().is_some() {
+                if let Err(e) = records.repair().await {
+                    tracing::debug!(error = %e, "store still cannot write");
+                }
+            }
+        }
+    });
+}
+
+/// Takes a snapshot every `interval` through the same path as `POST /api/v1/snapshot`. The
+/// first is due `interval` after the newest one already there (at once when that is past),
+/// so restarts do not postpone it; with none there yet, `interval` after start.
+fn spawn_snapshots(
+    records: Arc<Records>,
+    dir: std::path::PathBuf,
+    interval: Duration,
+    keep: usize,
+    shutdown: CancellationToken,
+) {
+    let since_newest = store::snapshot::list(&dir)
+        .pop()
+        .and_then(|newest| std::fs::metadata(newest.path).ok()?.modified().ok())
+        .and_then(|made| made.elapsed().ok());
+    let first = since_newest.map_or(interval, |age| interval.saturating_sub(age));
+    tokio::spawn(async move {
+        let mut wait = first;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            wait = match records.snapshot(&dir, keep).await {
+                Ok(path) => {
+                    tracing::info!(path = %path.display(), "scheduled snapshot written");
+                    interval
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduled snapshot failed; trying again later");
+                    interval.min(SNAPSHOT_RETRY)
+                }
+            };
+        }
+    });
 }
 
 fn show_addr(addr: Option<SocketAddr>) -> String {

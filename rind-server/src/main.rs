@@ -16,7 +16,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use rind_server::config::{Args, Config};
-use rind_server::store::Store;
+use rind_server::store::open::{open_with_deadline, OPEN_DEADLINE};
 
 /// jemalloc instead of glibc malloc: with sled's writer threads, the blocking pool and the
 /// tokio workers each in their own glibc arena, freed memory stayed in the process (the
@@ -46,9 +46,13 @@ fn refuse(reason: &dyn std::fmt::Display) -> ExitCode {
 }
 
 fn init_logging(config: &Config) {
-    // Our own crate at the chosen level; the libraries only when something is wrong.
-    let filter =
-        tracing_subscriber::EnvFilter::new(format!("warn,rind_server={}", config.log_level));
+    // Our own crate at the chosen level; the libraries only when something is wrong. Not
+    // sled: rind reports every sled error it gets in its own words, and sled's log lines about
+    // a damaged store would break the one-line refusal.
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "warn,sled=off,rind_server={}",
+        config.log_level
+    ));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -90,7 +94,13 @@ fn start(config: Config) -> anyhow::Result<()> {
         tokio::spawn(signals.cancel_on_first(shutdown.clone()));
         // Bind first: a busy port is the likelier mistake, and nothing is logged before it.
         let sockets = rind_server::bind(&config).await?;
-        let store = Store::open(&config.data_dir)?;
+        // sled may hang on a damaged store: the open has a deadline, and SIGTERM ends the
+        // wait (the opening thread is abandoned with the process).
+        let opening = open_with_deadline(&config.data_dir, &config.snapshot_dir, OPEN_DEADLINE);
+        let store = tokio::select! {
+            store = opening => store?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
         rind_server::run(config, store, sockets, shutdown).await?;
         Ok(())
     })

@@ -11,6 +11,7 @@ use warp::reply::Reply;
 use warp::Filter;
 
 use super::{authorized, ApiError, ApiState};
+use crate::cache::persist::SyncError;
 
 /// The cache routes.
 pub fn routes(
@@ -46,8 +47,12 @@ async fn flush(
     let name = name_filter(&query)?;
     state.cache.flush(name.as_ref()).await.map_err(|e| {
         tracing::error!(error = %e, "cache flush did not reach the disk");
+        let status = match e {
+            SyncError::Store(_) => StatusCode::INSUFFICIENT_STORAGE,
+            SyncError::Task(_) | SyncError::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
+        };
         warp::reject::custom(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            status,
             format!("the cache was flushed in memory but not on disk, so a restart may bring the entries back: {e}"),
         ))
     })?;

@@ -38,6 +38,8 @@ pub struct ApiState {
     pub records: Arc<Records>,
     /// Where `POST /api/v1/snapshot` writes.
     pub snapshot_dir: PathBuf,
+    /// How many snapshots are kept there.
+    pub snapshot_keep: usize,
 }
 
 /// An error reply: status code and a message in words.
@@ -68,9 +70,10 @@ struct ErrorBody<'a> {
 pub fn routes(
     state: Arc<ApiState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let healthz = warp::path!("healthz").and(warp::get()).map({
+        let state = Arc::clone(&state);
+        move || health(&state)
+    });
     let records = records::routes(Arc::clone(&state));
     let metrics = warp::path!("metrics")
         .and(warp::get())
@@ -90,6 +93,18 @@ pub fn routes(
         .or(records)
         .or(cache::routes(state))
         .recover(recover)
+}
+
+/// `200 {"status": "ok"}`, or `503` with the reason while the store cannot write.
+fn health(state: &ApiState) -> warp::reply::Response {
+    match state.records.fault() {
+        None => warp::reply::json(&serde_json::json!({"status": "ok"})).into_response(),
+        Some(reason) => warp::reply::with_status(
+            warp::reply::json(&serde_json::json!({"status": "unavailable", "error": reason})),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .into_response(),
+    }
 }
 
 /// Passes when no token is configured or the request carries the right one.

@@ -17,6 +17,7 @@ use warp::{Buf, Filter, Stream};
 use super::{authorized, ApiError, ApiState};
 use crate::records::rdata::{parse_owner, parse_type};
 use crate::records::{Draft, LocalRecord, WriteError, DEFAULT_TTL};
+use crate::store::records::FlushError;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -170,7 +171,7 @@ async fn delete(id: String, state: Arc<ApiState>) -> Result<Response, Rejection>
 async fn snapshot(state: Arc<ApiState>) -> Result<Response, Rejection> {
     let path = state
         .records
-        .snapshot(&state.snapshot_dir)
+        .snapshot(&state.snapshot_dir, state.snapshot_keep)
         .await
         .map_err(write_error)?;
     tracing::info!(path = %path.display(), "snapshot written");
@@ -288,7 +289,16 @@ fn write_error(e: WriteError) -> Rejection {
     let status = match &e {
         WriteError::NotFound(_) => StatusCode::NOT_FOUND,
         WriteError::Conflict(_) => StatusCode::CONFLICT,
-        _ => {
+        // The disk (or what sled made of it) refused: nothing was changed, and the same
+        // request may succeed once there is room again.
+        WriteError::Store(_)
+        | WriteError::Flush(FlushError::Failed(_))
+        | WriteError::Snapshot(_) => {
+            tracing::warn!(error = %e, "write refused by the store");
+            StatusCode::INSUFFICIENT_STORAGE
+        }
+        WriteError::Flush(FlushError::Stopped) => StatusCode::SERVICE_UNAVAILABLE,
+        WriteError::Task(_) => {
             tracing::error!(error = %e, "write failed");
             StatusCode::INTERNAL_SERVER_ERROR
         }

@@ -9,12 +9,17 @@
 //!   [`crate::store::records`]), and publishes to the index DNS reads every queued change up
 //!   to its own, in write order, before the API answers. DNS never sees a change sled could
 //!   still lose, and sees every acknowledged one.
+//!
+//! A write that fails (a full disk) changes nothing: the index DNS reads never had it, and
+//! [`Records::repair`] (run by the next write and by a background task) reopens the store and
+//! makes the records on disk exactly the acknowledged ones again, undoing whatever part of a
+//! failed write sled got to disk.
 
 pub mod answer;
 pub mod rdata;
 pub mod zone;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -216,6 +221,9 @@ pub struct Records {
     writer: tokio::sync::Mutex<Writer>,
     /// Changes handed to sled but not yet in `live`, with their sequence numbers.
     unpublished: Mutex<VecDeque<(u64, Change)>>,
+    /// Held shared by each write from its sled change until it is published or has failed;
+    /// a repair holds it alone, so it sees no write half done.
+    in_flight: Arc<tokio::sync::RwLock<()>>,
     store: RecordStore,
 }
 
@@ -244,7 +252,66 @@ impl Records {
                 next_seq: 0,
             }),
             unpublished: Mutex::new(VecDeque::new()),
+            in_flight: Arc::new(tokio::sync::RwLock::new(())),
             store,
+        })
+    }
+
+    /// Why writes fail, while they do (a full disk, an I/O error).
+    pub fn fault(&self) -> Option<String> {
+        self.store.store().fault()
+    }
+
+    /// When a write has failed since the last repair: reopens the store and makes the records
+    /// on disk the acknowledged ones again. Writes wait meanwhile. `Ok` when the store can be
+    /// written again (or never failed).
+    pub async fn repair(self: &Arc<Self>) -> Result<(), WriteError> {
+        let mut writer = self.writer.lock().await;
+        self.repair_locked(&mut writer).await
+    }
+
+    async fn repair_locked(self: &Arc<Self>, writer: &mut Writer) -> Result<(), WriteError> {
+        if self.fault().is_none() {
+            return Ok(());
+        }
+        let _alone = self.in_flight.write().await;
+        // Every write still queued failed with the store: the acknowledged ones are in `live`.
+        self.unpublished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let mut zone = Zone::default();
+        let mut want = HashMap::new();
+        for record in self
+            .live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            zone.apply(&Change::Put(Arc::clone(record)));
+            want.insert(record.id.to_string(), stored_form(record).to_json());
+        }
+        writer.zone = zone;
+        let store = self.store.clone();
+        let repaired = finish(tokio::task::spawn_blocking(move || {
+            store.store().reopen()?;
+            let fixed = store.reconcile(&want)?;
+            store.store().clear_fault();
+            tracing::info!(
+                undone = fixed,
+                "store reopened after a write error; writes work again"
+            );
+            Ok(())
+        }))
+        .await;
+        // The writer hears the first failure's reason ("the disk holding ... is full"), not
+        // how this attempt to get past it failed.
+        repaired.map_err(|e| {
+            tracing::debug!(error = %e, "store repair failed");
+            match self.fault() {
+                Some(reason) => WriteError::Store(StoreError::Unwritable(reason)),
+                None => e,
+            }
         })
     }
 
@@ -320,20 +387,37 @@ impl Records {
     }
 
     /// Holds the writers, waits for every write so far to be on disk, and copies the store into
-    /// a new directory under `parent`; returns its path.
-    pub async fn snapshot(self: &Arc<Self>, parent: &Path) -> Result<PathBuf, WriteError> {
+    /// a new directory under `parent`; then, with the writers free again, removes the oldest
+    /// snapshots there beyond `keep` (never the new one). Returns the new one's path. Both
+    /// `POST /api/v1/snapshot` and the scheduled snapshots come here.
+    pub async fn snapshot(
+        self: &Arc<Self>,
+        parent: &Path,
+        keep: usize,
+    ) -> Result<PathBuf, WriteError> {
         let this = Arc::clone(self);
         let parent = parent.to_path_buf();
         // In a task of its own, so writers stay held until the copy is done even if the caller
-        // goes away.
+        // goes away, and pruning never starts before the copy is complete.
         finish(tokio::spawn(async move {
-            let _writers = this.writer.lock().await;
-            this.store.flushed().await?;
-            let store = this.store.store().clone();
+            let made = {
+                let mut writers = this.writer.lock().await;
+                this.repair_locked(&mut writers).await?;
+                this.store.flushed().await?;
+                let store = this.store.store().clone();
+                let parent = parent.clone();
+                finish(tokio::task::spawn_blocking(move || {
+                    store.snapshot(&parent).map_err(WriteError::from)
+                }))
+                .await?
+            };
+            let newest = made.clone();
             finish(tokio::task::spawn_blocking(move || {
-                store.snapshot(&parent).map_err(WriteError::from)
+                crate::store::snapshot::prune(&parent, keep, &newest);
+                Ok(())
             }))
-            .await
+            .await?;
+            Ok(made)
         }))
         .await
     }
@@ -345,9 +429,11 @@ impl Records {
         self: &Arc<Self>,
         change: impl FnOnce(&Zone) -> Result<(Change, T), WriteError>,
     ) -> Result<T, WriteError> {
-        let (seq, flushed, done) = {
+        let (seq, flushed, done, in_flight) = {
             let mut writer = self.writer.lock().await;
+            self.repair_locked(&mut writer).await?;
             let (change, done) = change(&writer.zone)?;
+            let in_flight = Arc::clone(&self.in_flight).read_owned().await;
             match &change {
                 Change::Put(record) => self.store.put(record.id.as_str(), &stored_form(record))?,
                 Change::Delete(id) => self.store.remove(id.as_str())?,
@@ -360,12 +446,13 @@ impl Records {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push_back((seq, change));
             // Queued while still the writer: the flush it waits for starts after this write.
-            (seq, self.store.flushed(), done)
+            (seq, self.store.flushed(), done, in_flight)
         };
         // The change is in sled now, so it must reach the index DNS reads even if the caller
         // goes away (an HTTP client that hangs up): waiting and publishing get a task.
         let this = Arc::clone(self);
         finish(tokio::spawn(async move {
+            let _in_flight = in_flight;
             flushed.await?;
             this.publish_through(seq);
             Ok(())

@@ -74,22 +74,26 @@ impl Store {
     /// Applies `writes` in order and flushes, so an answer is on disk about a batch window
     /// after it was cached (the write-behind task batches for a quarter of a second).
     pub fn cache_apply(&self, writes: &[CacheWrite]) -> Result<(), StoreError> {
-        let cache = self.db.open_tree(CACHE_TREE)?;
-        let expiry = self.db.open_tree(EXPIRY_TREE)?;
-        // Whatever came before the last Clear is wiped by it.
-        let run = match writes.iter().rposition(|w| matches!(w, CacheWrite::Clear)) {
-            Some(last_clear) => {
-                cache.clear()?;
-                expiry.clear()?;
-                writes.get(last_clear + 1..).unwrap_or_default()
+        let db = self.db()?;
+        let written = (|| {
+            let cache = db.open_tree(CACHE_TREE)?;
+            let expiry = db.open_tree(EXPIRY_TREE)?;
+            // Whatever came before the last Clear is wiped by it.
+            let run = match writes.iter().rposition(|w| matches!(w, CacheWrite::Clear)) {
+                Some(last_clear) => {
+                    cache.clear()?;
+                    expiry.clear()?;
+                    writes.get(last_clear + 1..).unwrap_or_default()
+                }
+                None => writes,
+            };
+            if !run.is_empty() {
+                apply_run(&cache, &expiry, run)?;
             }
-            None => writes,
-        };
-        if !run.is_empty() {
-            apply_run(&cache, &expiry, run)?;
-        }
-        self.db.flush()?;
-        Ok(())
+            db.flush()?;
+            Ok(())
+        })();
+        written.map_err(|e| self.write_failed(&e))
     }
 
     /// Removes every entry whose expiry is before `before`; returns how many went.
@@ -97,22 +101,27 @@ impl Store {
     /// Works in batches of [`EXPIRE_BATCH`] index entries: a minute of expired answers in one
     /// sled batch made the janitor's tick a 40-50 MiB bump in RSS in the soak.
     pub fn cache_expire(&self, before: u64) -> Result<usize, StoreError> {
-        let cache = self.db.open_tree(CACHE_TREE)?;
-        let expiry = self.db.open_tree(EXPIRY_TREE)?;
-        let mut removed = 0;
-        loop {
-            let (seen, gone) = expire_batch(&cache, &expiry, before)?;
-            removed += gone;
-            if seen < EXPIRE_BATCH {
-                return Ok(removed);
+        let db = self.db()?;
+        let expired = (|| {
+            let cache = db.open_tree(CACHE_TREE)?;
+            let expiry = db.open_tree(EXPIRY_TREE)?;
+            let mut removed = 0;
+            loop {
+                let (seen, gone) = expire_batch(&cache, &expiry, before)?;
+                removed += gone;
+                if seen < EXPIRE_BATCH {
+                    return Ok(removed);
+                }
             }
-        }
+        })();
+        expired.map_err(|e| self.write_failed(&e))
     }
 
     /// Up to `limit` entries that expire after `now`, freshest first, as (key, value).
     pub fn cache_load(&self, now: u64, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
-        let cache = self.db.open_tree(CACHE_TREE)?;
-        let expiry = self.db.open_tree(EXPIRY_TREE)?;
+        let db = self.db()?;
+        let cache = db.open_tree(CACHE_TREE)?;
+        let expiry = db.open_tree(EXPIRY_TREE)?;
         let mut out = Vec::new();
         let first_fresh = (now + 1).to_be_bytes().to_vec();
         for item in expiry.range(first_fresh..).rev() {
@@ -135,7 +144,7 @@ impl Store {
 
     /// Number of entries in the persistent cache.
     pub fn cache_len(&self) -> Result<usize, StoreError> {
-        Ok(self.db.open_tree(CACHE_TREE)?.len())
+        Ok(self.db()?.open_tree(CACHE_TREE)?.len())
     }
 }
 
@@ -149,7 +158,7 @@ fn expire_batch(
     cache: &sled::Tree,
     expiry: &sled::Tree,
     before: u64,
-) -> Result<(usize, usize), StoreError> {
+) -> sled::Result<(usize, usize)> {
     let mut seen = 0;
     let mut removed = 0;
     let mut index_batch = sled::Batch::default();
@@ -194,11 +203,7 @@ enum Final<'a> {
     DeleteIfStored(u64),
 }
 
-fn apply_run(
-    cache: &sled::Tree,
-    expiry: &sled::Tree,
-    run: &[CacheWrite],
-) -> Result<(), StoreError> {
+fn apply_run(cache: &sled::Tree, expiry: &sled::Tree, run: &[CacheWrite]) -> sled::Result<()> {
     // Keys borrow from the run, except those a DeleteName found on disk.
     let mut last: HashMap<Cow<'_, [u8]>, Final<'_>> = HashMap::with_capacity(run.len());
     // An evicted value's index entry is known without a read; removing it keeps the index as
@@ -337,7 +342,11 @@ mod tests {
         assert_eq!(store.cache_len().expect("len"), 1);
         assert_eq!(store.cache_expire(600).expect("expire"), 1);
         assert_eq!(store.cache_len().expect("len"), 0);
-        let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
+        let expiry = store
+            .db()
+            .expect("db")
+            .open_tree(EXPIRY_TREE)
+            .expect("tree");
         assert!(expiry.is_empty());
     }
 
@@ -353,7 +362,11 @@ mod tests {
         store.cache_apply(&writes).expect("apply");
         assert_eq!(store.cache_expire(500).expect("expire"), old);
         assert_eq!(store.cache_len().expect("len"), 1);
-        let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
+        let expiry = store
+            .db()
+            .expect("db")
+            .open_tree(EXPIRY_TREE)
+            .expect("tree");
         assert_eq!(expiry.len(), 1);
     }
 
@@ -385,7 +398,11 @@ mod tests {
     fn evictions_and_deletes_take_their_index_entries_along() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
+        let expiry = store
+            .db()
+            .expect("db")
+            .open_tree(EXPIRY_TREE)
+            .expect("tree");
         store
             .cache_apply(&[put(b"a", 100), put(b"b", 100), put(b"c", 100)])
             .expect("apply");
@@ -449,7 +466,11 @@ mod tests {
         let left = stored_keys(&store);
         assert_eq!(left, [below]);
         // The index follows: one entry, the survivor's.
-        let expiry = store.db.open_tree(EXPIRY_TREE).expect("tree");
+        let expiry = store
+            .db()
+            .expect("db")
+            .open_tree(EXPIRY_TREE)
+            .expect("tree");
         assert_eq!(expiry.len(), 1);
         assert_eq!(store.cache_expire(600).expect("expire"), 1);
 

@@ -4,23 +4,42 @@
 //! of 1 GiB is far more than rind needs) and brought to the current schema by the
 //! `migrations` crate before anything is served.
 //!
-//! - [`records`]: the local records tree and the group-committed flush behind every write;
-//! - [`snapshot`]: consistent copies of the whole store;
+//! - [`records`]: the local records tree, its integrity data, and the group-committed flush
+//!   behind every write;
+//! - [`snapshot`]: consistent copies of the whole store, listed and pruned;
+//! - [`open`]: opening at start-up with a deadline, sled's panics caught, damage reported with
+//!   the snapshot to restore from;
+//! - [`check`]: the generation file that catches sled opening an older state of the store;
 //! - [`dirs`]: the directory fsyncs sled leaves out.
+//!
+//! After a failed write (a full disk) sled refuses every operation until it is reopened:
+//! [`Store`] keeps sled where [`Store::reopen`] can replace it, and remembers the failure in
+//! words until then ([`Store::fault`]).
 
+pub mod check;
 mod dirs;
+pub mod open;
 pub mod records;
 pub mod snapshot;
 
 pub mod cache;
 
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
+use migrations::integrity::{Integrity, RECORDS_TREE};
 use migrations::MigrationError;
 
 /// sled's page cache: the hot data lives in rind's own memory structures, and sled only
 /// reads at start (records, warm cache), so a small cache costs nothing on the query path.
 const SLED_CACHE_BYTES: u64 = 8 << 20;
+
+/// How long a reopen waits for the old database's last users (a cache batch in flight) to let
+/// go of sled's lock on the data dir.
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +54,17 @@ pub enum StoreError {
         path: PathBuf,
         /// What sled said.
         source: sled::Error,
+    },
+    /// The store cannot be trusted: sled cannot read it, or the records are not the ones
+    /// rind wrote.
+    #[error("data dir {} is damaged: {reason}; {restore}", .path.display())]
+    Damaged {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+        /// What to restore from.
+        restore: open::Restore,
     },
     /// The schema could not be brought up to date.
     #[error("data dir {}: {source}", .path.display())]
@@ -52,44 +82,86 @@ pub enum StoreError {
         /// What the file system said.
         source: std::io::Error,
     },
-    /// A read, write or flush failed.
+    /// A write failed (a full disk, an I/O error), or an earlier one did and the store has not
+    /// been reopened since: nothing can be written until [`Store::reopen`] succeeds.
+    #[error("{0}")]
+    Unwritable(String),
+    /// A read failed.
     #[error("store error: {0}")]
     Sled(#[from] sled::Error),
 }
 
 /// The open sled database.
+///
+/// sled 0.34.7 refuses every operation after one I/O error (its "global error"), so the
+/// database sits in a slot that [`Store::reopen`] refills; nothing outside this module keeps
+/// a `sled::Db` or `sled::Tree`, so a reopen reaches every user.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: sled::Db,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    /// Empty only while a reopen is under way.
+    db: RwLock<Option<sled::Db>>,
+    /// Why writes fail, from the first failed write until a reopen succeeds.
+    fault: Mutex<Option<String>>,
 }
 
 impl Store {
-    /// Opens (creating when needed) the store in `dir` and migrates it.
+    /// Opens (creating when needed) the store in `dir`, migrates it, and checks the records
+    /// against their integrity data. Blocking, and it may hang or panic on a damaged store
+    /// (sled does both): a server opens through [`open::open_with_deadline`] instead.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let existing = dirs::nearest_existing(dir);
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|source| {
-                if is_lock_error(&source) {
-                    StoreError::Locked(dir.to_path_buf())
-                } else {
-                    StoreError::Open {
-                        path: dir.to_path_buf(),
-                        source,
-                    }
-                }
-            })?;
-        // Only what sled made: anything else in the data dir (a root-owned lost+found on a
-        // mount of its own) may not even be readable.
-        dirs::sync_created(&dir.join("blobs"), &existing).map_err(|source| {
-            StoreError::SyncDir {
-                path: dir.to_path_buf(),
-                source,
+        Store::open_reporting(dir, &AtomicU64::new(0))
+    }
+
+    /// [`Store::open`], adding to `progress` as it gets on (after sled's open, after the
+    /// migration, and every few thousand records checked), so a watcher can tell a slow open
+    /// from a stuck one.
+    pub fn open_reporting(dir: &Path, progress: &AtomicU64) -> Result<Store, StoreError> {
+        let damaged = |reason: String| StoreError::Damaged {
+            path: dir.to_path_buf(),
+            reason,
+            restore: open::Restore::Unknown,
+        };
+        let db = open_sled(dir)?;
+        progress.fetch_add(1, Ordering::Relaxed);
+        if let Err(MigrationError::Unreadable(_)) = migrations::version(&db) {
+            return Err(damaged("its schema version is unreadable".to_string()));
+        }
+        // Before the migration writes anything: a store sled opens as empty, or as older than
+        // it was, is left as it is. A store from before the ledger has generation 0.
+        let generation = match load_ledger(&db)? {
+            LedgerState::Found(ledger) => ledger.generation,
+            LedgerState::Missing => 0,
+            LedgerState::Unreadable => {
+                return Err(damaged(
+                    "the records' integrity data is unreadable".to_string(),
+                ))
             }
+        };
+        let file = check::read(dir).map_err(|source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source: sled::Error::Io(source),
         })?;
+        let flushed = match file {
+            check::CheckFile::Unreadable => {
+                return Err(damaged(format!(
+                    "rind's check file {} is unreadable",
+                    check::path(dir).display()
+                )))
+            }
+            check::CheckFile::Flushed(flushed) if flushed > generation => {
+                return Err(damaged(format!(
+                    "acknowledged writes are missing (sled holds the records up to change {generation}, but change {flushed} was on disk)"
+                )))
+            }
+            check::CheckFile::Flushed(flushed) => Some(flushed),
+            check::CheckFile::Missing => None,
+        };
         let from = migrations::migrate(&db).map_err(|source| StoreError::Migrate {
             path: dir.to_path_buf(),
             source,
@@ -101,14 +173,273 @@ impl Store {
                 "store schema migrated"
             );
         }
-        Ok(Store { db })
+        progress.fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = check_integrity(&db, flushed, progress)? {
+            return Err(damaged(reason));
+        }
+        // From now on this store is checked, also when it had no check file (older stores).
+        if let Err(e) = check::write(dir, generation) {
+            tracing::warn!(error = %e, "cannot write {}", check::path(dir).display());
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                db: RwLock::new(Some(db)),
+                fault: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Why writes fail, while they do.
+    pub fn fault(&self) -> Option<String> {
+        self.inner
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The database, unless a failed write has put it out of use.
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        let slot = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(db) => Ok(db.clone()),
+            None => Err(StoreError::Unwritable(self.fault().unwrap_or_else(|| {
+                format!(
+                    "the store in {} is being reopened",
+                    self.inner.dir.display()
+                )
+            }))),
+        }
+    }
+
+    /// Records that a write failed with `e` and returns the error the writer reports: every
+    /// later write fails the same way until [`Store::reopen`] succeeds.
+    fn write_failed(&self, e: &sled::Error) -> StoreError {
+        let reason = describe_write_error(&self.inner.dir, e);
+        let mut fault = self
+            .inner
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if fault.is_none() {
+            tracing::error!(error = %e, "{reason}; writes fail until the store is reopened");
+        }
+        *fault = Some(reason.clone());
+        StoreError::Unwritable(reason)
     }
 
     /// Writes every buffered change to disk and fsyncs; blocking, so call it off the runtime.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db()?.flush().map_err(|e| self.write_failed(&e))?;
         Ok(())
     }
+
+    /// Flushes like [`Store::flush`], then records in the check file that the records changes
+    /// up to generation `covered` (all made before this call) are on disk.
+    pub fn flush_records(&self, covered: u64) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let flushed = (|| {
+            db.flush()?;
+            check::write(&self.inner.dir, covered)?;
+            Ok(())
+        })();
+        flushed.map_err(|e| self.write_failed(&e))
+    }
+
+    /// Closes sled and opens the data dir again, which clears sled's error state; the fault
+    /// stays until the caller has made the records right and flushed ([`Store::clear_fault`]).
+    /// Blocking.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let old = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(old);
+        let deadline = Instant::now() + REOPEN_WAIT;
+        let db = loop {
+            match open_sled(&self.inner.dir) {
+                Ok(db) => break db,
+                // A blocking task in flight still holds a clone of the old database.
+                Err(StoreError::Locked(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        *self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(db);
+        Ok(())
+    }
+
+    /// Marks the store as writable again.
+    pub fn clear_fault(&self) {
+        *self
+            .inner
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// Opens sled on `dir` (no migration, no checks) and syncs the directories it made.
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    let existing = dirs::nearest_existing(dir);
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(SLED_CACHE_BYTES)
+        .flush_every_ms(Some(500))
+        .open()
+        .map_err(|source| {
+            if is_lock_error(&source) {
+                StoreError::Locked(dir.to_path_buf())
+            } else if let Some(reason) = damage(&source) {
+                StoreError::Damaged {
+                    path: dir.to_path_buf(),
+                    reason,
+                    restore: open::Restore::Unknown,
+                }
+            } else {
+                StoreError::Open {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+    // Only what sled made: anything else in the data dir (a root-owned lost+found on a
+    // mount of its own) may not even be readable.
+    dirs::sync_created(&dir.join("blobs"), &existing).map_err(|source| StoreError::SyncDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(db)
+}
+
+/// What [`load_ledger`] found.
+enum LedgerState {
+    Found(check::Ledger),
+    Missing,
+    Unreadable,
+}
+
+fn load_ledger(db: &sled::Db) -> sled::Result<LedgerState> {
+    let meta = db.open_tree(migrations::META_TREE)?;
+    Ok(match meta.get(check::INTEGRITY_KEY)? {
+        None => LedgerState::Missing,
+        Some(bytes) => {
+            check::Ledger::decode(&bytes).map_or(LedgerState::Unreadable, LedgerState::Found)
+        }
+    })
+}
+
+/// Compares the records tree with its ledger; `Some(reason)` when they differ. `flushed` is the
+/// generation the check file says was flushed. A last change that a crash tore (ledger
+/// written, record not) is accepted when it was never flushed, and the ledger settled.
+fn check_integrity(
+    db: &sled::Db,
+    flushed: Option<u64>,
+    progress: &AtomicU64,
+) -> Result<Option<String>, StoreError> {
+    let records = db.open_tree(RECORDS_TREE)?;
+    let ledger = match load_ledger(db)? {
+        LedgerState::Found(ledger) => ledger,
+        LedgerState::Missing => return Ok(Some("the records' count and digest are gone".into())),
+        LedgerState::Unreadable => {
+            return Ok(Some("the records' count and digest are unreadable".into()))
+        }
+    };
+    let mut actual = Integrity::default();
+    for (i, entry) in records.iter().enumerate() {
+        let (key, value) = entry?;
+        actual.add(&key, &value);
+        if i % 4096 == 0 {
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if actual == ledger.current {
+        return Ok(None);
+    }
+    let never_flushed = flushed.is_none_or(|f| f < ledger.generation);
+    if actual == ledger.previous && never_flushed {
+        tracing::info!(
+            generation = ledger.generation,
+            "the last records change was cut short by a crash before it was acknowledged; dropped"
+        );
+        let meta = db.open_tree(migrations::META_TREE)?;
+        meta.insert(
+            check::INTEGRITY_KEY,
+            check::Ledger::settled(actual, ledger.generation)
+                .encode()
+                .as_slice(),
+        )?;
+        return Ok(None);
+    }
+    Ok(Some(if actual.count != ledger.current.count {
+        format!(
+            "{} records on disk where {} were written",
+            actual.count, ledger.current.count
+        )
+    } else {
+        format!(
+            "the {} records on disk are not the ones written",
+            actual.count
+        )
+    }))
+}
+
+/// What a failed write means for the operator.
+fn describe_write_error(dir: &Path, e: &sled::Error) -> String {
+    let dir = dir.display();
+    match e {
+        sled::Error::Io(io) => match io.kind() {
+            io::ErrorKind::StorageFull => format!("the disk holding {dir} is full"),
+            io::ErrorKind::QuotaExceeded => format!("the disk quota for {dir} is used up"),
+            io::ErrorKind::ReadOnlyFilesystem => {
+                format!("the file system holding {dir} is read-only")
+            }
+            _ => format!("cannot write to the disk holding {dir}: {io}"),
+        },
+        other => format!("cannot write to the store in {dir}: {other}"),
+    }
+}
+
+/// What is wrong when sled's error says it cannot make sense of the store (as opposed to
+/// one it cannot reach: a permission, a missing mount).
+fn damage(e: &sled::Error) -> Option<String> {
+    match e {
+        sled::Error::Corruption { .. } => Some("sled found corrupted data in its files".into()),
+        sled::Error::ReportableBug(what) => Some(format!(
+            "sled cannot make sense of its files ({})",
+            one_line(what)
+        )),
+        sled::Error::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Some(format!(
+                "sled cannot read its files ({})",
+                one_line(&io.to_string())
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// `text` on one line, for a message that must be one.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// sled 0.34.7 reports a held lock only as an I/O error with this message (src/config.rs,
@@ -120,6 +451,67 @@ fn is_lock_error(e: &sled::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sled database whose records tree holds `a`, with a ledger one change (`c` added)
+    /// ahead, at generation 5: the state a crash between the two inserts of a write leaves.
+    fn torn() -> (sled::Db, Integrity) {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        db.open_tree(RECORDS_TREE)
+            .expect("tree")
+            .insert("a", "1")
+            .expect("insert");
+        let mut before = Integrity::default();
+        before.add(b"a", b"1");
+        let mut after = before;
+        after.add(b"c", b"3");
+        let ledger = check::Ledger {
+            current: after,
+            previous: before,
+            generation: 5,
+        };
+        db.open_tree(migrations::META_TREE)
+            .expect("meta")
+            .insert(check::INTEGRITY_KEY, ledger.encode().as_slice())
+            .expect("insert");
+        (db, before)
+    }
+
+    #[test]
+    fn a_torn_last_change_that_was_never_flushed_is_accepted_and_settled() {
+        let progress = AtomicU64::new(0);
+        for flushed in [None, Some(4)] {
+            let (db, before) = torn();
+            assert_eq!(
+                check_integrity(&db, flushed, &progress).expect("check"),
+                None
+            );
+            let LedgerState::Found(settled) = load_ledger(&db).expect("load") else {
+                panic!("no ledger");
+            };
+            assert_eq!(settled, check::Ledger::settled(before, 5));
+        }
+    }
+
+    #[test]
+    fn a_missing_change_that_was_flushed_is_damage() {
+        let (db, _) = torn();
+        let reason = check_integrity(&db, Some(5), &AtomicU64::new(0))
+            .expect("check")
+            .expect("damage");
+        assert!(reason.contains("1 records on disk where 2"), "{reason}");
+    }
+
+    #[test]
+    fn a_difference_other_than_the_last_change_is_damage() {
+        let (db, _) = torn();
+        db.open_tree(RECORDS_TREE)
+            .expect("tree")
+            .insert("a", "changed")
+            .expect("insert");
+        assert!(check_integrity(&db, None, &AtomicU64::new(0))
+            .expect("check")
+            .is_some());
+    }
 
     #[test]
     fn second_open_reports_the_lock() {

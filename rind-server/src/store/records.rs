@@ -6,14 +6,24 @@
 //! every writer: it takes all waiters queued so far, runs one `flush()` on the blocking pool
 //! (never `flush_async`, which deadlocks under concurrency in sled 0.34.7), and answers them
 //! all, so concurrent writers share one fsync.
+//!
+//! Every put and remove also updates the records' ledger (count, digest and generation, see
+//! [`check::Ledger`]) in the `meta` tree, just before the record itself, so sled and rind's
+//! integrity data never disagree beyond one unacknowledged change.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use migrations::integrity::Integrity;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
+use super::check::{self, INTEGRITY_KEY};
 use super::{Store, StoreError};
 
 /// Name of the tree, created by schema version 1.
-const TREE: &str = "records";
+const TREE: &str = migrations::integrity::RECORDS_TREE;
 
 /// A record as stored: the API's fields in their normal form, without the id (the key).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -31,7 +41,7 @@ pub struct StoredRecord {
 
 impl StoredRecord {
     /// The stored bytes; built as a JSON value, whose printing cannot fail.
-    fn to_json(&self) -> Vec<u8> {
+    pub fn to_json(&self) -> Vec<u8> {
         serde_json::json!({
             "name": self.name,
             "type": self.rtype,
@@ -46,8 +56,8 @@ impl StoredRecord {
 /// A flush that did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FlushError {
-    /// sled could not write or fsync.
-    #[error("cannot flush the store to disk: {0}")]
+    /// sled could not write or fsync; says why in words.
+    #[error("{0}")]
     Failed(String),
     /// The flusher is gone (the server is stopping).
     #[error("the store is shutting down")]
@@ -60,19 +70,24 @@ type Waiter = oneshot::Sender<Result<(), FlushError>>;
 #[derive(Debug, Clone)]
 pub struct RecordStore {
     store: Store,
-    tree: sled::Tree,
+    /// The generation of the last change whose sled inserts are all done: what a flush that
+    /// starts now covers.
+    generation: Arc<AtomicU64>,
     flusher: mpsc::UnboundedSender<Waiter>,
 }
 
 impl RecordStore {
     /// Opens the tree and starts the flusher task; needs a tokio runtime.
     pub fn open(store: &Store) -> Result<RecordStore, StoreError> {
-        let tree = store.db.open_tree(TREE)?;
+        let db = store.db()?;
+        db.open_tree(TREE)?;
+        let ledger = read_ledger(&db.open_tree(migrations::META_TREE)?)?;
+        let generation = Arc::new(AtomicU64::new(ledger.map_or(0, |l| l.generation)));
         let (flusher, waiters) = mpsc::unbounded_channel();
-        tokio::spawn(flush_loop(store.db.clone(), waiters));
+        tokio::spawn(flush_loop(store.clone(), Arc::clone(&generation), waiters));
         Ok(RecordStore {
             store: store.clone(),
-            tree,
+            generation,
             flusher,
         })
     }
@@ -85,8 +100,9 @@ impl RecordStore {
     /// Every stored record with its id; entries that cannot be decoded are logged and left out
     /// (and left on disk, for a later rind that may read them).
     pub fn load(&self) -> Result<Vec<(String, StoredRecord)>, StoreError> {
-        let mut records = Vec::with_capacity(self.tree.len());
-        for entry in self.tree.iter() {
+        let tree = self.store.db()?.open_tree(TREE)?;
+        let mut records = Vec::with_capacity(tree.len());
+        for entry in tree.iter() {
             let (key, value) = entry?;
             let decoded = std::str::from_utf8(&key)
                 .map_err(|e| e.to_string())
@@ -107,14 +123,123 @@ impl RecordStore {
 
     /// Stores `record` under `id` (not yet durable: see [`RecordStore::flushed`]).
     pub fn put(&self, id: &str, record: &StoredRecord) -> Result<(), StoreError> {
-        self.tree.insert(id.as_bytes(), record.to_json())?;
-        Ok(())
+        self.change(id, Some(record.to_json()))
     }
 
     /// Removes the record `id` (not yet durable: see [`RecordStore::flushed`]).
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        self.tree.remove(id.as_bytes())?;
-        Ok(())
+        self.change(id, None)
+    }
+
+    /// Sets (or with `None` removes) `id`: the ledger first, then the record (see
+    /// [`check::Ledger`] for why not a transaction). Called by one writer at a time.
+    fn change(&self, id: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let db = self.store.db()?;
+        let key = id.as_bytes();
+        let written = (|| {
+            let records = db.open_tree(TREE)?;
+            let meta = db.open_tree(migrations::META_TREE)?;
+            let Some(ledger) = read_ledger(&meta)? else {
+                return Ok(None);
+            };
+            let mut current = ledger.current;
+            if let Some(old) = records.get(key)? {
+                current.remove(key, &old);
+            }
+            if let Some(value) = &value {
+                current.add(key, value);
+            }
+            let next = check::Ledger {
+                current,
+                previous: ledger.current,
+                generation: ledger.generation.wrapping_add(1),
+            };
+            meta.insert(INTEGRITY_KEY, next.encode().as_slice())?;
+            match value {
+                Some(value) => records.insert(key, value)?,
+                None => records.remove(key)?,
+            };
+            Ok(Some(next.generation))
+        })();
+        match written {
+            Ok(Some(generation)) => {
+                self.generation.store(generation, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => Err(self.store.write_failed(&e)),
+            // Checked on open and rewritten by every repair: only damage since then gets here.
+            Ok(None) => Err(StoreError::Unwritable(format!(
+                "the records' integrity data in {} is gone; the store is damaged",
+                self.store.dir().display()
+            ))),
+        }
+    }
+
+    /// Makes the records tree hold exactly `want` (id → stored bytes), with integrity data to
+    /// match, and flushes: after a failed write, this undoes whatever part of it sled got to
+    /// disk. Blocking. Returns how many entries had to change.
+    pub fn reconcile(&self, want: &HashMap<String, Vec<u8>>) -> Result<usize, StoreError> {
+        let db = self.store.db()?;
+        let fixed = (|| {
+            let records = db.open_tree(TREE)?;
+            let meta = db.open_tree(migrations::META_TREE)?;
+            let mut batch = sled::Batch::default();
+            let mut fixed = 0;
+            let mut seen = 0;
+            for entry in records.iter() {
+                let (key, value) = entry?;
+                let wanted = std::str::from_utf8(&key).ok().and_then(|id| want.get(id));
+                match wanted {
+                    Some(w) => {
+                        seen += 1;
+                        if w.as_slice() != value.as_ref() {
+                            batch.insert(key, w.as_slice());
+                            fixed += 1;
+                        }
+                    }
+                    None => {
+                        batch.remove(key);
+                        fixed += 1;
+                    }
+                }
+            }
+            if seen < want.len() {
+                for (id, value) in want {
+                    if !records.contains_key(id.as_bytes())? {
+                        batch.insert(id.as_bytes(), value.as_slice());
+                        fixed += 1;
+                    }
+                }
+            }
+            records.apply_batch(batch)?;
+            let mut integrity = Integrity::default();
+            for (id, value) in want {
+                integrity.add(id.as_bytes(), value);
+            }
+            let generation = read_ledger(&meta)?
+                .map_or(0, |l| l.generation)
+                .wrapping_add(1);
+            meta.insert(
+                INTEGRITY_KEY,
+                check::Ledger::settled(integrity, generation)
+                    .encode()
+                    .as_slice(),
+            )?;
+            db.flush()?;
+            check::write(self.store.dir(), generation)?;
+            Ok((fixed, generation))
+        })();
+        let (fixed, generation) = fixed.map_err(|e| self.store.write_failed(&e))?;
+        self.generation.store(generation, Ordering::SeqCst);
+        Ok(fixed)
+    }
+
+    /// Whether the ledger matches the records (for tests and checks).
+    pub fn integrity_holds(&self) -> Result<bool, StoreError> {
+        let db = self.store.db()?;
+        let ledger = read_ledger(&db.open_tree(migrations::META_TREE)?)?;
+        let actual = Integrity::compute(&db.open_tree(TREE)?)?;
+        Ok(ledger.is_some_and(|l| l.current == actual))
     }
 
     /// Resolves once a flush that started after this call has finished: every write made
@@ -131,13 +256,26 @@ impl RecordStore {
     }
 }
 
+/// The ledger in `meta`; `None` when missing or unreadable.
+fn read_ledger(meta: &sled::Tree) -> sled::Result<Option<check::Ledger>> {
+    Ok(meta
+        .get(INTEGRITY_KEY)?
+        .and_then(|bytes| check::Ledger::decode(&bytes)))
+}
+
 /// Runs until every [`RecordStore`] is dropped: one flush per batch of waiters.
-async fn flush_loop(db: sled::Db, mut waiters: mpsc::UnboundedReceiver<Waiter>) {
+async fn flush_loop(
+    store: Store,
+    generation: Arc<AtomicU64>,
+    mut waiters: mpsc::UnboundedReceiver<Waiter>,
+) {
     let mut batch = Vec::new();
     while waiters.recv_many(&mut batch, usize::MAX).await > 0 {
-        let db = db.clone();
-        let result = match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(Ok(_)) => Ok(()),
+        let store = store.clone();
+        // Read before the flush starts: every change up to it is then in sled, so covered.
+        let covered = generation.load(Ordering::SeqCst);
+        let result = match tokio::task::spawn_blocking(move || store.flush_records(covered)).await {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(FlushError::Failed(e.to_string())),
             Err(join) => Err(FlushError::Failed(join.to_string())),
         };
@@ -186,7 +324,11 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let records = RecordStore::open(&store).expect("tree");
         records
-            .tree
+            .store
+            .db()
+            .expect("db")
+            .open_tree(TREE)
+            .expect("tree")
             .insert("bad", b"not json".as_slice())
             .expect("insert");
         records.put("good", &record("10.0.0.1")).expect("put");
@@ -214,5 +356,54 @@ mod tests {
             task.await.expect("task").expect("flushed");
         }
         assert_eq!(records.load().expect("load").len(), 64);
+        assert!(records.integrity_holds().expect("check"));
+    }
+
+    #[tokio::test]
+    async fn puts_and_removes_keep_the_integrity_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let records = RecordStore::open(&store).expect("tree");
+        records.put("a", &record("10.0.0.1")).expect("put");
+        records.put("b", &record("10.0.0.2")).expect("put");
+        records.put("a", &record("10.0.0.3")).expect("replace");
+        records.remove("b").expect("remove");
+        records.remove("never-there").expect("remove a missing id");
+        assert!(records.integrity_holds().expect("check"));
+        // A record sled loses behind rind's back breaks it.
+        let tree = store.db().expect("db").open_tree(TREE).expect("tree");
+        tree.remove("a").expect("remove behind rind's back");
+        assert!(!records.integrity_holds().expect("check"));
+    }
+
+    #[tokio::test]
+    async fn reconcile_makes_the_tree_exactly_what_is_wanted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let records = RecordStore::open(&store).expect("tree");
+        records.put("keep", &record("10.0.0.1")).expect("put");
+        records.put("changed", &record("10.0.0.2")).expect("put");
+        records.put("extra", &record("10.0.0.3")).expect("put");
+        let want: HashMap<String, Vec<u8>> = [
+            ("keep", record("10.0.0.1")),
+            ("changed", record("10.0.0.9")),
+            ("missing", record("10.0.0.4")),
+        ]
+        .into_iter()
+        .map(|(id, r)| (id.to_string(), r.to_json()))
+        .collect();
+        assert_eq!(records.reconcile(&want).expect("reconcile"), 3);
+        let mut loaded = records.load().expect("load");
+        loaded.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            loaded,
+            vec![
+                ("changed".to_string(), record("10.0.0.9")),
+                ("keep".to_string(), record("10.0.0.1")),
+                ("missing".to_string(), record("10.0.0.4")),
+            ]
+        );
+        assert!(records.integrity_holds().expect("check"));
+        assert_eq!(records.reconcile(&want).expect("again"), 0);
     }
 }

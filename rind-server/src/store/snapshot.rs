@@ -7,6 +7,10 @@
 //! nothing but sled's API. The caller holds the record writers meanwhile, so the records tree
 //! is copied at one point in time; the cache trees are copied as they are, which is all a cache
 //! needs.
+//!
+//! A snapshot is written under a hidden `.snapshot-…partial` name and renamed to
+//! `snapshot-YYYYMMDDTHHMMSSZ[-N]` once complete, so a name of that form always means a whole
+//! copy: the only kind [`list`] finds, a damaged store's error suggests, and [`prune`] removes.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -59,14 +63,20 @@ impl Store {
         std::fs::create_dir_all(parent).map_err(|e| created(parent, e))?;
         let stamp = utc_stamp(SystemTime::now());
         let mut attempt = 1;
-        let dir = loop {
+        let (dir, done) = loop {
             let name = match attempt {
                 1 => format!("snapshot-{stamp}"),
                 n => format!("snapshot-{stamp}-{n}"),
             };
-            let dir = parent.join(name);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => break dir,
+            let done = parent.join(&name);
+            let dir = parent.join(format!(".{name}.partial"));
+            let claimed = if done.exists() {
+                Err(io::Error::from(io::ErrorKind::AlreadyExists))
+            } else {
+                std::fs::create_dir(&dir)
+            };
+            match claimed {
+                Ok(()) => break (dir, done),
                 // Two snapshots in one second: number the later one.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => {
                     attempt += 1;
@@ -81,7 +91,8 @@ impl Store {
             }),
             // Without this a power loss could take a snapshot that was answered 201.
             Ok(()) => dirs::sync_below(&dir)
-                .and_then(|()| dirs::sync_created(&dir, &existing))
+                .and_then(|()| std::fs::rename(&dir, &done))
+                .and_then(|()| dirs::sync_created(&done, &existing))
                 .map_err(|source| SnapshotError::Sync {
                     path: dir.clone(),
                     source,
@@ -94,18 +105,21 @@ impl Store {
             return Err(e);
         }
         // An absolute path means the same to a client in another working directory.
-        Ok(std::fs::canonicalize(&dir).unwrap_or(dir))
+        Ok(std::fs::canonicalize(&done).unwrap_or(done))
     }
 
     fn copy_into(&self, dir: &Path) -> sled::Result<()> {
+        let db = self
+            .db()
+            .map_err(|e| sled::Error::Io(io::Error::other(e.to_string())))?;
         // No background flusher: the copy is flushed once below, then closed.
         let copy = sled::Config::new()
             .path(dir)
             .cache_capacity(SLED_CACHE_BYTES)
             .flush_every_ms(None)
             .open()?;
-        for name in self.db.tree_names() {
-            let from = self.db.open_tree(&name)?;
+        for name in db.tree_names() {
+            let from = db.open_tree(&name)?;
             let to = copy.open_tree(&name)?;
             let mut batch = sled::Batch::default();
             let mut in_batch = 0;
@@ -123,6 +137,88 @@ impl Store {
         copy.flush()?;
         Ok(())
     }
+}
+
+/// A complete snapshot found in a snapshot directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Its directory.
+    pub path: PathBuf,
+    /// Its UTC stamp and number (1 for the first of its second), which order snapshots.
+    order: (String, u32),
+}
+
+/// The complete snapshots in `parent`, oldest first; nothing else there is listed (an
+/// unreadable or missing directory has none).
+pub fn list(parent: &Path) -> Vec<Snapshot> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Snapshot> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let order = parse_name(e.file_name().to_str()?)?;
+            Some(Snapshot {
+                path: e.path(),
+                order,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.order.cmp(&b.order));
+    found
+}
+
+/// Removes the oldest complete snapshots in `parent` until `keep` are left, never `newest`
+/// (just written: a clock set back must not make it the first to go). Returns how many went;
+/// a snapshot that cannot be removed is logged and left.
+pub fn prune(parent: &Path, keep: usize, newest: &Path) -> usize {
+    let snapshots = list(parent);
+    let excess = snapshots.len().saturating_sub(keep);
+    let mut removed = 0;
+    for old in snapshots
+        .iter()
+        .filter(|s| !same_dir(&s.path, newest))
+        .take(excess)
+    {
+        match std::fs::remove_dir_all(&old.path) {
+            Ok(()) => {
+                tracing::info!(path = %old.path.display(), "old snapshot removed");
+                removed += 1;
+            }
+            Err(e) => {
+                tracing::warn!(path = %old.path.display(), error = %e, "cannot remove an old snapshot")
+            }
+        }
+    }
+    removed
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// (stamp, number) of a name [`Store::snapshot`] gives a complete snapshot, else `None`.
+fn parse_name(name: &str) -> Option<(String, u32)> {
+    let rest = name.strip_prefix("snapshot-")?;
+    let (stamp, number) = match rest.split_once('-') {
+        Some((stamp, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (stamp, n.parse().ok()?)
+        }
+        Some(_) => return None,
+        None => (rest, 1),
+    };
+    let b = stamp.as_bytes();
+    let shape = b.len() == 16
+        && b.get(8) == Some(&b'T')
+        && b.get(15) == Some(&b'Z')
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 8 || i == 15 || c.is_ascii_digit());
+    shape.then(|| (stamp.to_string(), number))
 }
 
 /// `YYYYMMDDTHHMMSSZ` for `time`, in UTC.
@@ -170,23 +266,27 @@ mod tests {
     fn a_snapshot_opens_as_a_store_with_every_tree() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("data")).expect("open");
-        let tree = store.db.open_tree("records").expect("tree");
-        tree.insert("k", "v").expect("insert");
-        store.db.insert("default-key", "x").expect("insert");
+        let db = store.db().expect("db");
+        db.open_tree("cache")
+            .expect("tree")
+            .insert("k", "v")
+            .expect("insert");
+        db.insert("default-key", "x").expect("insert");
         let parent = dir.path().join("snaps");
         let first = store.snapshot(&parent).expect("snapshot");
         let second = store.snapshot(&parent).expect("second snapshot");
         assert_ne!(first, second);
         assert!(first.is_absolute());
         let copy = Store::open(&first).expect("snapshot opens");
-        let tree = copy.db.open_tree("records").expect("tree");
+        let copy = copy.db().expect("db");
+        let tree = copy.open_tree("cache").expect("tree");
         assert_eq!(
             tree.get("k").expect("get").as_deref(),
             Some(b"v".as_slice())
         );
-        assert!(copy.db.get("default-key").expect("get").is_some());
+        assert!(copy.get("default-key").expect("get").is_some());
         assert_eq!(
-            migrations::version(&copy.db).expect("version"),
+            migrations::version(&copy).expect("version"),
             migrations::SCHEMA_VERSION
         );
     }
@@ -195,7 +295,7 @@ mod tests {
     fn a_tree_longer_than_one_copy_batch_is_copied_whole() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("data")).expect("open");
-        let tree = store.db.open_tree("cache").expect("tree");
+        let tree = store.db().expect("db").open_tree("cache").expect("tree");
         let entries = 2 * COPY_BATCH + 7;
         for i in 0..entries {
             tree.insert(format!("k{i:05}"), format!("v{i}").as_bytes())
@@ -203,11 +303,72 @@ mod tests {
         }
         let path = store.snapshot(&dir.path().join("snaps")).expect("snapshot");
         let copy = Store::open(&path).expect("snapshot opens");
-        let copied = copy.db.open_tree("cache").expect("tree");
+        let copied = copy.db().expect("db").open_tree("cache").expect("tree");
         let original: Vec<_> = tree.iter().collect::<Result<_, _>>().expect("read");
         let copied: Vec<_> = copied.iter().collect::<Result<_, _>>().expect("read copy");
         assert_eq!(copied.len(), entries);
         assert_eq!(copied, original);
+    }
+
+    #[test]
+    fn only_complete_snapshots_are_listed_and_pruned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("data")).expect("open");
+        let parent = dir.path().join("snaps");
+        let made: Vec<PathBuf> = (0..3)
+            .map(|_| store.snapshot(&parent).expect("snapshot"))
+            .collect();
+        // Things rind did not make, or did not finish, whatever they look like.
+        let foreign = [
+            "snapshot-20200101T000000Z.bak",
+            "snapshot-2020-01-01",
+            "notes",
+            ".snapshot-20200101T000000Z.partial",
+        ];
+        for name in foreign {
+            std::fs::create_dir(parent.join(name)).expect("mkdir");
+        }
+        std::fs::write(parent.join("snapshot-20000101T000000Z"), b"a file").expect("write");
+        let listed: Vec<PathBuf> = list(&parent).into_iter().map(|s| s.path).collect();
+        let canon = |p: &Path| std::fs::canonicalize(p).expect("canonicalize");
+        assert_eq!(
+            listed.iter().map(|p| canon(p)).collect::<Vec<_>>(),
+            made.iter().map(|p| canon(p)).collect::<Vec<_>>()
+        );
+        assert_eq!(prune(&parent, 1, &made[2]), 2);
+        assert!(!made[0].exists() && !made[1].exists() && made[2].exists());
+        for name in foreign {
+            assert!(parent.join(name).exists(), "{name} was removed");
+        }
+        assert!(parent.join("snapshot-20000101T000000Z").exists());
+    }
+
+    #[test]
+    fn the_snapshot_just_made_is_kept_even_when_it_sorts_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parent = dir.path().join("snaps");
+        for name in ["snapshot-20300101T000000Z", "snapshot-20100101T000000Z"] {
+            std::fs::create_dir_all(parent.join(name)).expect("mkdir");
+        }
+        let newest = parent.join("snapshot-20100101T000000Z");
+        assert_eq!(prune(&parent, 1, &newest), 1);
+        assert!(newest.exists());
+        assert!(!parent.join("snapshot-20300101T000000Z").exists());
+    }
+
+    #[test]
+    fn names_parse_in_order() {
+        assert_eq!(
+            parse_name("snapshot-20260101T010203Z"),
+            Some(("20260101T010203Z".to_string(), 1))
+        );
+        assert_eq!(
+            parse_name("snapshot-20260101T010203Z-12"),
+            Some(("20260101T010203Z".to_string(), 12))
+        );
+        assert_eq!(parse_name("snapshot-20260101T010203Z-"), None);
+        assert_eq!(parse_name("snapshot-2026010xT010203Z"), None);
+        assert_eq!(parse_name("Snapshot-20260101T010203Z"), None);
     }
 
     #[test]

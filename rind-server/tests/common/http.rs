@@ -83,6 +83,31 @@ async fn send(
     HttpReply { status, body }
 }
 
+/// `method` `http://addr{path}` with an optional JSON `body` (no token).
+pub async fn http_send(
+    addr: SocketAddr,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&str>,
+) -> HttpReply {
+    let mut req = client().request(method.clone(), format!("http://{addr}{path}"));
+    if let Some(body) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: reading body failed: {e}"));
+    HttpReply { status, body }
+}
+
 /// The value of the first Prometheus sample whose name and labels are exactly `series`
 /// (e.g. `rind_queries_total{transport="udp",type="A"}`).
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {

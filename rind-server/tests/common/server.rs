@@ -73,6 +73,7 @@ pub struct ServerBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
+    startup_timeout: Option<Duration>,
 }
 
 impl ServerBuilder {
@@ -96,8 +97,26 @@ impl ServerBuilder {
         self
     }
 
+    /// Waits up to `timeout` instead of [`STARTUP_TIMEOUT`] for the `listening` line (a big
+    /// store takes long to load in a debug build).
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = Some(timeout);
+        self
+    }
+
     /// Spawns the server and waits until it reports both listening addresses.
     pub fn start(self) -> Server {
+        let timeout = self.startup_timeout.unwrap_or(STARTUP_TIMEOUT);
+        let mut server = self.spawn();
+        let (dns, http) = server.wait_listening(timeout);
+        server.dns = dns;
+        server.http = http;
+        server
+    }
+
+    /// Spawns the server without waiting for anything (its addresses are unknown): for a
+    /// start that is expected to stall or fail.
+    pub fn spawn(self) -> Server {
         let tmp = tempfile::tempdir().expect("create temp dir");
         let data_dir = self
             .data_dir
@@ -124,7 +143,7 @@ impl ServerBuilder {
                 log.changed.notify_all();
             })
         };
-        let mut server = Server {
+        Server {
             child,
             exit: None,
             log,
@@ -133,11 +152,7 @@ impl ServerBuilder {
             http: "0.0.0.0:0".parse().expect("literal addr"),
             data_dir,
             _tmp: tmp,
-        };
-        let (dns, http) = server.wait_listening();
-        server.dns = dns;
-        server.http = http;
-        server
+        }
     }
 
     /// Runs the binary expecting it to exit on its own; returns (exit code, stderr).
@@ -320,9 +335,9 @@ impl Server {
     }
 
     /// Blocks until the `listening dns=… http=…` line appears; panics with the stderr
-    /// collected so far if it does not within [`STARTUP_TIMEOUT`].
-    fn wait_listening(&mut self) -> (SocketAddr, SocketAddr) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
+    /// collected so far if it does not within `timeout`.
+    fn wait_listening(&mut self, timeout: Duration) -> (SocketAddr, SocketAddr) {
+        let deadline = Instant::now() + timeout;
         let mut st = lock(&self.log.state);
         loop {
             if let Some(addrs) = st.lines.iter().find_map(|l| parse_listening(l)) {
