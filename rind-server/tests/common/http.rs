@@ -96,16 +96,7 @@ pub async fn http_send(
             .header("content-type", "application/json")
             .body(body.to_string());
     }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
-    let status = resp.status().as_u16();
-    let body = resp
-        .text()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: reading body failed: {e}"));
-    HttpReply { status, body }
+    send(req, method.as_str(), path, None).await
 }
 
 /// The value of the first Prometheus sample whose name and labels are exactly `series`
