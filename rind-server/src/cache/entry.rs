@@ -777,6 +777,11 @@ mod tests {
         m
     }
 
+    /// The entry for `reply` to `q`, fetched with DO=1 at `now`; it must be cacheable.
+    fn cached(q: &Query, reply: &Message, now: u64) -> Entry {
+        Entry::from_upstream(q, reply, FETCHED, &POLICY, now).expect("cacheable")
+    }
+
     fn parse(bytes: &[u8]) -> Message {
         Message::from_vec(bytes).expect("reply parses")
     }
@@ -784,14 +789,7 @@ mod tests {
     #[test]
     fn hit_patches_id_case_and_ttls() {
         let q = Query::query(name("www.example.com."), RecordType::A);
-        let entry = Entry::from_upstream(
-            &q,
-            &upstream_reply("www.example.com.", &[300, 200]),
-            FETCHED,
-            &POLICY,
-            1_000,
-        )
-        .expect("cacheable");
+        let entry = cached(&q, &upstream_reply("www.example.com.", &[300, 200]), 1_000);
         let bytes = entry
             .reply(&request("WwW.ExAmple.COM.", false, 512), 1_050, false)
             .expect("reply");
@@ -809,14 +807,7 @@ mod tests {
     #[test]
     fn edns_clients_get_an_opt_and_stale_answers_carry_ede_3() {
         let q = Query::query(name("a.example."), RecordType::A);
-        let entry = Entry::from_upstream(
-            &q,
-            &upstream_reply("a.example.", &[60]),
-            FETCHED,
-            &POLICY,
-            0,
-        )
-        .expect("cacheable");
+        let entry = cached(&q, &upstream_reply("a.example.", &[60]), 0);
         let msg = parse(
             &entry
                 .reply(&request("a.example.", true, 1232), 10, false)
@@ -843,8 +834,7 @@ mod tests {
     #[test]
     fn negative_ttl_is_min_of_soa_ttl_and_minimum_capped() {
         let q = Query::query(name("nx.example."), RecordType::A);
-        let e = Entry::from_upstream(&q, &nxdomain("nx.example.", 900, 60), FETCHED, &POLICY, 0)
-            .expect("cacheable");
+        let e = cached(&q, &nxdomain("nx.example.", 900, 60), 0);
         assert_eq!(e.expires_at(), 60);
         let msg = parse(
             &e.reply(&request("nx.example.", false, 512), 20, false)
@@ -912,14 +902,7 @@ mod tests {
     fn too_big_for_the_client_is_truncated() {
         let q = Query::query(name("big.example."), RecordType::A);
         let ttls = vec![300; 60];
-        let entry = Entry::from_upstream(
-            &q,
-            &upstream_reply("big.example.", &ttls),
-            FETCHED,
-            &POLICY,
-            0,
-        )
-        .expect("cacheable");
+        let entry = cached(&q, &upstream_reply("big.example.", &ttls), 0);
         let small = parse(
             &entry
                 .reply(&request("big.example.", true, 512), 0, false)
@@ -939,14 +922,7 @@ mod tests {
     #[test]
     fn encode_decode_round_trip_and_garbage() {
         let q = Query::query(name("r.example."), RecordType::A);
-        let entry = Entry::from_upstream(
-            &q,
-            &upstream_reply("r.example.", &[60]),
-            FETCHED,
-            &POLICY,
-            5,
-        )
-        .expect("cacheable");
+        let entry = cached(&q, &upstream_reply("r.example.", &[60]), 5);
         let back = Entry::decode(&entry.encode()).expect("decodes");
         assert_eq!(back.expires_at(), 65);
         assert_eq!(
@@ -961,14 +937,7 @@ mod tests {
     #[test]
     fn answer_gives_records_with_counted_down_ttls() {
         let q = Query::query(name("t.example."), RecordType::A);
-        let entry = Entry::from_upstream(
-            &q,
-            &upstream_reply("t.example.", &[100]),
-            FETCHED,
-            &POLICY,
-            0,
-        )
-        .expect("cacheable");
+        let entry = cached(&q, &upstream_reply("t.example.", &[100]), 0);
         let answer = entry.answer(30).expect("answer");
         assert_eq!(answer.answers.len(), 1);
         assert_eq!(answer.answers[0].ttl, 70);
@@ -1000,14 +969,7 @@ mod tests {
         // The memory cache finds entries by a hash and then compares this: it must be the
         // exact key of the question, whatever the letter case it was asked in.
         let q = Query::query(name("MiXeD.Example."), RecordType::A);
-        let entry = Entry::from_upstream(
-            &q,
-            &upstream_reply("MiXeD.Example.", &[60]),
-            FETCHED,
-            &POLICY,
-            0,
-        )
-        .expect("cacheable");
+        let entry = cached(&q, &upstream_reply("MiXeD.Example.", &[60]), 0);
         assert!(entry.key() == Key::of(&q, false));
         assert!(entry.has_key(&Key::of(&q, false)));
         assert!(!entry.has_key(&Key::of(&q, true)));
@@ -1090,7 +1052,7 @@ mod tests {
         let mut reply = upstream_reply("s.example.", &[300]);
         reply.metadata.authentic_data = true;
         reply.add_answer(rrsig("s.example.", RecordType::A, NEVER, 300));
-        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 1_000).expect("cacheable");
+        let entry = cached(&q, &reply, 1_000);
 
         let plain = parse(
             &entry
@@ -1152,7 +1114,7 @@ mod tests {
             RData::NS(hickory_proto::rr::rdata::NS(name("ns.example."))),
         ));
         reply.add_authority(rrsig("example.", RecordType::NS, NEVER, 900));
-        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        let entry = cached(&q, &reply, 0);
         assert_eq!(entry.expires_at(), 60);
 
         let signed = parse(
@@ -1188,7 +1150,7 @@ mod tests {
         let q = Query::query(name("e.example."), RecordType::A);
         let mut reply = upstream_reply("e.example.", &[3_600]);
         reply.add_answer(rrsig("e.example.", RecordType::A, 1_100, 3_600));
-        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 1_000).expect("cacheable");
+        let entry = cached(&q, &reply, 1_000);
         assert_eq!(entry.expires_at(), 1_100);
         let msg = parse(
             &entry
@@ -1211,14 +1173,7 @@ mod tests {
     #[test]
     fn entries_from_before_dnssec_serve_do_0_clients_only() {
         let q = Query::query(name("old.example."), RecordType::A);
-        let entry = Entry::from_upstream(
-            &q,
-            &upstream_reply("old.example.", &[60]),
-            FETCHED,
-            &POLICY,
-            5,
-        )
-        .expect("cacheable");
+        let entry = cached(&q, &upstream_reply("old.example.", &[60]), 5);
         // Format 1: no flags byte, otherwise the same layout.
         let encoded = entry.encode();
         let mut v1 = vec![FORMAT_V1];
@@ -1237,7 +1192,7 @@ mod tests {
         let mut reply = upstream_reply("st.example.", &[60]);
         reply.metadata.authentic_data = true;
         reply.add_answer(rrsig("st.example.", RecordType::A, NEVER, 60));
-        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        let entry = cached(&q, &reply, 0);
         let client = with_do(request("st.example.", true, 1232));
         assert!(
             parse(&entry.reply(&client, 10, false).expect("fresh"))
@@ -1256,7 +1211,7 @@ mod tests {
         for _ in 0..6 {
             reply.add_answer(rrsig("tc.example.", RecordType::A, NEVER, 300));
         }
-        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        let entry = cached(&q, &reply, 0);
         let signed = parse(
             &entry
                 .reply(&with_do(request("tc.example.", true, 512)), 0, false)
@@ -1285,7 +1240,7 @@ mod tests {
         reply.add_answer(rrsig("x.wild.example.", RecordType::A, NEVER, 300));
         reply.add_authority(nsec("w.example.", 30));
         reply.add_authority(rrsig("w.example.", RecordType::NSEC, NEVER, 30));
-        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        let entry = cached(&q, &reply, 0);
         assert_eq!(entry.expires_at(), 30, "the proof's TTL bounds the entry");
         let signed = parse(
             &entry
@@ -1317,7 +1272,7 @@ mod tests {
         reply.add_authority(rrsig("example.", RecordType::SOA, NEVER, 300));
         reply.add_authority(nsec("example.", 300));
         reply.add_authority(rrsig("example.", RecordType::NSEC, NEVER, 300));
-        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 0).expect("cacheable");
+        let entry = cached(&q, &reply, 0);
         let mut client = request("nd.example.", true, 1232);
         client.query.query_type = RecordType::RRSIG;
         let plain = parse(&entry.reply(&client, 0, false).expect("reply"));
@@ -1331,7 +1286,7 @@ mod tests {
         let mut reply = upstream_reply("roll.example.", &[3_600]);
         reply.add_answer(rrsig("roll.example.", RecordType::A, 900, 3_600));
         reply.add_answer(rrsig("roll.example.", RecordType::A, 1_500, 3_600));
-        let entry = Entry::from_upstream(&q, &reply, FETCHED, &POLICY, 1_000).expect("cacheable");
+        let entry = cached(&q, &reply, 1_000);
         assert_eq!(entry.expires_at(), 1_500);
 
         // But an RRset whose signatures have all expired is not cached, even beside a valid
