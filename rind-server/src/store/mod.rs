@@ -177,6 +177,12 @@ impl Store {
         if let Some(reason) = check_integrity(&db, flushed, progress)? {
             return Err(damaged(reason));
         }
+        // The check file may only name what is on disk: the ledger settled just above and the
+        // migration's last writes reach sled's files at its next flush (up to 500 ms away), and
+        // a crash before then would leave the torn ledger under a check file that calls
+        // `generation` flushed, which the next start reports as damage.
+        db.flush()
+            .map_err(|e| StoreError::Unwritable(describe_write_error(dir, &e)))?;
         // From now on this store is checked, also when it had no check file (older stores).
         if let Err(e) = check::write(dir, generation) {
             tracing::warn!(error = %e, "cannot write {}", check::path(dir).display());
@@ -511,6 +517,93 @@ mod tests {
         assert!(check_integrity(&db, None, &AtomicU64::new(0))
             .expect("check")
             .is_some());
+    }
+
+    /// Set in a child process of [`a_crash_right_after_an_open_that_settled_a_torn_change`]:
+    /// the step it runs and the data dir.
+    const CRASH_STEP: &str = "RIND_TEST_OPEN_CRASH_STEP";
+    const CRASH_DIR: &str = "RIND_TEST_OPEN_CRASH_DIR";
+    /// Records in that store: enough that checking them on open outlasts the flush sled's
+    /// background thread makes as soon as it starts, so the ledger settled after the check
+    /// is not on disk by chance.
+    const CRASH_RECORDS: usize = 20_000;
+
+    /// Runs this test again in a child process with `step`, which ends the process without
+    /// any destructor (so without sled's flush on drop): a kill -9 as far as sled can tell.
+    fn crash_step(step: &str, dir: &Path) {
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "store::tests::a_crash_right_after_an_open_that_settled_a_torn_change",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_STEP, step)
+            .env(CRASH_DIR, dir)
+            .status()
+            .expect("run the child");
+        assert_eq!(status.code(), Some(0), "child step {step}");
+    }
+
+    /// The reviewer's case: an open that accepts a torn last change rewrites the ledger and
+    /// sets the check file to its generation; a crash right after must not leave the torn
+    /// ledger on disk under that check file (the next start called it damage).
+    #[test]
+    fn a_crash_right_after_an_open_that_settled_a_torn_change() {
+        if let (Ok(step), Ok(dir)) = (std::env::var(CRASH_STEP), std::env::var(CRASH_DIR)) {
+            let dir = PathBuf::from(dir);
+            match step.as_str() {
+                // A store with `a` at generation 1, flushed and checked, then a ledger one
+                // change ahead (`c` added, generation 2) whose record never got written.
+                "tear" => {
+                    let store = Store::open(&dir).expect("open");
+                    let db = store.db().expect("db");
+                    let records = db.open_tree(RECORDS_TREE).expect("tree");
+                    let mut batch = sled::Batch::default();
+                    for i in 0..CRASH_RECORDS {
+                        batch.insert(format!("r{i:06}").as_bytes(), b"1".as_slice());
+                    }
+                    records.apply_batch(batch).expect("insert");
+                    let one = Integrity::compute(&records).expect("integrity");
+                    let meta = db.open_tree(migrations::META_TREE).expect("meta");
+                    meta.insert(
+                        check::INTEGRITY_KEY,
+                        check::Ledger::settled(one, 1).encode().as_slice(),
+                    )
+                    .expect("insert");
+                    store.flush_records(1).expect("flush");
+                    let mut two = one;
+                    two.add(b"c", b"3");
+                    let torn = check::Ledger {
+                        current: two,
+                        previous: one,
+                        generation: 2,
+                    };
+                    meta.insert(check::INTEGRITY_KEY, torn.encode().as_slice())
+                        .expect("insert");
+                    db.flush().expect("flush");
+                }
+                // The start that settles it, and the crash right after.
+                "open" => {
+                    // Kept to the end: dropping it would flush.
+                    let _store = Store::open(&dir).expect("the torn change is accepted");
+                    std::process::exit(0);
+                }
+                other => panic!("unknown step {other}"),
+            }
+            std::process::exit(0);
+        }
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("data");
+        crash_step("tear", &dir);
+        crash_step("open", &dir);
+        match Store::open(&dir) {
+            Ok(store) => {
+                let records = store.db().expect("db").open_tree(RECORDS_TREE);
+                assert_eq!(records.expect("tree").len(), CRASH_RECORDS);
+            }
+            Err(e) => panic!("a healthy store was refused after a crash: {e}"),
+        }
     }
 
     #[test]
