@@ -606,6 +606,20 @@ mod tests {
         }
     }
 
+    /// A power loss soon after an earlier build created the check file could leave it empty;
+    /// that is no damage (see [`check::read`]), and the open writes it whole.
+    #[test]
+    fn an_empty_check_file_is_no_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(check::path(dir.path()), b"").expect("empty check file");
+        let store = Store::open(dir.path());
+        assert!(store.is_ok(), "{:?}", store.err());
+        assert_eq!(
+            check::read(dir.path()).expect("read"),
+            check::CheckFile::Flushed(0)
+        );
+    }
+
     #[test]
     fn second_open_reports_the_lock() {
         let dir = tempfile::tempdir().expect("tempdir");
