@@ -134,7 +134,7 @@ impl Store {
         }
         // Before the migration writes anything: a store sled opens as empty, or as older than
         // it was, is left as it is. A store from before the ledger has generation 0.
-        let generation = match load_ledger(&db)? {
+        let generation = match load_ledger(&db).map_err(|e| after_open(dir, e))? {
             LedgerState::Found(ledger) => ledger.generation,
             LedgerState::Missing => 0,
             LedgerState::Unreadable => {
@@ -162,9 +162,16 @@ impl Store {
             check::CheckFile::Flushed(flushed) => Some(flushed),
             check::CheckFile::Missing => None,
         };
-        let from = migrations::migrate(&db).map_err(|source| StoreError::Migrate {
-            path: dir.to_path_buf(),
-            source,
+        let from = migrations::migrate(&db).map_err(|source| match source {
+            MigrationError::Sled(e) => after_open(dir, e),
+            MigrationError::Unreadable(_) => {
+                damaged("its schema version is unreadable".to_string())
+            }
+            // Not damage: a newer rind wrote it, and a newer rind-server reads it.
+            too_new @ MigrationError::TooNew { .. } => StoreError::Migrate {
+                path: dir.to_path_buf(),
+                source: too_new,
+            },
         })?;
         if from != migrations::SCHEMA_VERSION {
             tracing::info!(
@@ -174,7 +181,9 @@ impl Store {
             );
         }
         progress.fetch_add(1, Ordering::Relaxed);
-        if let Some(reason) = check_integrity(&db, flushed, progress)? {
+        if let Some(reason) =
+            check_integrity(&db, flushed, progress).map_err(|e| after_open(dir, e))?
+        {
             return Err(damaged(reason));
         }
         // The check file may only name what is on disk: the ledger settled just above and the
@@ -355,7 +364,7 @@ fn check_integrity(
     db: &sled::Db,
     flushed: Option<u64>,
     progress: &AtomicU64,
-) -> Result<Option<String>, StoreError> {
+) -> sled::Result<Option<String>> {
     let records = db.open_tree(RECORDS_TREE)?;
     let ledger = match load_ledger(db)? {
         LedgerState::Found(ledger) => ledger,
@@ -401,6 +410,31 @@ fn check_integrity(
             actual.count
         )
     }))
+}
+
+/// What an error from sled means once sled has opened the store (reading the ledger, the
+/// migration, the records check, loading the records or the cache): the disk refusing a write
+/// (full, over quota, read-only) is no damage, and is reported as the write error it is;
+/// anything else is sled failing to read what it holds, which is damage.
+pub(crate) fn after_open(dir: &Path, e: sled::Error) -> StoreError {
+    let refused_write = matches!(
+        &e,
+        sled::Error::Io(io) if matches!(
+            io.kind(),
+            io::ErrorKind::StorageFull
+                | io::ErrorKind::QuotaExceeded
+                | io::ErrorKind::ReadOnlyFilesystem
+        )
+    );
+    if refused_write {
+        return StoreError::Unwritable(describe_write_error(dir, &e));
+    }
+    StoreError::Damaged {
+        path: dir.to_path_buf(),
+        reason: damage(&e)
+            .unwrap_or_else(|| format!("sled failed reading it ({})", one_line(&e.to_string()))),
+        restore: open::Restore::Unknown,
+    }
 }
 
 /// What a failed write means for the operator.
@@ -618,6 +652,23 @@ mod tests {
             check::read(dir.path()).expect("read"),
             check::CheckFile::Flushed(0)
         );
+    }
+
+    #[test]
+    fn a_sled_error_after_the_open_is_damage_unless_the_disk_refused_a_write() {
+        let dir = Path::new("/var/lib/rind-data");
+        let read = after_open(dir, sled::Error::Io(io::Error::other("Input/output error")));
+        assert!(matches!(read, StoreError::Damaged { .. }), "{read:?}");
+        let line = read.to_string();
+        assert!(
+            line.contains("/var/lib/rind-data is damaged") && line.contains("Input/output error"),
+            "{line}"
+        );
+        let corrupt = after_open(dir, sled::Error::ReportableBug("a bad node".into()));
+        assert!(matches!(corrupt, StoreError::Damaged { .. }), "{corrupt}");
+        let full = after_open(dir, sled::Error::Io(io::ErrorKind::StorageFull.into()));
+        assert!(matches!(full, StoreError::Unwritable(_)), "{full:?}");
+        assert!(full.to_string().contains("is full"), "{full}");
     }
 
     #[test]
