@@ -309,9 +309,15 @@ impl Records {
         writer.zone = zone;
         let store = self.store.clone();
         let repaired = finish(tokio::task::spawn_blocking(move || {
+            // Taken first: a write that fails from here on (the cache's) keeps its fault.
+            let mark = store.store().fault_mark();
             store.store().reopen()?;
             let fixed = store.reconcile(&want)?;
-            store.store().clear_fault();
+            if !store.store().clear_fault(mark) {
+                return Err(WriteError::Store(StoreError::Unwritable(
+                    "a write failed again while the store was repaired".to_string(),
+                )));
+            }
             tracing::info!(
                 undone = fixed,
                 "store reopened after a write error; writes work again"
@@ -468,7 +474,14 @@ impl Records {
         let this = Arc::clone(self);
         finish(tokio::spawn(async move {
             let _in_flight = in_flight;
-            flushed.await?;
+            if let Err(e) = flushed.await {
+                // Refused: a later write's flush must not publish it with its own.
+                this.unpublished
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|(s, _)| *s != seq);
+                return Err(e.into());
+            }
             this.publish_through(seq);
             Ok(())
         }))
@@ -702,6 +715,12 @@ mod tests {
         let failed = records.create(draft("failed.lan", "A", "10.0.0.2")).await;
         assert!(failed.is_err(), "{failed:?}");
         assert!(records.fault().is_some());
+        // Refused, so no later flush may publish it.
+        assert!(records
+            .unpublished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty());
         std::fs::remove_dir(&check).expect("remove the directory");
         records.repair().await.expect("repair");
         assert!(records.fault().is_none());

@@ -106,8 +106,18 @@ struct Inner {
     dir: PathBuf,
     /// Empty only while a reopen is under way.
     db: RwLock<Option<sled::Db>>,
-    /// Why writes fail, from the first failed write until a reopen succeeds.
-    fault: Mutex<Option<String>>,
+    /// Why writes fail, from the first failed write until a repair clears it.
+    fault: Mutex<Fault>,
+}
+
+/// The store's write failures.
+#[derive(Debug, Default)]
+struct Fault {
+    /// Why writes fail, while they do.
+    reason: Option<String>,
+    /// Failures so far: a repair clears only the fault it started from
+    /// ([`Store::clear_fault`]), never one that came after.
+    count: u64,
 }
 
 impl Store {
@@ -200,7 +210,7 @@ impl Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 db: RwLock::new(Some(db)),
-                fault: Mutex::new(None),
+                fault: Mutex::new(Fault::default()),
             }),
         })
     }
@@ -212,11 +222,30 @@ impl Store {
 
     /// Why writes fail, while they do.
     pub fn fault(&self) -> Option<String> {
+        self.lock_fault().reason.clone()
+    }
+
+    /// Which failure the store is at: what a repair passes to [`Store::clear_fault`].
+    pub fn fault_mark(&self) -> u64 {
+        self.lock_fault().count
+    }
+
+    fn lock_fault(&self) -> std::sync::MutexGuard<'_, Fault> {
         self.inner
             .fault
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    }
+
+    /// The database for a write or a flush: refused while a fault is set, until the repair has
+    /// undone the failed write. A flush that worked meanwhile (the failure was the check file,
+    /// or a flush task that died) would acknowledge the writes queued behind the failed one,
+    /// and publish the failed one with them although its writer heard it was refused.
+    fn writable_db(&self) -> Result<sled::Db, StoreError> {
+        match self.fault() {
+            Some(reason) => Err(StoreError::Unwritable(reason)),
+            None => self.db(),
+        }
     }
 
     /// The database, unless a failed write has put it out of use.
@@ -236,29 +265,33 @@ impl Store {
     /// Records that a write failed with `e` and returns the error the writer reports: every
     /// later write fails the same way until [`Store::reopen`] succeeds.
     fn write_failed(&self, e: &sled::Error) -> StoreError {
-        let reason = describe_write_error(&self.inner.dir, e);
-        let mut fault = self
-            .inner
-            .fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if fault.is_none() {
-            tracing::error!(error = %e, "{reason}; writes fail until the store is reopened");
+        tracing::debug!(error = %e, "store write failed");
+        self.fail(describe_write_error(&self.inner.dir, e))
+    }
+
+    /// Records that a write failed for `reason` (see [`Store::write_failed`]).
+    fn fail(&self, reason: String) -> StoreError {
+        let mut fault = self.lock_fault();
+        if fault.reason.is_none() {
+            tracing::error!("{reason}; writes fail until the store is repaired");
         }
-        *fault = Some(reason.clone());
+        fault.reason = Some(reason.clone());
+        fault.count = fault.count.wrapping_add(1);
         StoreError::Unwritable(reason)
     }
 
     /// Writes every buffered change to disk and fsyncs; blocking, so call it off the runtime.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db()?.flush().map_err(|e| self.write_failed(&e))?;
+        self.writable_db()?
+            .flush()
+            .map_err(|e| self.write_failed(&e))?;
         Ok(())
     }
 
     /// Flushes like [`Store::flush`], then records in the check file that the records changes
     /// up to generation `covered` (all made before this call) are on disk.
     pub fn flush_records(&self, covered: u64) -> Result<(), StoreError> {
-        let db = self.db()?;
+        let db = self.writable_db()?;
         let flushed = (|| {
             db.flush()?;
             check::write(&self.inner.dir, covered)?;
@@ -297,13 +330,16 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the store as writable again.
-    pub fn clear_fault(&self) {
-        *self
-            .inner
-            .fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+    /// Marks the store as writable again, if it is still at the failure `mark` (from
+    /// [`Store::fault_mark`] before the repair began); returns whether it did. A write that
+    /// failed meanwhile keeps its fault, for the next repair.
+    pub fn clear_fault(&self, mark: u64) -> bool {
+        let mut fault = self.lock_fault();
+        if fault.count != mark {
+            return false;
+        }
+        fault.reason = None;
+        true
     }
 }
 
@@ -669,6 +705,20 @@ mod tests {
         let full = after_open(dir, sled::Error::Io(io::ErrorKind::StorageFull.into()));
         assert!(matches!(full, StoreError::Unwritable(_)), "{full:?}");
         assert!(full.to_string().contains("is full"), "{full}");
+    }
+
+    #[test]
+    fn a_repair_clears_only_the_fault_it_started_from() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.fail("the first failure".to_string());
+        let mark = store.fault_mark();
+        // A write fails again while the repair runs.
+        store.fail("the second failure".to_string());
+        assert!(!store.clear_fault(mark));
+        assert_eq!(store.fault().as_deref(), Some("the second failure"));
+        assert!(store.clear_fault(store.fault_mark()));
+        assert_eq!(store.fault(), None);
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl RecordStore {
     /// Sets (or with `None` removes) `id`: the ledger first, then the record (see
     /// [`check::Ledger`] for why not a transaction). Called by one writer at a time.
     fn change(&self, id: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
-        let db = self.store.db()?;
+        let db = self.store.writable_db()?;
         let key = id.as_bytes();
         let written = (|| {
             let records = db.open_tree(TREE)?;
@@ -290,14 +290,24 @@ async fn flush_loop(
 ) {
     let mut batch = Vec::new();
     while waiters.recv_many(&mut batch, usize::MAX).await > 0 {
-        let store = store.clone();
         // Read before the flush starts: every change up to it is then in sled, so covered.
         let covered = generation.load(Ordering::SeqCst);
-        let result = match tokio::task::spawn_blocking(move || store.flush_records(covered)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(FlushError::Failed(e.to_string())),
-            Err(join) => Err(FlushError::Failed(join.to_string())),
-        };
+        let flushing = store.clone();
+        let result =
+            match tokio::task::spawn_blocking(move || flushing.flush_records(covered)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(FlushError::Failed(e.to_string())),
+                // Nobody knows what reached the disk: a fault like any failed flush, so that the
+                // repair runs before anything else is acknowledged.
+                Err(join) => Err(FlushError::Failed(
+                    store
+                        .fail(format!(
+                            "the store flush in {} failed: {join}",
+                            store.dir().display()
+                        ))
+                        .to_string(),
+                )),
+            };
         if let Err(e) = &result {
             tracing::error!(error = %e, "store flush failed; writes are not acknowledged");
         }
@@ -397,6 +407,31 @@ mod tests {
         let tree = store.db().expect("db").open_tree(TREE).expect("tree");
         tree.remove("a").expect("remove behind rind's back");
         assert!(!records.integrity_holds().expect("check"));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_or_flushed_while_a_fault_is_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let records = RecordStore::open(&store).expect("tree");
+        records.put("a", &record("10.0.0.1")).expect("put");
+        records.flushed().await.expect("flushed");
+        // A flush fails (the check file cannot be written), then the cause goes away.
+        let check = check::path(dir.path());
+        std::fs::remove_file(&check).expect("remove check file");
+        std::fs::create_dir(&check).expect("a directory in its place");
+        records.put("b", &record("10.0.0.2")).expect("put");
+        assert!(records.flushed().await.is_err());
+        std::fs::remove_dir(&check).expect("remove the directory");
+        // Until a repair clears the fault, a flush would acknowledge what followed `b`.
+        assert!(records.put("c", &record("10.0.0.3")).is_err());
+        assert!(records.flushed().await.is_err());
+        assert!(store.flush().is_err());
+        assert!(store.clear_fault(store.fault_mark()));
+        records
+            .flushed()
+            .await
+            .expect("flushed after the fault is cleared");
     }
 
     #[tokio::test]
