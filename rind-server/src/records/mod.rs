@@ -409,7 +409,7 @@ impl Records {
 
     /// Holds the writers, waits for every write so far to be on disk, and copies the store into
     /// a new directory under `parent`; then, with the writers free again, removes the oldest
-    /// snapshots there beyond `keep` (never the new one). Returns the new one's path. Both
+    /// snapshots there beyond `keep` (never the new one, nor one made after it). Returns the new one's path. Both
     /// `POST /api/v1/snapshot` and the scheduled snapshots come here.
     pub async fn snapshot(
         self: &Arc<Self>,

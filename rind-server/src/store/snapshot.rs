@@ -14,6 +14,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{dirs, Store, SLED_CACHE_BYTES};
@@ -169,16 +170,30 @@ pub fn list(parent: &Path) -> Vec<Snapshot> {
     found
 }
 
-/// Removes the oldest complete snapshots in `parent` until `keep` are left, never `newest`
-/// (just written: a clock set back must not make it the first to go). Returns how many went;
-/// a snapshot that cannot be removed is logged and left.
+/// Removes the oldest complete snapshots in `parent` until `keep` are left, but only ones
+/// older than `newest`, the one the caller just wrote: another snapshot may have been
+/// written meanwhile (a scheduled one and a `POST`, each pruning once it is complete), and
+/// its caller has it or is about to. After a clock was set back, the snapshots named after
+/// the future stay until they are the oldest, which errs towards keeping. Returns how many
+/// went; a snapshot that cannot be removed is logged and left.
 pub fn prune(parent: &Path, keep: usize, newest: &Path) -> usize {
+    // One prune at a time: two listing the same snapshots would both remove the oldest.
+    static PRUNING: Mutex<()> = Mutex::new(());
+    let _alone = PRUNING.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(made) = newest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_name)
+    else {
+        tracing::warn!(path = %newest.display(), "not a snapshot name; nothing pruned");
+        return 0;
+    };
     let snapshots = list(parent);
     let excess = snapshots.len().saturating_sub(keep);
     let mut removed = 0;
     for old in snapshots
         .iter()
-        .filter(|s| !same_dir(&s.path, newest))
+        .filter(|s| s.order < made && !same_dir(&s.path, newest))
         .take(excess)
     {
         match std::fs::remove_dir_all(&old.path) {
@@ -351,9 +366,32 @@ mod tests {
             std::fs::create_dir_all(parent.join(name)).expect("mkdir");
         }
         let newest = parent.join("snapshot-20100101T000000Z");
-        assert_eq!(prune(&parent, 1, &newest), 1);
+        assert_eq!(prune(&parent, 1, &newest), 0);
         assert!(newest.exists());
-        assert!(!parent.join("snapshot-20300101T000000Z").exists());
+        assert!(parent.join("snapshot-20300101T000000Z").exists());
+    }
+
+    /// A scheduled snapshot and a `POST` race: the first one made prunes after the second
+    /// is complete, and must not take the second, which its caller was just given.
+    #[test]
+    fn a_prune_never_removes_a_snapshot_newer_than_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parent = dir.path().join("snaps");
+        let names = [
+            "snapshot-20261204T030000Z",
+            "snapshot-20261204T040000Z",
+            "snapshot-20261204T040000Z-2",
+        ];
+        for name in names {
+            std::fs::create_dir_all(parent.join(name)).expect("mkdir");
+        }
+        let [older, first, second] = names.map(|n| parent.join(n));
+        assert_eq!(prune(&parent, 1, &first), 1);
+        assert!(!older.exists());
+        assert!(first.exists() && second.exists());
+        // The second one's own prune then leaves the newest only.
+        assert_eq!(prune(&parent, 1, &second), 1);
+        assert!(!first.exists() && second.exists());
     }
 
     #[test]
