@@ -676,12 +676,13 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     stop(server);
 }
 
-/// Names of the complete snapshots (as rind names them) in `dir`.
+/// Names of the complete snapshots (as rind names and marks them) in `dir`.
 fn snapshot_names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .expect("read snapshot dir")
         .map(|e| e.expect("entry"))
         .filter(|e| e.file_type().expect("type").is_dir())
+        .filter(|e| e.path().join("rind-snapshot").is_file())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.starts_with("snapshot-20") && !n.contains('.'))
         .collect()
@@ -703,6 +704,10 @@ async fn scheduled_snapshots_keep_the_newest_and_touch_nothing_else() {
     // Named as rind names its snapshots: the oldest, so the first to go.
     let oldest = "snapshot-20200101T000000Z";
     std::fs::create_dir(snaps.join(oldest)).expect("mkdir");
+    std::fs::write(snaps.join(oldest).join("rind-snapshot"), b"").expect("marker");
+    // Named the same, but without rind's marker: not a snapshot rind finished, so kept.
+    let unmarked = "snapshot-20200102T000000Z";
+    std::fs::create_dir(snaps.join(unmarked)).expect("mkdir");
 
     let server = ServerBuilder::new()
         .env("RIND_SNAPSHOT_DIR", snaps.to_str().expect("utf-8"))
@@ -737,7 +742,7 @@ async fn scheduled_snapshots_keep_the_newest_and_touch_nothing_else() {
         seen.iter().rev().take(2).rev().collect::<Vec<_>>(),
         "the two newest are kept"
     );
-    for name in foreign_dirs {
+    for name in foreign_dirs.iter().chain([&unmarked]) {
         assert!(snaps.join(name).is_dir(), "{name} was removed");
     }
     assert!(snaps.join("snapshot-20200101T000000Z.tar").is_file());

@@ -197,7 +197,7 @@ mod tests {
         let data = root.path().join("data");
         let snapshots = root.path().join("snapshots");
         let newest = snapshots.join("snapshot-20261204T030000Z");
-        std::fs::create_dir_all(&newest).expect("mkdir");
+        snapshot::tests::fake_snapshot(&newest);
         let e = refusal(
             StoreError::Sled(sled::Error::Io(std::io::Error::other("Input/output error"))),
             &data,
