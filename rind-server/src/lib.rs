@@ -302,14 +302,21 @@ pub async fn run(
         clock.clone(),
         Some(cache_writes),
         sockets.upstream_pool,
-    )?;
+    )
+    .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
     let warmed = {
         let (cache, store) = (Arc::clone(&cache), store.clone());
         tokio::task::spawn_blocking(move || cache.warm(&store)).await
     };
     match warmed {
         Ok(Ok(loaded)) => tracing::info!(loaded, "cache loaded from disk"),
-        Ok(Err(e)) => return Err(e),
+        Ok(Err(e)) => {
+            return Err(store::open::refusal(
+                e,
+                &config.data_dir,
+                &config.snapshot_dir,
+            ))
+        }
         Err(e) => tracing::error!(error = %e, "cache warm-up task failed; starting cold"),
     }
     // The writer outlives the listeners: it stops only after the last query has cached its

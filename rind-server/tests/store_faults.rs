@@ -464,6 +464,9 @@ async fn a_big_old_store_migrates_and_opens_and_a_lost_record_is_noticed() {
     );
 }
 
+/// Set to `1` to skip the tests that need root instead of failing them.
+const SKIP_ROOT_TESTS: &str = "RIND_SKIP_ROOT_TESTS";
+
 /// A size-limited tmpfs mounted for one test, unmounted when dropped (also when the test
 /// panics: declare it before any server using it, so the server is gone first).
 struct Tmpfs {
@@ -471,12 +474,18 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// `None` only when the test does not run as root, which mounting needs; as root, a
-    /// failed mount fails the test.
+    /// Mounting needs root. Without it the test fails, since passing would claim a full disk
+    /// was tried: `None` (the test skipped, saying so) only when [`SKIP_ROOT_TESTS`] is `1`.
+    /// As root, a failed mount fails the test.
     fn mount(size: &str) -> Option<Tmpfs> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: mounting a tmpfs needs root, and this test runs as a user");
+            assert!(
+                std::env::var_os(SKIP_ROOT_TESTS).is_some_and(|v| v == "1"),
+                "mounting a tmpfs needs root: run this test as root (CI does), or set \
+                 {SKIP_ROOT_TESTS}=1 to skip it"
+            );
+            eprintln!("SKIPPED ({SKIP_ROOT_TESTS}=1): mounting a tmpfs needs root");
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
@@ -667,12 +676,13 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     stop(server);
 }
 
-/// Names of the complete snapshots (as rind names them) in `dir`.
+/// Names of the complete snapshots (as rind names and marks them) in `dir`.
 fn snapshot_names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .expect("read snapshot dir")
         .map(|e| e.expect("entry"))
         .filter(|e| e.file_type().expect("type").is_dir())
+        .filter(|e| e.path().join("rind-snapshot").is_file())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.starts_with("snapshot-20") && !n.contains('.'))
         .collect()
@@ -694,6 +704,10 @@ async fn scheduled_snapshots_keep_the_newest_and_touch_nothing_else() {
     // Named as rind names its snapshots: the oldest, so the first to go.
     let oldest = "snapshot-20200101T000000Z";
     std::fs::create_dir(snaps.join(oldest)).expect("mkdir");
+    std::fs::write(snaps.join(oldest).join("rind-snapshot"), b"").expect("marker");
+    // Named the same, but without rind's marker: not a snapshot rind finished, so kept.
+    let unmarked = "snapshot-20200102T000000Z";
+    std::fs::create_dir(snaps.join(unmarked)).expect("mkdir");
 
     let server = ServerBuilder::new()
         .env("RIND_SNAPSHOT_DIR", snaps.to_str().expect("utf-8"))
@@ -728,7 +742,7 @@ async fn scheduled_snapshots_keep_the_newest_and_touch_nothing_else() {
         seen.iter().rev().take(2).rev().collect::<Vec<_>>(),
         "the two newest are kept"
     );
-    for name in foreign_dirs {
+    for name in foreign_dirs.iter().chain([&unmarked]) {
         assert!(snaps.join(name).is_dir(), "{name} was removed");
     }
     assert!(snaps.join("snapshot-20200101T000000Z.tar").is_file());

@@ -224,6 +224,9 @@ pub struct Records {
     /// Held shared by each write from its sled change until it is published or has failed;
     /// a repair holds it alone, so it sees no write half done.
     in_flight: Arc<tokio::sync::RwLock<()>>,
+    /// The entries on disk this build skipped at load (key → stored bytes): no write can reach
+    /// them, and a repair keeps them for a later rind that may read them.
+    skipped: HashMap<Vec<u8>, Vec<u8>>,
     store: RecordStore,
 }
 
@@ -232,7 +235,9 @@ impl Records {
     pub fn load(store: RecordStore) -> Result<Records, StoreError> {
         let mut live = Zone::default();
         let mut writer = Zone::default();
-        for (id, stored) in store.load()? {
+        let loaded = store.load()?;
+        let mut skipped: HashMap<Vec<u8>, Vec<u8>> = loaded.undecodable.into_iter().collect();
+        for (id, stored) in loaded.records {
             match Draft::parse(&stored.name, &stored.rtype, stored.ttl.into(), &stored.data) {
                 Ok(draft) => {
                     let change = Change::Put(Arc::new(draft.into_record(RecordId(id))));
@@ -240,7 +245,11 @@ impl Records {
                     writer.apply(&change);
                 }
                 Err(e) => {
-                    tracing::error!(%id, error = %e, "stored record no longer valid; skipped")
+                    tracing::error!(%id, error = %e, "stored record no longer valid; skipped");
+                    // Its bytes as stored, which printing `stored` again need not give back.
+                    if let Some(raw) = store.raw(&id)? {
+                        skipped.insert(id.into_bytes(), raw);
+                    }
                 }
             }
         }
@@ -253,6 +262,7 @@ impl Records {
             }),
             unpublished: Mutex::new(VecDeque::new()),
             in_flight: Arc::new(tokio::sync::RwLock::new(())),
+            skipped,
             store,
         })
     }
@@ -281,7 +291,9 @@ impl Records {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         let mut zone = Zone::default();
-        let mut want = HashMap::new();
+        // What this build skipped at load stays as it is: the repair undoes failed writes, and
+        // none of them can have touched a skipped entry.
+        let mut want = self.skipped.clone();
         for record in self
             .live
             .read()
@@ -289,14 +301,23 @@ impl Records {
             .iter()
         {
             zone.apply(&Change::Put(Arc::clone(record)));
-            want.insert(record.id.to_string(), stored_form(record).to_json());
+            want.insert(
+                record.id.as_str().as_bytes().to_vec(),
+                stored_form(record).to_json(),
+            );
         }
         writer.zone = zone;
         let store = self.store.clone();
         let repaired = finish(tokio::task::spawn_blocking(move || {
+            // Taken first: a write that fails from here on (the cache's) keeps its fault.
+            let mark = store.store().fault_mark();
             store.store().reopen()?;
             let fixed = store.reconcile(&want)?;
-            store.store().clear_fault();
+            if !store.store().clear_fault(mark) {
+                return Err(WriteError::Store(StoreError::Unwritable(
+                    "a write failed again while the store was repaired".to_string(),
+                )));
+            }
             tracing::info!(
                 undone = fixed,
                 "store reopened after a write error; writes work again"
@@ -388,7 +409,7 @@ impl Records {
 
     /// Holds the writers, waits for every write so far to be on disk, and copies the store into
     /// a new directory under `parent`; then, with the writers free again, removes the oldest
-    /// snapshots there beyond `keep` (never the new one). Returns the new one's path. Both
+    /// snapshots there beyond `keep` (never the new one, nor one made after it). Returns the new one's path. Both
     /// `POST /api/v1/snapshot` and the scheduled snapshots come here.
     pub async fn snapshot(
         self: &Arc<Self>,
@@ -453,7 +474,14 @@ impl Records {
         let this = Arc::clone(self);
         finish(tokio::spawn(async move {
             let _in_flight = in_flight;
-            flushed.await?;
+            if let Err(e) = flushed.await {
+                // Refused: a later write's flush must not publish it with its own.
+                this.unpublished
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|(s, _)| *s != seq);
+                return Err(e.into());
+            }
             this.publish_through(seq);
             Ok(())
         }))
@@ -653,6 +681,59 @@ mod tests {
         }
         assert_eq!(won, 1);
         assert_eq!(records.list(None, None).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_repair_keeps_the_entries_this_build_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let record_store = RecordStore::open(&store).expect("tree");
+        // One entry that is not a record at all, one whose type this build does not know.
+        let unknown = StoredRecord {
+            name: "x.lan.".into(),
+            rtype: "TYPE-FROM-THE-FUTURE".into(),
+            ttl: 300,
+            data: "?".into(),
+        };
+        let seeded: HashMap<Vec<u8>, Vec<u8>> = [
+            (b"garbled".to_vec(), b"not json".to_vec()),
+            (b"future".to_vec(), unknown.to_json()),
+        ]
+        .into_iter()
+        .collect();
+        record_store.reconcile(&seeded).expect("seed");
+        let records = Arc::new(Records::load(record_store.clone()).expect("load"));
+        assert!(records.list(None, None).is_empty());
+        let kept = records
+            .create(draft("kept.lan", "A", "10.0.0.1"))
+            .await
+            .expect("create");
+        // A write fails: the check file cannot be written (a directory in its place).
+        let check = crate::store::check::path(dir.path());
+        std::fs::remove_file(&check).expect("remove check file");
+        std::fs::create_dir(&check).expect("a directory in its place");
+        let failed = records.create(draft("failed.lan", "A", "10.0.0.2")).await;
+        assert!(failed.is_err(), "{failed:?}");
+        assert!(records.fault().is_some());
+        // Refused, so no later flush may publish it.
+        assert!(records
+            .unpublished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty());
+        std::fs::remove_dir(&check).expect("remove the directory");
+        records.repair().await.expect("repair");
+        assert!(records.fault().is_none());
+        assert_eq!(records.list(None, None), vec![kept]);
+        for (key, value) in &seeded {
+            let id = std::str::from_utf8(key).expect("utf-8");
+            assert_eq!(
+                record_store.raw(id).expect("read").as_ref(),
+                Some(value),
+                "{id} was removed by the repair"
+            );
+        }
+        assert!(record_store.integrity_holds().expect("check"));
     }
 
     #[tokio::test]

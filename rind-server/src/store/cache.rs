@@ -74,7 +74,7 @@ impl Store {
     /// Applies `writes` in order and flushes, so an answer is on disk about a batch window
     /// after it was cached (the write-behind task batches for a quarter of a second).
     pub fn cache_apply(&self, writes: &[CacheWrite]) -> Result<(), StoreError> {
-        let db = self.db()?;
+        let db = self.writable_db()?;
         let written = (|| {
             let cache = db.open_tree(CACHE_TREE)?;
             let expiry = db.open_tree(EXPIRY_TREE)?;

@@ -17,6 +17,10 @@ use migrations::integrity::{entry_hash, Integrity};
 
 /// The check file's name, inside the data dir.
 const FILE: &str = "rind.check";
+/// Where a new check file is written before it is renamed to [`FILE`].
+const NEW_FILE: &str = "rind.check.new";
+/// The check file's size: a generation and its hash.
+const LEN: usize = 16;
 
 /// What the server keeps under [`INTEGRITY_KEY`] in the `meta` tree: the records' integrity
 /// now, as it was before the last change, and the number of changes so far.
@@ -76,7 +80,8 @@ impl Ledger {
 /// What the check file says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckFile {
-    /// There is none (a store from before it existed, or a snapshot): nothing to compare.
+    /// There is none (a store from before it existed, or a snapshot), or only the remains of
+    /// its creation cut short (see [`read`]): nothing to compare.
     Missing,
     /// It does not hold what rind writes.
     Unreadable,
@@ -90,6 +95,13 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 /// Reads the check file of the store in `dir`.
+///
+/// A file shorter than [`LEN`] counts as [`CheckFile::Missing`], not as damage: once it has
+/// its full size, every write is [`LEN`] bytes at offset 0 and never shortens it, so a short
+/// one can only be a creation cut short (a power loss while an earlier build, which
+/// created it without an fsync, made it), which never promised anything. The open then checks the
+/// records against their ledger alone, as for a store from before the file existed, and
+/// creates the file again. Any other content is damage.
 pub fn read(dir: &Path) -> io::Result<CheckFile> {
     let mut bytes = Vec::new();
     match std::fs::File::open(path(dir)) {
@@ -97,7 +109,15 @@ pub fn read(dir: &Path) -> io::Result<CheckFile> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CheckFile::Missing),
         Err(e) => return Err(e),
     };
-    let Ok(raw) = <[u8; 16]>::try_from(bytes.as_slice()) else {
+    if bytes.len() < LEN {
+        tracing::warn!(
+            bytes = bytes.len(),
+            "{} was never written whole (its creation was cut short); not compared",
+            path(dir).display()
+        );
+        return Ok(CheckFile::Missing);
+    }
+    let Ok(raw) = <[u8; LEN]>::try_from(bytes.as_slice()) else {
         return Ok(CheckFile::Unreadable);
     };
     let (generation, hash) = raw.split_at(8);
@@ -108,24 +128,43 @@ pub fn read(dir: &Path) -> io::Result<CheckFile> {
     })
 }
 
-/// Writes `generation` into the check file of the store in `dir`: sixteen bytes at offset 0
-/// of a file that keeps its size, one sector, written whole or not at all.
+/// Writes `generation` into the check file of the store in `dir`.
 ///
-/// Not fsynced: it is written only after sled's flush has made `generation` durable, so
-/// whatever a power loss leaves in it, old value or new, is never ahead of sled, and a kill -9
-/// keeps the page cache. An fsync here would cost every acknowledged write a second one.
+/// An existing file of full size is overwritten in place: sixteen bytes at offset 0 of a file
+/// that keeps its size, one sector, written whole or not at all. Not fsynced: it is written
+/// only after sled's flush has made `generation` durable, so whatever a power loss leaves in
+/// it, old value or new, is never ahead of sled, and a kill -9 keeps the page cache. An fsync
+/// here would cost every acknowledged write a second one.
+///
+/// A new file (or the remains of a creation cut short) is written under another name,
+/// fsynced, renamed into place and its directory fsynced: once, on a store's first start or a
+/// restored snapshot's, so that the name never stands for a file without its content.
 pub fn write(dir: &Path, generation: u64) -> io::Result<()> {
     let g = generation.to_be_bytes();
-    let mut bytes = [0; 16];
+    let mut bytes = [0; LEN];
     let (head, tail) = bytes.split_at_mut(8);
     head.copy_from_slice(&g);
     tail.copy_from_slice(&entry_hash(FILE.as_bytes(), &g).to_be_bytes());
+    match OpenOptions::new().write(true).open(path(dir)) {
+        Ok(mut file) if file.metadata()?.len() == LEN as u64 => file.write_all(&bytes),
+        Ok(_) => create(dir, &bytes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create(dir, &bytes),
+        Err(e) => Err(e),
+    }
+}
+
+/// Puts a check file holding `bytes` in place durably (see [`write`]).
+fn create(dir: &Path, bytes: &[u8; LEN]) -> io::Result<()> {
+    let new = dir.join(NEW_FILE);
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(false)
-        .open(path(dir))?;
-    file.write_all(&bytes)
+        .truncate(true)
+        .open(&new)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&new, path(dir))?;
+    super::dirs::sync_dir(dir)
 }
 
 #[cfg(test)]
@@ -143,8 +182,20 @@ mod tests {
         bytes[3] ^= 1;
         std::fs::write(path(dir.path()), &bytes).expect("write");
         assert_eq!(read(dir.path()).expect("read"), CheckFile::Unreadable);
-        std::fs::write(path(dir.path()), b"short").expect("write");
+        std::fs::write(path(dir.path()), [7; LEN + 1]).expect("write");
         assert_eq!(read(dir.path()).expect("read"), CheckFile::Unreadable);
+    }
+
+    #[test]
+    fn a_creation_cut_short_is_no_damage_and_is_redone_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for left in [&b""[..], b"short"] {
+            std::fs::write(path(dir.path()), left).expect("write");
+            assert_eq!(read(dir.path()).expect("read"), CheckFile::Missing);
+            write(dir.path(), 7).expect("write");
+            assert_eq!(read(dir.path()).expect("read"), CheckFile::Flushed(7));
+            assert!(!dir.path().join(NEW_FILE).exists());
+        }
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub fn sync_below(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+/// fsyncs `dir` itself, which makes the entries created or renamed in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     match std::fs::File::open(dir)?.sync_all() {
         // Some file systems (FUSE, network mounts) cannot fsync a directory; PostgreSQL
         // ignores the same errors there.

@@ -106,8 +106,18 @@ struct Inner {
     dir: PathBuf,
     /// Empty only while a reopen is under way.
     db: RwLock<Option<sled::Db>>,
-    /// Why writes fail, from the first failed write until a reopen succeeds.
-    fault: Mutex<Option<String>>,
+    /// Why writes fail, from the first failed write until a repair clears it.
+    fault: Mutex<Fault>,
+}
+
+/// The store's write failures.
+#[derive(Debug, Default)]
+struct Fault {
+    /// Why writes fail, while they do.
+    reason: Option<String>,
+    /// Failures so far: a repair clears only the fault it started from
+    /// ([`Store::clear_fault`]), never one that came after.
+    count: u64,
 }
 
 impl Store {
@@ -134,7 +144,7 @@ impl Store {
         }
         // Before the migration writes anything: a store sled opens as empty, or as older than
         // it was, is left as it is. A store from before the ledger has generation 0.
-        let generation = match load_ledger(&db)? {
+        let generation = match load_ledger(&db).map_err(|e| after_open(dir, e))? {
             LedgerState::Found(ledger) => ledger.generation,
             LedgerState::Missing => 0,
             LedgerState::Unreadable => {
@@ -162,9 +172,16 @@ impl Store {
             check::CheckFile::Flushed(flushed) => Some(flushed),
             check::CheckFile::Missing => None,
         };
-        let from = migrations::migrate(&db).map_err(|source| StoreError::Migrate {
-            path: dir.to_path_buf(),
-            source,
+        let from = migrations::migrate(&db).map_err(|source| match source {
+            MigrationError::Sled(e) => after_open(dir, e),
+            MigrationError::Unreadable(_) => {
+                damaged("its schema version is unreadable".to_string())
+            }
+            // Not damage: a newer rind wrote it, and a newer rind-server reads it.
+            too_new @ MigrationError::TooNew { .. } => StoreError::Migrate {
+                path: dir.to_path_buf(),
+                source: too_new,
+            },
         })?;
         if from != migrations::SCHEMA_VERSION {
             tracing::info!(
@@ -174,9 +191,17 @@ impl Store {
             );
         }
         progress.fetch_add(1, Ordering::Relaxed);
-        if let Some(reason) = check_integrity(&db, flushed, progress)? {
+        if let Some(reason) =
+            check_integrity(&db, flushed, progress).map_err(|e| after_open(dir, e))?
+        {
             return Err(damaged(reason));
         }
+        // The check file may only name what is on disk: the ledger settled just above and the
+        // migration's last writes reach sled's files at its next flush (up to 500 ms away), and
+        // a crash before then would leave the torn ledger under a check file that calls
+        // `generation` flushed, which the next start reports as damage.
+        db.flush()
+            .map_err(|e| StoreError::Unwritable(describe_write_error(dir, &e)))?;
         // From now on this store is checked, also when it had no check file (older stores).
         if let Err(e) = check::write(dir, generation) {
             tracing::warn!(error = %e, "cannot write {}", check::path(dir).display());
@@ -185,7 +210,7 @@ impl Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 db: RwLock::new(Some(db)),
-                fault: Mutex::new(None),
+                fault: Mutex::new(Fault::default()),
             }),
         })
     }
@@ -197,11 +222,30 @@ impl Store {
 
     /// Why writes fail, while they do.
     pub fn fault(&self) -> Option<String> {
+        self.lock_fault().reason.clone()
+    }
+
+    /// Which failure the store is at: what a repair passes to [`Store::clear_fault`].
+    pub fn fault_mark(&self) -> u64 {
+        self.lock_fault().count
+    }
+
+    fn lock_fault(&self) -> std::sync::MutexGuard<'_, Fault> {
         self.inner
             .fault
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    }
+
+    /// The database for a write or a flush: refused while a fault is set, until the repair has
+    /// undone the failed write. A flush that worked meanwhile (the failure was the check file,
+    /// or a flush task that died) would acknowledge the writes queued behind the failed one,
+    /// and publish the failed one with them although its writer heard it was refused.
+    fn writable_db(&self) -> Result<sled::Db, StoreError> {
+        match self.fault() {
+            Some(reason) => Err(StoreError::Unwritable(reason)),
+            None => self.db(),
+        }
     }
 
     /// The database, unless a failed write has put it out of use.
@@ -221,29 +265,33 @@ impl Store {
     /// Records that a write failed with `e` and returns the error the writer reports: every
     /// later write fails the same way until [`Store::reopen`] succeeds.
     fn write_failed(&self, e: &sled::Error) -> StoreError {
-        let reason = describe_write_error(&self.inner.dir, e);
-        let mut fault = self
-            .inner
-            .fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if fault.is_none() {
-            tracing::error!(error = %e, "{reason}; writes fail until the store is reopened");
+        tracing::debug!(error = %e, "store write failed");
+        self.fail(describe_write_error(&self.inner.dir, e))
+    }
+
+    /// Records that a write failed for `reason` (see [`Store::write_failed`]).
+    fn fail(&self, reason: String) -> StoreError {
+        let mut fault = self.lock_fault();
+        if fault.reason.is_none() {
+            tracing::error!("{reason}; writes fail until the store is repaired");
         }
-        *fault = Some(reason.clone());
+        fault.reason = Some(reason.clone());
+        fault.count = fault.count.wrapping_add(1);
         StoreError::Unwritable(reason)
     }
 
     /// Writes every buffered change to disk and fsyncs; blocking, so call it off the runtime.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db()?.flush().map_err(|e| self.write_failed(&e))?;
+        self.writable_db()?
+            .flush()
+            .map_err(|e| self.write_failed(&e))?;
         Ok(())
     }
 
     /// Flushes like [`Store::flush`], then records in the check file that the records changes
     /// up to generation `covered` (all made before this call) are on disk.
     pub fn flush_records(&self, covered: u64) -> Result<(), StoreError> {
-        let db = self.db()?;
+        let db = self.writable_db()?;
         let flushed = (|| {
             db.flush()?;
             check::write(&self.inner.dir, covered)?;
@@ -282,13 +330,16 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the store as writable again.
-    pub fn clear_fault(&self) {
-        *self
-            .inner
-            .fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+    /// Marks the store as writable again, if it is still at the failure `mark` (from
+    /// [`Store::fault_mark`] before the repair began); returns whether it did. A write that
+    /// failed meanwhile keeps its fault, for the next repair.
+    pub fn clear_fault(&self, mark: u64) -> bool {
+        let mut fault = self.lock_fault();
+        if fault.count != mark {
+            return false;
+        }
+        fault.reason = None;
+        true
     }
 }
 
@@ -349,7 +400,7 @@ fn check_integrity(
     db: &sled::Db,
     flushed: Option<u64>,
     progress: &AtomicU64,
-) -> Result<Option<String>, StoreError> {
+) -> sled::Result<Option<String>> {
     let records = db.open_tree(RECORDS_TREE)?;
     let ledger = match load_ledger(db)? {
         LedgerState::Found(ledger) => ledger,
@@ -395,6 +446,31 @@ fn check_integrity(
             actual.count
         )
     }))
+}
+
+/// What an error from sled means once sled has opened the store (reading the ledger, the
+/// migration, the records check, loading the records or the cache): the disk refusing a write
+/// (full, over quota, read-only) is no damage, and is reported as the write error it is;
+/// anything else is sled failing to read what it holds, which is damage.
+pub(crate) fn after_open(dir: &Path, e: sled::Error) -> StoreError {
+    let refused_write = matches!(
+        &e,
+        sled::Error::Io(io) if matches!(
+            io.kind(),
+            io::ErrorKind::StorageFull
+                | io::ErrorKind::QuotaExceeded
+                | io::ErrorKind::ReadOnlyFilesystem
+        )
+    );
+    if refused_write {
+        return StoreError::Unwritable(describe_write_error(dir, &e));
+    }
+    StoreError::Damaged {
+        path: dir.to_path_buf(),
+        reason: damage(&e)
+            .unwrap_or_else(|| format!("sled failed reading it ({})", one_line(&e.to_string()))),
+        restore: open::Restore::Unknown,
+    }
 }
 
 /// What a failed write means for the operator.
@@ -511,6 +587,138 @@ mod tests {
         assert!(check_integrity(&db, None, &AtomicU64::new(0))
             .expect("check")
             .is_some());
+    }
+
+    /// Set in a child process of [`a_crash_right_after_an_open_that_settled_a_torn_change`]:
+    /// the step it runs and the data dir.
+    const CRASH_STEP: &str = "RIND_TEST_OPEN_CRASH_STEP";
+    const CRASH_DIR: &str = "RIND_TEST_OPEN_CRASH_DIR";
+    /// Records in that store: enough that checking them on open outlasts the flush sled's
+    /// background thread makes as soon as it starts, so the ledger settled after the check
+    /// is not on disk by chance.
+    const CRASH_RECORDS: usize = 20_000;
+
+    /// Runs this test again in a child process with `step`, which ends the process without
+    /// any destructor (so without sled's flush on drop): a kill -9 as far as sled can tell.
+    fn crash_step(step: &str, dir: &Path) {
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "store::tests::a_crash_right_after_an_open_that_settled_a_torn_change",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_STEP, step)
+            .env(CRASH_DIR, dir)
+            .status()
+            .expect("run the child");
+        assert_eq!(status.code(), Some(0), "child step {step}");
+    }
+
+    /// The reviewer's case: an open that accepts a torn last change rewrites the ledger and
+    /// sets the check file to its generation; a crash right after must not leave the torn
+    /// ledger on disk under that check file (the next start called it damage).
+    #[test]
+    fn a_crash_right_after_an_open_that_settled_a_torn_change() {
+        if let (Ok(step), Ok(dir)) = (std::env::var(CRASH_STEP), std::env::var(CRASH_DIR)) {
+            let dir = PathBuf::from(dir);
+            match step.as_str() {
+                // A store with `a` at generation 1, flushed and checked, then a ledger one
+                // change ahead (`c` added, generation 2) whose record never got written.
+                "tear" => {
+                    let store = Store::open(&dir).expect("open");
+                    let db = store.db().expect("db");
+                    let records = db.open_tree(RECORDS_TREE).expect("tree");
+                    let mut batch = sled::Batch::default();
+                    for i in 0..CRASH_RECORDS {
+                        batch.insert(format!("r{i:06}").as_bytes(), b"1".as_slice());
+                    }
+                    records.apply_batch(batch).expect("insert");
+                    let one = Integrity::compute(&records).expect("integrity");
+                    let meta = db.open_tree(migrations::META_TREE).expect("meta");
+                    meta.insert(
+                        check::INTEGRITY_KEY,
+                        check::Ledger::settled(one, 1).encode().as_slice(),
+                    )
+                    .expect("insert");
+                    store.flush_records(1).expect("flush");
+                    let mut two = one;
+                    two.add(b"c", b"3");
+                    let torn = check::Ledger {
+                        current: two,
+                        previous: one,
+                        generation: 2,
+                    };
+                    meta.insert(check::INTEGRITY_KEY, torn.encode().as_slice())
+                        .expect("insert");
+                    db.flush().expect("flush");
+                }
+                // The start that settles it, and the crash right after.
+                "open" => {
+                    // Kept to the end: dropping it would flush.
+                    let _store = Store::open(&dir).expect("the torn change is accepted");
+                    std::process::exit(0);
+                }
+                other => panic!("unknown step {other}"),
+            }
+            std::process::exit(0);
+        }
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("data");
+        crash_step("tear", &dir);
+        crash_step("open", &dir);
+        match Store::open(&dir) {
+            Ok(store) => {
+                let records = store.db().expect("db").open_tree(RECORDS_TREE);
+                assert_eq!(records.expect("tree").len(), CRASH_RECORDS);
+            }
+            Err(e) => panic!("a healthy store was refused after a crash: {e}"),
+        }
+    }
+
+    /// A power loss soon after an earlier build created the check file could leave it empty;
+    /// that is no damage (see [`check::read`]), and the open writes it whole.
+    #[test]
+    fn an_empty_check_file_is_no_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(check::path(dir.path()), b"").expect("empty check file");
+        let store = Store::open(dir.path());
+        assert!(store.is_ok(), "{:?}", store.err());
+        assert_eq!(
+            check::read(dir.path()).expect("read"),
+            check::CheckFile::Flushed(0)
+        );
+    }
+
+    #[test]
+    fn a_sled_error_after_the_open_is_damage_unless_the_disk_refused_a_write() {
+        let dir = Path::new("/var/lib/rind-data");
+        let read = after_open(dir, sled::Error::Io(io::Error::other("Input/output error")));
+        assert!(matches!(read, StoreError::Damaged { .. }), "{read:?}");
+        let line = read.to_string();
+        assert!(
+            line.contains("/var/lib/rind-data is damaged") && line.contains("Input/output error"),
+            "{line}"
+        );
+        let corrupt = after_open(dir, sled::Error::ReportableBug("a bad node".into()));
+        assert!(matches!(corrupt, StoreError::Damaged { .. }), "{corrupt}");
+        let full = after_open(dir, sled::Error::Io(io::ErrorKind::StorageFull.into()));
+        assert!(matches!(full, StoreError::Unwritable(_)), "{full:?}");
+        assert!(full.to_string().contains("is full"), "{full}");
+    }
+
+    #[test]
+    fn a_repair_clears_only_the_fault_it_started_from() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.fail("the first failure".to_string());
+        let mark = store.fault_mark();
+        // A write fails again while the repair runs.
+        store.fail("the second failure".to_string());
+        assert!(!store.clear_fault(mark));
+        assert_eq!(store.fault().as_deref(), Some("the second failure"));
+        assert!(store.clear_fault(store.fault_mark()));
+        assert_eq!(store.fault(), None);
     }
 
     #[test]

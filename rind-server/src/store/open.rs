@@ -141,6 +141,28 @@ pub async fn open_with_deadline(
     })
 }
 
+/// `e`, from reading the store once it is open (loading the records or the cache at start), as
+/// the start-up refusal: a read sled fails is damage ([`super::after_open`]) and, like damage
+/// found while opening, names the snapshot under `snapshot_dir` to restore from.
+pub fn refusal(e: StoreError, data_dir: &Path, snapshot_dir: &Path) -> StoreError {
+    let e = match e {
+        StoreError::Sled(source) => super::after_open(data_dir, source),
+        other => other,
+    };
+    match e {
+        StoreError::Damaged {
+            path,
+            reason,
+            restore: Restore::Unknown,
+        } => StoreError::Damaged {
+            path,
+            reason,
+            restore: Restore::find(data_dir, snapshot_dir),
+        },
+        other => other,
+    }
+}
+
 /// Keeps the default panic message (several lines and a backtrace hint) off stderr for the
 /// opening thread, whose panics become one line of [`StoreError::Damaged`].
 fn quiet_opener_panics() {
@@ -163,4 +185,39 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_string());
     one_line(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_failing_after_the_open_is_refused_as_damage_with_the_snapshot() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = root.path().join("data");
+        let snapshots = root.path().join("snapshots");
+        let newest = snapshots.join("snapshot-20261204T030000Z");
+        snapshot::tests::fake_snapshot(&newest);
+        let e = refusal(
+            StoreError::Sled(sled::Error::Io(std::io::Error::other("Input/output error"))),
+            &data,
+            &snapshots,
+        );
+        let line = e.to_string();
+        assert!(
+            line.contains(&format!("{} is damaged", data.display())),
+            "{line}"
+        );
+        assert!(line.contains(&newest.display().to_string()), "{line}");
+        // A store written by a newer rind is not damaged.
+        let newer = refusal(
+            StoreError::Migrate {
+                path: data.clone(),
+                source: migrations::MigrationError::TooNew { found: 9, known: 2 },
+            },
+            &data,
+            &snapshots,
+        );
+        assert!(!newer.to_string().contains("damaged"), "{newer}");
+    }
 }

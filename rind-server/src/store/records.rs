@@ -53,6 +53,16 @@ impl StoredRecord {
     }
 }
 
+/// What [`RecordStore::load`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The records that decode, with their ids.
+    pub records: Vec<(String, StoredRecord)>,
+    /// The entries that do not (key and value as stored): left on disk for a later rind that
+    /// may read them, so a repair must keep them too.
+    pub undecodable: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 /// A flush that did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FlushError {
@@ -97,11 +107,14 @@ impl RecordStore {
         &self.store
     }
 
-    /// Every stored record with its id; entries that cannot be decoded are logged and left out
-    /// (and left on disk, for a later rind that may read them).
-    pub fn load(&self) -> Result<Vec<(String, StoredRecord)>, StoreError> {
+    /// Every stored record with its id; entries that cannot be decoded are logged and
+    /// returned apart, as stored (they stay on disk, for a later rind that may read them).
+    pub fn load(&self) -> Result<Loaded, StoreError> {
         let tree = self.store.db()?.open_tree(TREE)?;
-        let mut records = Vec::with_capacity(tree.len());
+        let mut loaded = Loaded {
+            records: Vec::with_capacity(tree.len()),
+            undecodable: Vec::new(),
+        };
         for entry in tree.iter() {
             let (key, value) = entry?;
             let decoded = std::str::from_utf8(&key)
@@ -112,13 +125,20 @@ impl RecordStore {
                         .map_err(|e| e.to_string())
                 });
             match decoded {
-                Ok(record) => records.push(record),
+                Ok(record) => loaded.records.push(record),
                 Err(e) => {
-                    tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable record in the store; skipped")
+                    tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable record in the store; skipped");
+                    loaded.undecodable.push((key.to_vec(), value.to_vec()));
                 }
             }
         }
-        Ok(records)
+        Ok(loaded)
+    }
+
+    /// The stored bytes of record `id`, if there is one.
+    pub fn raw(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tree = self.store.db()?.open_tree(TREE)?;
+        Ok(tree.get(id.as_bytes())?.map(|v| v.to_vec()))
     }
 
     /// Stores `record` under `id` (not yet durable: see [`RecordStore::flushed`]).
@@ -134,7 +154,7 @@ impl RecordStore {
     /// Sets (or with `None` removes) `id`: the ledger first, then the record (see
     /// [`check::Ledger`] for why not a transaction). Called by one writer at a time.
     fn change(&self, id: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
-        let db = self.store.db()?;
+        let db = self.store.writable_db()?;
         let key = id.as_bytes();
         let written = (|| {
             let records = db.open_tree(TREE)?;
@@ -175,10 +195,10 @@ impl RecordStore {
         }
     }
 
-    /// Makes the records tree hold exactly `want` (id → stored bytes), with integrity data to
+    /// Makes the records tree hold exactly `want` (key → stored bytes), with integrity data to
     /// match, and flushes: after a failed write, this undoes whatever part of it sled got to
     /// disk. Blocking. Returns how many entries had to change.
-    pub fn reconcile(&self, want: &HashMap<String, Vec<u8>>) -> Result<usize, StoreError> {
+    pub fn reconcile(&self, want: &HashMap<Vec<u8>, Vec<u8>>) -> Result<usize, StoreError> {
         let db = self.store.db()?;
         let fixed = (|| {
             let records = db.open_tree(TREE)?;
@@ -188,8 +208,7 @@ impl RecordStore {
             let mut seen = 0;
             for entry in records.iter() {
                 let (key, value) = entry?;
-                let wanted = std::str::from_utf8(&key).ok().and_then(|id| want.get(id));
-                match wanted {
+                match want.get(key.as_ref()) {
                     Some(w) => {
                         seen += 1;
                         if w.as_slice() != value.as_ref() {
@@ -204,17 +223,17 @@ impl RecordStore {
                 }
             }
             if seen < want.len() {
-                for (id, value) in want {
-                    if !records.contains_key(id.as_bytes())? {
-                        batch.insert(id.as_bytes(), value.as_slice());
+                for (key, value) in want {
+                    if !records.contains_key(key)? {
+                        batch.insert(key.as_slice(), value.as_slice());
                         fixed += 1;
                     }
                 }
             }
             records.apply_batch(batch)?;
             let mut integrity = Integrity::default();
-            for (id, value) in want {
-                integrity.add(id.as_bytes(), value);
+            for (key, value) in want {
+                integrity.add(key, value);
             }
             let generation = read_ledger(&meta)?
                 .map_or(0, |l| l.generation)
@@ -271,14 +290,24 @@ async fn flush_loop(
 ) {
     let mut batch = Vec::new();
     while waiters.recv_many(&mut batch, usize::MAX).await > 0 {
-        let store = store.clone();
         // Read before the flush starts: every change up to it is then in sled, so covered.
         let covered = generation.load(Ordering::SeqCst);
-        let result = match tokio::task::spawn_blocking(move || store.flush_records(covered)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(FlushError::Failed(e.to_string())),
-            Err(join) => Err(FlushError::Failed(join.to_string())),
-        };
+        let flushing = store.clone();
+        let result =
+            match tokio::task::spawn_blocking(move || flushing.flush_records(covered)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(FlushError::Failed(e.to_string())),
+                // Nobody knows what reached the disk: a fault like any failed flush, so that the
+                // repair runs before anything else is acknowledged.
+                Err(join) => Err(FlushError::Failed(
+                    store
+                        .fail(format!(
+                            "the store flush in {} failed: {join}",
+                            store.dir().display()
+                        ))
+                        .to_string(),
+                )),
+            };
         if let Err(e) = &result {
             tracing::error!(error = %e, "store flush failed; writes are not acknowledged");
         }
@@ -314,7 +343,7 @@ mod tests {
         records.remove("a").expect("remove");
         records.flushed().await.expect("flushed");
         let again = RecordStore::open(&store).expect("tree");
-        let loaded = again.load().expect("load");
+        let loaded = again.load().expect("load").records;
         assert_eq!(loaded, vec![("b".to_string(), record("10.0.0.2"))]);
     }
 
@@ -333,8 +362,12 @@ mod tests {
             .expect("insert");
         records.put("good", &record("10.0.0.1")).expect("put");
         let loaded = records.load().expect("load");
-        assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].0, "good");
+        assert_eq!(loaded.records.len(), 1);
+        assert_eq!(loaded.records[0].0, "good");
+        assert_eq!(
+            loaded.undecodable,
+            vec![(b"bad".to_vec(), b"not json".to_vec())]
+        );
     }
 
     #[tokio::test]
@@ -355,7 +388,7 @@ mod tests {
         for task in tasks {
             task.await.expect("task").expect("flushed");
         }
-        assert_eq!(records.load().expect("load").len(), 64);
+        assert_eq!(records.load().expect("load").records.len(), 64);
         assert!(records.integrity_holds().expect("check"));
     }
 
@@ -377,6 +410,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn nothing_is_written_or_flushed_while_a_fault_is_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let records = RecordStore::open(&store).expect("tree");
+        records.put("a", &record("10.0.0.1")).expect("put");
+        records.flushed().await.expect("flushed");
+        // A flush fails (the check file cannot be written), then the cause goes away.
+        let check = check::path(dir.path());
+        std::fs::remove_file(&check).expect("remove check file");
+        std::fs::create_dir(&check).expect("a directory in its place");
+        records.put("b", &record("10.0.0.2")).expect("put");
+        assert!(records.flushed().await.is_err());
+        std::fs::remove_dir(&check).expect("remove the directory");
+        // Until a repair clears the fault, a flush would acknowledge what followed `b`.
+        assert!(records.put("c", &record("10.0.0.3")).is_err());
+        assert!(records.flushed().await.is_err());
+        assert!(store.flush().is_err());
+        assert!(store.clear_fault(store.fault_mark()));
+        records
+            .flushed()
+            .await
+            .expect("flushed after the fault is cleared");
+    }
+
+    #[tokio::test]
     async fn reconcile_makes_the_tree_exactly_what_is_wanted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
@@ -384,16 +442,16 @@ mod tests {
         records.put("keep", &record("10.0.0.1")).expect("put");
         records.put("changed", &record("10.0.0.2")).expect("put");
         records.put("extra", &record("10.0.0.3")).expect("put");
-        let want: HashMap<String, Vec<u8>> = [
+        let want: HashMap<Vec<u8>, Vec<u8>> = [
             ("keep", record("10.0.0.1")),
             ("changed", record("10.0.0.9")),
             ("missing", record("10.0.0.4")),
         ]
         .into_iter()
-        .map(|(id, r)| (id.to_string(), r.to_json()))
+        .map(|(id, r)| (id.as_bytes().to_vec(), r.to_json()))
         .collect();
         assert_eq!(records.reconcile(&want).expect("reconcile"), 3);
-        let mut loaded = records.load().expect("load");
+        let mut loaded = records.load().expect("load").records;
         loaded.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             loaded,

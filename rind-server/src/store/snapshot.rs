@@ -8,15 +8,21 @@
 //! is copied at one point in time; the cache trees are copied as they are, which is all a cache
 //! needs.
 //!
-//! A snapshot is written under a hidden `.snapshot-…partial` name and renamed to
-//! `snapshot-YYYYMMDDTHHMMSSZ[-N]` once complete, so a name of that form always means a whole
-//! copy: the only kind [`list`] finds, a damaged store's error suggests, and [`prune`] removes.
+//! A snapshot is written under a hidden `.snapshot-…partial` name, given a [`MARKER`] file once
+//! the copy is on disk, and renamed to `snapshot-YYYYMMDDTHHMMSSZ[-N]`: a directory of that
+//! name holding the marker is a whole copy made by rind, the only kind [`list`] finds, a
+//! damaged store's error suggests, and [`prune`] removes. A directory someone named the same
+//! way by hand has no marker and is left alone.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{dirs, Store, SLED_CACHE_BYTES};
+
+/// The file in a complete snapshot that says rind made it and finished it.
+pub const MARKER: &str = "rind-snapshot";
 
 /// Entries per sled batch when copying a tree: one batch for a full cache tree cost 60 MiB
 /// of RSS for the length of jemalloc's decay.
@@ -89,8 +95,9 @@ impl Store {
                 path: dir.clone(),
                 source,
             }),
-            // Without this a power loss could take a snapshot that was answered 201.
-            Ok(()) => dirs::sync_below(&dir)
+            // Without the syncs a power loss could take a snapshot that was answered 201.
+            Ok(()) => write_marker(&dir)
+                .and_then(|()| dirs::sync_below(&dir))
                 .and_then(|()| std::fs::rename(&dir, &done))
                 .and_then(|()| dirs::sync_created(&done, &existing))
                 .map_err(|source| SnapshotError::Sync {
@@ -139,6 +146,13 @@ impl Store {
     }
 }
 
+/// Writes and fsyncs [`MARKER`] in `dir`, whose copy is complete and on disk.
+fn write_marker(dir: &Path) -> io::Result<()> {
+    let mut file = std::fs::File::create(dir.join(MARKER))?;
+    file.write_all(b"a complete rind-server snapshot: start rind-server with it as --data-dir\n")?;
+    file.sync_all()
+}
+
 /// A complete snapshot found in a snapshot directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -157,6 +171,7 @@ pub fn list(parent: &Path) -> Vec<Snapshot> {
     let mut found: Vec<Snapshot> = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| e.path().join(MARKER).is_file())
         .filter_map(|e| {
             let order = parse_name(e.file_name().to_str()?)?;
             Some(Snapshot {
@@ -169,16 +184,30 @@ pub fn list(parent: &Path) -> Vec<Snapshot> {
     found
 }
 
-/// Removes the oldest complete snapshots in `parent` until `keep` are left, never `newest`
-/// (just written: a clock set back must not make it the first to go). Returns how many went;
-/// a snapshot that cannot be removed is logged and left.
+/// Removes the oldest complete snapshots in `parent` until `keep` are left, but only ones
+/// older than `newest`, the one the caller just wrote: another snapshot may have been
+/// written meanwhile (a scheduled one and a `POST`, each pruning once it is complete), and
+/// its caller has it or is about to. After a clock was set back, the snapshots named after
+/// the future stay until they are the oldest, which errs towards keeping. Returns how many
+/// went; a snapshot that cannot be removed is logged and left.
 pub fn prune(parent: &Path, keep: usize, newest: &Path) -> usize {
+    // One prune at a time: two listing the same snapshots would both remove the oldest.
+    static PRUNING: Mutex<()> = Mutex::new(());
+    let _alone = PRUNING.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(made) = newest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_name)
+    else {
+        tracing::warn!(path = %newest.display(), "not a snapshot name; nothing pruned");
+        return 0;
+    };
     let snapshots = list(parent);
     let excess = snapshots.len().saturating_sub(keep);
     let mut removed = 0;
     for old in snapshots
         .iter()
-        .filter(|s| !same_dir(&s.path, newest))
+        .filter(|s| s.order < made && !same_dir(&s.path, newest))
         .take(excess)
     {
         match std::fs::remove_dir_all(&old.path) {
@@ -249,10 +278,16 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// A directory that lists as a complete snapshot.
+    pub(crate) fn fake_snapshot(dir: &Path) {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        write_marker(dir).expect("marker");
+    }
 
     #[test]
     fn stamps_are_utc_dates() {
@@ -329,6 +364,9 @@ mod tests {
             std::fs::create_dir(parent.join(name)).expect("mkdir");
         }
         std::fs::write(parent.join("snapshot-20000101T000000Z"), b"a file").expect("write");
+        // Named as rind names its snapshots, but not made (or not finished) by it.
+        let unmarked = parent.join("snapshot-20000102T000000Z");
+        std::fs::create_dir(&unmarked).expect("mkdir");
         let listed: Vec<PathBuf> = list(&parent).into_iter().map(|s| s.path).collect();
         let canon = |p: &Path| std::fs::canonicalize(p).expect("canonicalize");
         assert_eq!(
@@ -341,6 +379,7 @@ mod tests {
             assert!(parent.join(name).exists(), "{name} was removed");
         }
         assert!(parent.join("snapshot-20000101T000000Z").exists());
+        assert!(unmarked.exists());
     }
 
     #[test]
@@ -348,12 +387,35 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let parent = dir.path().join("snaps");
         for name in ["snapshot-20300101T000000Z", "snapshot-20100101T000000Z"] {
-            std::fs::create_dir_all(parent.join(name)).expect("mkdir");
+            fake_snapshot(&parent.join(name));
         }
         let newest = parent.join("snapshot-20100101T000000Z");
-        assert_eq!(prune(&parent, 1, &newest), 1);
+        assert_eq!(prune(&parent, 1, &newest), 0);
         assert!(newest.exists());
-        assert!(!parent.join("snapshot-20300101T000000Z").exists());
+        assert!(parent.join("snapshot-20300101T000000Z").exists());
+    }
+
+    /// A scheduled snapshot and a `POST` race: the first one made prunes after the second
+    /// is complete, and must not take the second, which its caller was just given.
+    #[test]
+    fn a_prune_never_removes_a_snapshot_newer_than_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parent = dir.path().join("snaps");
+        let names = [
+            "snapshot-20261204T030000Z",
+            "snapshot-20261204T040000Z",
+            "snapshot-20261204T040000Z-2",
+        ];
+        for name in names {
+            fake_snapshot(&parent.join(name));
+        }
+        let [older, first, second] = names.map(|n| parent.join(n));
+        assert_eq!(prune(&parent, 1, &first), 1);
+        assert!(!older.exists());
+        assert!(first.exists() && second.exists());
+        // The second one's own prune then leaves the newest only.
+        assert_eq!(prune(&parent, 1, &second), 1);
+        assert!(!first.exists() && second.exists());
     }
 
     #[test]
