@@ -279,9 +279,10 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::store::StoreError;
 
     /// A directory that lists as a complete snapshot.
     pub(crate) fn fake_snapshot(dir: &Path) {
@@ -337,7 +338,17 @@ pub(crate) mod tests {
                 .expect("insert");
         }
         let path = store.snapshot(&dir.path().join("snaps")).expect("snapshot");
-        let copy = Store::open(&path).expect("snapshot opens");
+        // sled lets go of a dropped database's lock from a background thread, a moment later
+        // (spacejam/sled#1289): the snapshot's own handle may still hold it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let copy = loop {
+            match Store::open(&path) {
+                Err(StoreError::Locked(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                opened => break opened.expect("snapshot opens"),
+            }
+        };
         let copied = copy.db().expect("db").open_tree("cache").expect("tree");
         let original: Vec<_> = tree.iter().collect::<Result<_, _>>().expect("read");
         let copied: Vec<_> = copied.iter().collect::<Result<_, _>>().expect("read copy");
