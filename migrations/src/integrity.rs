@@ -27,17 +27,6 @@ pub struct Integrity {
     pub digest: u64,
 }
 
-/// What [`Integrity::load`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    /// No integrity data: a store that predates it, or one that lost it.
-    Missing,
-    /// Something of the wrong length.
-    Unreadable,
-    /// The stored count and digest.
-    Found(Integrity),
-}
-
 impl Integrity {
     /// Adds one entry.
     pub fn add(&mut self, key: &[u8], value: &[u8]) {
@@ -77,14 +66,6 @@ impl Integrity {
         Some(Integrity {
             count: u64::from_be_bytes(count.try_into().ok()?),
             digest: u64::from_be_bytes(digest.try_into().ok()?),
-        })
-    }
-
-    /// What `meta` holds.
-    pub fn load(meta: &Tree) -> sled::Result<Stored> {
-        Ok(match meta.get(INTEGRITY_KEY)? {
-            None => Stored::Missing,
-            Some(bytes) => Integrity::decode(&bytes).map_or(Stored::Unreadable, Stored::Found),
         })
     }
 

@@ -133,10 +133,11 @@ mod tests {
             .expect("insert");
         assert_eq!(migrate(&db).expect("migrate"), 1);
         let meta = db.open_tree(META_TREE).expect("meta");
-        let integrity::Stored::Found(stored) = integrity::Integrity::load(&meta).expect("load")
-        else {
-            panic!("no integrity data after the migration");
-        };
+        let bytes = meta
+            .get(integrity::INTEGRITY_KEY)
+            .expect("read")
+            .expect("no integrity data after the migration");
+        let stored = integrity::Integrity::decode(&bytes).expect("integrity data decodes");
         assert_eq!(stored.count, 50);
         assert_eq!(
             stored,

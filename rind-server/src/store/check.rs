@@ -77,6 +77,35 @@ impl Ledger {
     }
 }
 
+/// What the meta tree holds under [`INTEGRITY_KEY`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerState {
+    /// A ledger.
+    Found(Ledger),
+    /// None: a store from before the integrity data, or one that lost it.
+    Missing,
+    /// Bytes that are not a ledger.
+    Unreadable,
+}
+
+impl LedgerState {
+    /// The ledger, when one was found.
+    pub fn found(self) -> Option<Ledger> {
+        match self {
+            LedgerState::Found(ledger) => Some(ledger),
+            LedgerState::Missing | LedgerState::Unreadable => None,
+        }
+    }
+}
+
+/// Reads the ledger in `meta`, the one reader of [`INTEGRITY_KEY`].
+pub fn load_ledger(meta: &sled::Tree) -> sled::Result<LedgerState> {
+    Ok(match meta.get(INTEGRITY_KEY)? {
+        None => LedgerState::Missing,
+        Some(bytes) => Ledger::decode(&bytes).map_or(LedgerState::Unreadable, LedgerState::Found),
+    })
+}
+
 /// What the check file says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckFile {

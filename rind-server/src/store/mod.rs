@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use check::LedgerState;
 use migrations::integrity::{Integrity, RECORDS_TREE};
 use migrations::MigrationError;
 
@@ -376,21 +377,9 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
     Ok(db)
 }
 
-/// What [`load_ledger`] found.
-enum LedgerState {
-    Found(check::Ledger),
-    Missing,
-    Unreadable,
-}
-
+/// The ledger in `db`'s meta tree.
 fn load_ledger(db: &sled::Db) -> sled::Result<LedgerState> {
-    let meta = db.open_tree(migrations::META_TREE)?;
-    Ok(match meta.get(check::INTEGRITY_KEY)? {
-        None => LedgerState::Missing,
-        Some(bytes) => {
-            check::Ledger::decode(&bytes).map_or(LedgerState::Unreadable, LedgerState::Found)
-        }
-    })
+    check::load_ledger(&db.open_tree(migrations::META_TREE)?)
 }
 
 /// Compares the records tree with its ledger; `Some(reason)` when they differ. `flushed` is the

@@ -91,7 +91,7 @@ impl RecordStore {
     pub fn open(store: &Store) -> Result<RecordStore, StoreError> {
         let db = store.db()?;
         db.open_tree(TREE)?;
-        let ledger = read_ledger(&db.open_tree(migrations::META_TREE)?)?;
+        let ledger = check::load_ledger(&db.open_tree(migrations::META_TREE)?)?.found();
         let generation = Arc::new(AtomicU64::new(ledger.map_or(0, |l| l.generation)));
         let (flusher, waiters) = mpsc::unbounded_channel();
         tokio::spawn(flush_loop(store.clone(), Arc::clone(&generation), waiters));
@@ -159,7 +159,7 @@ impl RecordStore {
         let written = (|| {
             let records = db.open_tree(TREE)?;
             let meta = db.open_tree(migrations::META_TREE)?;
-            let Some(ledger) = read_ledger(&meta)? else {
+            let Some(ledger) = check::load_ledger(&meta)?.found() else {
                 return Ok(None);
             };
             let mut current = ledger.current;
@@ -235,7 +235,8 @@ impl RecordStore {
             for (key, value) in want {
                 integrity.add(key, value);
             }
-            let generation = read_ledger(&meta)?
+            let generation = check::load_ledger(&meta)?
+                .found()
                 .map_or(0, |l| l.generation)
                 .wrapping_add(1);
             meta.insert(
@@ -256,7 +257,7 @@ impl RecordStore {
     /// Whether the ledger matches the records (for tests and checks).
     pub fn integrity_holds(&self) -> Result<bool, StoreError> {
         let db = self.store.db()?;
-        let ledger = read_ledger(&db.open_tree(migrations::META_TREE)?)?;
+        let ledger = check::load_ledger(&db.open_tree(migrations::META_TREE)?)?.found();
         let actual = Integrity::compute(&db.open_tree(TREE)?)?;
         Ok(ledger.is_some_and(|l| l.current == actual))
     }
@@ -273,13 +274,6 @@ impl RecordStore {
             rx.await.unwrap_or(Err(FlushError::Stopped))
         }
     }
-}
-
-/// The ledger in `meta`; `None` when missing or unreadable.
-fn read_ledger(meta: &sled::Tree) -> sled::Result<Option<check::Ledger>> {
-    Ok(meta
-        .get(INTEGRITY_KEY)?
-        .and_then(|bytes| check::Ledger::decode(&bytes)))
 }
 
 /// Runs until every [`RecordStore`] is dropped: one flush per batch of waiters.
