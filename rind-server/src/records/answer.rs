@@ -5,13 +5,13 @@
 //! - a CNAME at the name is followed: local targets here, a target outside the local data is
 //!   handed back as a [`Chase`] for the resolver to finish; more than [`MAX_LINKS`] links, or
 //!   a loop, is SERVFAIL;
-//! - wildcards and synthesized PTRs come from [`Zone::lookup`].
+//! - wildcards and synthesized PTRs come from [`Index::lookup`].
 
 use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::rdata::{CNAME, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use super::zone::{Node, Zone};
+use super::index::{Index, Node};
 use crate::response::Answer;
 
 /// Most CNAME links followed for one question.
@@ -61,8 +61,8 @@ impl Chase {
     }
 }
 
-/// The answer to `query` from `zone`, or `None` when no local record concerns its name.
-pub fn answer(zone: &Zone, query: &Query) -> Option<Local> {
+/// The answer to `query` from `index`, or `None` when no local record concerns its name.
+pub fn answer(index: &Index, query: &Query) -> Option<Local> {
     if query.query_class != DNSClass::IN {
         return None;
     }
@@ -71,7 +71,7 @@ pub fn answer(zone: &Zone, query: &Query) -> Option<Local> {
     let mut owner = query.name.clone();
     let mut chain: Vec<Record> = Vec::new();
     loop {
-        let Some(node) = zone.lookup(&owner) else {
+        let Some(node) = index.lookup(&owner) else {
             if chain.is_empty() {
                 return None;
             }
@@ -148,28 +148,28 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::records::zone::Change;
+    use crate::records::index::Change;
     use crate::records::{Draft, RecordId};
 
-    fn zone(records: &[(&str, &str, &str)]) -> Zone {
-        let mut zone = Zone::default();
+    fn index_of(records: &[(&str, &str, &str)]) -> Index {
+        let mut index = Index::default();
         for (i, (name, rtype, data)) in records.iter().enumerate() {
             let draft = Draft::parse(name, rtype, 60 + i as i64, data).expect("valid");
             let record = draft.into_record(RecordId::from_stored(&i.to_string()));
-            zone.apply(&Change::Put(Arc::new(record)));
+            index.apply(&Change::Put(Arc::new(record)));
         }
-        zone
+        index
     }
 
-    fn ask(zone: &Zone, name: &str, qtype: RecordType) -> Option<Local> {
+    fn ask(index: &Index, name: &str, qtype: RecordType) -> Option<Local> {
         answer(
-            zone,
+            index,
             &Query::query(Name::from_ascii(name).expect("name"), qtype),
         )
     }
 
-    fn answered(zone: &Zone, name: &str, qtype: RecordType) -> Answer {
-        match ask(zone, name, qtype) {
+    fn answered(index: &Index, name: &str, qtype: RecordType) -> Answer {
+        match ask(index, name, qtype) {
             Some(Local::Answer(a)) => a,
             other => panic!("{name} {qtype}: {other:?}"),
         }
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn records_of_the_type_with_their_ttl_and_nodata_for_others() {
-        let z = zone(&[
+        let z = index_of(&[
             ("nas.home.lan", "A", "192.168.1.10"),
             ("nas.home.lan", "A", "192.168.1.11"),
             ("nas.home.lan", "TXT", "hi"),
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn wildcards_synthesize_the_asked_name() {
-        let z = zone(&[
+        let z = index_of(&[
             ("*.home.lan", "A", "10.0.0.1"),
             ("www.home.lan", "TXT", "x"),
         ]);
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn cname_chains_are_followed_locally() {
-        let z = zone(&[
+        let z = index_of(&[
             ("a.lan", "CNAME", "b.lan"),
             ("b.lan", "CNAME", "c.lan"),
             ("c.lan", "A", "10.0.0.3"),
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_chain_leaving_local_data_is_chased() {
-        let z = zone(&[
+        let z = index_of(&[
             ("a.lan", "CNAME", "b.lan"),
             ("b.lan", "CNAME", "www.example.com"),
         ]);
@@ -281,17 +281,17 @@ mod tests {
 
     #[test]
     fn loops_and_long_chains_fail() {
-        let z = zone(&[("a.lan", "CNAME", "b.lan"), ("b.lan", "CNAME", "a.lan")]);
+        let z = index_of(&[("a.lan", "CNAME", "b.lan"), ("b.lan", "CNAME", "a.lan")]);
         assert_eq!(
             answered(&z, "a.lan.", RecordType::A).rcode,
             ResponseCode::ServFail
         );
-        let z = zone(&[("self.lan", "CNAME", "self.lan")]);
+        let z = index_of(&[("self.lan", "CNAME", "self.lan")]);
         assert_eq!(
             answered(&z, "self.lan.", RecordType::A).rcode,
             ResponseCode::ServFail
         );
-        let z = zone(&[("*.w.lan", "CNAME", "x.w.lan")]);
+        let z = index_of(&[("*.w.lan", "CNAME", "x.w.lan")]);
         assert_eq!(
             answered(&z, "y.w.lan.", RecordType::A).rcode,
             ResponseCode::ServFail
@@ -312,7 +312,7 @@ mod tests {
                 .iter()
                 .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
                 .collect();
-            answered(&zone(&refs), "n0.lan.", RecordType::A)
+            answered(&index_of(&refs), "n0.lan.", RecordType::A)
         };
         let eight = chain(MAX_LINKS);
         assert_eq!(eight.rcode, ResponseCode::NoError);
@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn addresses_answer_ptr() {
-        let z = zone(&[
+        let z = index_of(&[
             ("nas.home.lan", "A", "192.168.1.10"),
             ("files.home.lan", "A", "192.168.1.10"),
             ("nas.home.lan", "AAAA", "fd00::10"),

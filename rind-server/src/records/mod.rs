@@ -1,7 +1,7 @@
 //! Local records: what they are, how they change, and how DNS reads them.
 //!
 //! - [`rdata`]: names, types and RDATA in presentation form, parsed and printed;
-//! - [`zone`]: the in-memory index DNS answers from (exact names, wildcards, reverse names);
+//! - [`index`]: the in-memory index DNS answers from (exact names, wildcards, reverse names);
 //! - [`answer`]: the answering rules (AA, NODATA, CNAME chains, PTR);
 //! - [`Records`]: the write path. Writers take turns on a lock only long enough to check the
 //!   change against every earlier one, hand it to sled and queue it; each then waits for a
@@ -16,8 +16,8 @@
 //! failed write sled got to disk.
 
 pub mod answer;
+pub mod index;
 pub mod rdata;
-pub mod zone;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -32,8 +32,8 @@ use crate::store::records::{FlushError, RecordStore, StoredRecord};
 use crate::store::snapshot::SnapshotError;
 use crate::store::StoreError;
 use answer::Local;
+use index::{Change, Conflict, Index};
 use rdata::Invalid;
-use zone::{Change, Conflict, Zone};
 
 /// TTL of a record created without one.
 pub const DEFAULT_TTL: u32 = 300;
@@ -208,7 +208,7 @@ pub enum WriteError {
 /// The writer's side: the index with every change handed to sled, flushed or not.
 #[derive(Debug)]
 struct Writer {
-    zone: Zone,
+    index: Index,
     next_seq: u64,
 }
 
@@ -216,7 +216,7 @@ struct Writer {
 #[derive(Debug)]
 pub struct Records {
     /// Durable changes only; what DNS and the API's reads see.
-    live: RwLock<Zone>,
+    live: RwLock<Index>,
     /// Holding it makes one the writer; also held for a snapshot.
     writer: tokio::sync::Mutex<Writer>,
     /// Changes handed to sled but not yet in `live`, with their sequence numbers.
@@ -233,8 +233,8 @@ pub struct Records {
 impl Records {
     /// Loads every record from `store` (records that no longer parse are logged and skipped).
     pub fn load(store: RecordStore) -> Result<Records, StoreError> {
-        let mut live = Zone::default();
-        let mut writer = Zone::default();
+        let mut live = Index::default();
+        let mut writer = Index::default();
         let loaded = store.load()?;
         let mut skipped: HashMap<Vec<u8>, Vec<u8>> = loaded.undecodable.into_iter().collect();
         for (id, stored) in loaded.records {
@@ -257,7 +257,7 @@ impl Records {
         Ok(Records {
             live: RwLock::new(live),
             writer: tokio::sync::Mutex::new(Writer {
-                zone: writer,
+                index: writer,
                 next_seq: 0,
             }),
             unpublished: Mutex::new(VecDeque::new()),
@@ -290,7 +290,7 @@ impl Records {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        let mut zone = Zone::default();
+        let mut index = Index::default();
         // What this build skipped at load stays as it is: the repair undoes failed writes, and
         // none of them can have touched a skipped entry.
         let mut want = self.skipped.clone();
@@ -300,13 +300,13 @@ impl Records {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            zone.apply(&Change::Put(Arc::clone(record)));
+            index.apply(&Change::Put(Arc::clone(record)));
             want.insert(
                 record.id.as_str().as_bytes().to_vec(),
                 stored_form(record).to_json(),
             );
         }
-        writer.zone = zone;
+        writer.index = index;
         let store = self.store.clone();
         let repaired = finish(tokio::task::spawn_blocking(move || {
             // Taken first: a write that fails from here on (the cache's) keeps its fault.
@@ -366,14 +366,14 @@ impl Records {
 
     /// Creates a record from `draft`; returns it once it is on disk and visible to DNS.
     pub async fn create(self: &Arc<Self>, draft: Draft) -> Result<Arc<LocalRecord>, WriteError> {
-        self.write(|zone| {
+        self.write(|index| {
             // 80 random bits make a clash all but impossible; checking costs nothing.
             let mut id = RecordId::generate();
-            while zone.get(id.as_str()).is_some() {
+            while index.get(id.as_str()).is_some() {
                 id = RecordId::generate();
             }
             let record = Arc::new(draft.into_record(id));
-            zone.check(&record)?;
+            index.check(&record)?;
             Ok((Change::Put(Arc::clone(&record)), record))
         })
         .await
@@ -385,12 +385,12 @@ impl Records {
         id: &str,
         draft: Draft,
     ) -> Result<Arc<LocalRecord>, WriteError> {
-        self.write(|zone| {
-            let old = zone
+        self.write(|index| {
+            let old = index
                 .get(id)
                 .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
             let record = Arc::new(draft.into_record(old.id.clone()));
-            zone.check(&record)?;
+            index.check(&record)?;
             Ok((Change::Put(Arc::clone(&record)), record))
         })
         .await
@@ -398,8 +398,8 @@ impl Records {
 
     /// Deletes record `id`.
     pub async fn delete(self: &Arc<Self>, id: &str) -> Result<(), WriteError> {
-        self.write(|zone| {
-            let old = zone
+        self.write(|index| {
+            let old = index
                 .get(id)
                 .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
             Ok((Change::Delete(old.id.clone()), ()))
@@ -448,18 +448,18 @@ impl Records {
     /// written to sled, made durable and published.
     async fn write<T>(
         self: &Arc<Self>,
-        change: impl FnOnce(&Zone) -> Result<(Change, T), WriteError>,
+        change: impl FnOnce(&Index) -> Result<(Change, T), WriteError>,
     ) -> Result<T, WriteError> {
         let (seq, flushed, done, in_flight) = {
             let mut writer = self.writer.lock().await;
             self.repair_locked(&mut writer).await?;
-            let (change, done) = change(&writer.zone)?;
+            let (change, done) = change(&writer.index)?;
             let in_flight = Arc::clone(&self.in_flight).read_owned().await;
             match &change {
                 Change::Put(record) => self.store.put(record.id.as_str(), &stored_form(record))?,
                 Change::Delete(id) => self.store.remove(id.as_str())?,
             }
-            writer.zone.apply(&change);
+            writer.index.apply(&change);
             let seq = writer.next_seq;
             writer.next_seq += 1;
             self.unpublished

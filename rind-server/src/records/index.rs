@@ -37,7 +37,7 @@ pub enum Node<'a> {
 
 /// The local records, indexed for answering.
 #[derive(Debug, Default)]
-pub struct Zone {
+pub struct Index {
     by_id: BTreeMap<RecordId, Arc<LocalRecord>>,
     by_name: HashMap<Name, Vec<Arc<LocalRecord>>>,
     /// Keyed by `parent` for the records of `*.parent`.
@@ -46,7 +46,7 @@ pub struct Zone {
     reverse: HashMap<Name, Vec<Arc<LocalRecord>>>,
 }
 
-impl Zone {
+impl Index {
     /// Applies one change.
     pub fn apply(&mut self, change: &Change) {
         match change {
@@ -194,17 +194,17 @@ mod tests {
         Arc::new(draft.into_record(RecordId::from_stored(id)))
     }
 
-    fn zone(records: &[Arc<LocalRecord>]) -> Zone {
-        let mut zone = Zone::default();
+    fn index_of(records: &[Arc<LocalRecord>]) -> Index {
+        let mut index = Index::default();
         for r in records {
-            zone.apply(&Change::Put(Arc::clone(r)));
+            index.apply(&Change::Put(Arc::clone(r)));
         }
-        zone
+        index
     }
 
-    fn found(zone: &Zone, name: &str) -> Option<(&'static str, Vec<String>)> {
+    fn found(index: &Index, name: &str) -> Option<(&'static str, Vec<String>)> {
         let name = Name::from_str(name).expect("name");
-        zone.lookup(&name).map(|node| {
+        index.lookup(&name).map(|node| {
             let (kind, records) = match node {
                 Node::Exact(r) => ("exact", r),
                 Node::Reverse(r) => ("reverse", r),
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn exact_wins_over_wildcard_at_any_depth() {
-        let z = zone(&[
+        let z = index_of(&[
             record("1", "*.home.lan", "A", "10.0.0.1"),
             record("2", "www.home.lan", "TXT", "hi"),
             record("3", "*.deep.home.lan", "A", "10.0.0.3"),
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn reverse_names_follow_addresses() {
-        let mut z = zone(&[
+        let mut z = index_of(&[
             record("1", "nas.home.lan", "A", "192.168.1.10"),
             record("2", "nas.home.lan", "AAAA", "fd00::10"),
             record("3", "*.home.lan", "A", "192.168.1.99"),
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn put_replaces_and_moves_the_indexes() {
-        let mut z = zone(&[record("1", "a.home.lan", "A", "10.0.0.1")]);
+        let mut z = index_of(&[record("1", "a.home.lan", "A", "10.0.0.1")]);
         z.apply(&Change::Put(record("1", "b.home.lan", "A", "10.0.0.2")));
         assert_eq!(found(&z, "a.home.lan."), None);
         assert_eq!(found(&z, "b.home.lan."), Some(("exact", vec!["1".into()])));
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn conflicts() {
-        let z = zone(&[
+        let z = index_of(&[
             record("1", "www.home.lan", "A", "10.0.0.1"),
             record("2", "alias.home.lan", "CNAME", "www.home.lan"),
         ]);
