@@ -15,17 +15,21 @@ pub mod integrity;
 use sled::Db;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// Tree holding store-wide metadata.
 pub const META_TREE: &str = "meta";
 /// Key of the schema version in [`META_TREE`].
 pub const VERSION_KEY: &[u8] = b"schema_version";
+/// Tree of the zones: apex → settings and serial.
+pub const ZONES_TREE: &str = "zones";
+/// Tree of the zones' change journal (IXFR): apex, 0, serial → the change that led to it.
+pub const JOURNAL_TREE: &str = "zone_journal";
 
 /// One step: brings a store from version `n` to `n + 1` (`n` is its index in [`STEPS`]).
 type Step = fn(&Db) -> sled::Result<()>;
 
 /// The steps, in order; `STEPS.len()` equals [`SCHEMA_VERSION`].
-const STEPS: [Step; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2];
+const STEPS: [Step; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3];
 
 /// What went wrong while migrating.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +99,15 @@ fn v1_to_v2(db: &Db) -> sled::Result<()> {
     let records = db.open_tree(integrity::RECORDS_TREE)?;
     let meta = db.open_tree(META_TREE)?;
     integrity::Integrity::compute(&records)?.store(&meta)?;
+    Ok(())
+}
+
+/// Version 3: zones. A rind from before zones must not open the store: it would change
+/// records under a zone without moving its serial, and secondaries would miss the change.
+fn v2_to_v3(db: &Db) -> sled::Result<()> {
+    for tree in [ZONES_TREE, JOURNAL_TREE] {
+        db.open_tree(tree)?;
+    }
     Ok(())
 }
 

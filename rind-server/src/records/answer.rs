@@ -5,13 +5,19 @@
 //! - a CNAME at the name is followed: local targets here, a target outside the local data is
 //!   handed back as a [`Chase`] for the resolver to finish; more than [`MAX_LINKS`] links, or
 //!   a loop, is SERVFAIL;
-//! - wildcards and synthesized PTRs come from [`Index::lookup`].
+//! - wildcards and synthesized PTRs come from [`Index::lookup`];
+//! - inside a zone rind is the authority: SOA and (unless records give one) NS at the apex,
+//!   NXDOMAIN for names the zone lacks and NODATA for types a name lacks, each with the SOA
+//!   in the authority section, and never a chase upstream for a name in the zone. Wildcards
+//!   apply only from within the name's own zone, and an empty non-terminal (a name with
+//!   records only below it) exists: NODATA, not NXDOMAIN or a wildcard (RFC 4592 §2.2.2).
 
 use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::rdata::{CNAME, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::index::{Index, Node};
+use super::zone::Zone;
 use crate::response::Answer;
 
 /// Most CNAME links followed for one question.
@@ -61,7 +67,8 @@ impl Chase {
     }
 }
 
-/// The answer to `query` from `index`, or `None` when no local record concerns its name.
+/// The answer to `query` from `index`, or `None` when no local record or zone concerns its
+/// name.
 pub fn answer(index: &Index, query: &Query) -> Option<Local> {
     if query.query_class != DNSClass::IN {
         return None;
@@ -71,20 +78,39 @@ pub fn answer(index: &Index, query: &Query) -> Option<Local> {
     let mut owner = query.name.clone();
     let mut chain: Vec<Record> = Vec::new();
     loop {
-        let Some(node) = index.lookup(&owner) else {
-            if chain.is_empty() {
-                return None;
-            }
-            let mut target = Query::query(owner, qtype);
-            target.query_class = query.query_class;
-            return Some(Local::Chase(Chase { chain, target }));
+        let zone = index.zone_of(&owner);
+        let node = match zone {
+            Some(zone) => lookup_in_zone(index, zone, &owner),
+            None => index.lookup(&owner).map(Found::Node),
         };
-        let found = records_of(node, &owner, qtype);
+        let Some(found) = node else {
+            return match zone {
+                Some(zone) => Some(Local::Answer(negative(zone, ResponseCode::NXDomain, chain))),
+                None if chain.is_empty() => None,
+                None => {
+                    let mut target = Query::query(owner, qtype);
+                    target.query_class = query.query_class;
+                    Some(Local::Chase(Chase { chain, target }))
+                }
+            };
+        };
+        let node = match found {
+            Found::Node(node) => node,
+            Found::Empty => Node::Exact(&[]),
+        };
+        let mut records = records_of(node, &owner, qtype);
+        if let Some(zone) = zone.filter(|z| z.name == owner) {
+            records.extend(apex_records(zone, node, &owner, qtype));
+        }
         let next = match cname_of(node) {
-            Some(cname) if found.is_empty() => cname,
+            Some(cname) if records.is_empty() => cname,
             _ => {
-                chain.extend(found);
-                return Some(Local::Answer(authoritative(chain)));
+                let nodata = records.is_empty();
+                chain.extend(records);
+                return Some(Local::Answer(match zone {
+                    Some(zone) if nodata => negative(zone, ResponseCode::NoError, chain),
+                    _ => authoritative(chain),
+                }));
             }
         };
         if chain.len() == MAX_LINKS {
@@ -105,11 +131,66 @@ pub fn answer(index: &Index, query: &Query) -> Option<Local> {
     }
 }
 
+/// What a name in a zone is.
+enum Found<'a> {
+    /// It has records (its own, reverse, or a wildcard's).
+    Node(Node<'a>),
+    /// It exists without records: the apex, or an empty non-terminal.
+    Empty,
+}
+
+/// The records for `owner` inside `zone`: exact and reverse first, then an empty
+/// non-terminal or the apex, then a wildcard from within the zone.
+fn lookup_in_zone<'a>(index: &'a Index, zone: &Zone, owner: &Name) -> Option<Found<'a>> {
+    match index.lookup(owner) {
+        Some(node @ (Node::Exact(_) | Node::Reverse(_))) => Some(Found::Node(node)),
+        _ if *owner == zone.name || index.has_below(owner) => Some(Found::Empty),
+        Some(Node::Wildcard(records))
+            if records
+                .first()
+                .is_some_and(|r| index.zone_of(&r.name).is_some_and(|z| z.name == zone.name)) =>
+        {
+            Some(Found::Node(Node::Wildcard(records)))
+        }
+        _ => None,
+    }
+}
+
+/// The apex's SOA, and its synthesised NS while no NS record is there, when asked for.
+fn apex_records(zone: &Zone, node: Node<'_>, owner: &Name, qtype: RecordType) -> Vec<Record> {
+    let wanted = |t: RecordType| qtype == t || qtype == RecordType::ANY;
+    let mut records = Vec::new();
+    if wanted(RecordType::SOA) {
+        let mut soa = zone.soa();
+        soa.name = owner.clone();
+        records.push(soa);
+    }
+    let has_ns = matches!(node, Node::Exact(own) if own.iter().any(|r| r.rtype == RecordType::NS));
+    if wanted(RecordType::NS) && !has_ns {
+        let mut ns = zone.synthetic_ns();
+        ns.name = owner.clone();
+        records.push(ns);
+    }
+    records
+}
+
 /// NOERROR, AA=1, with `answers` (none: NODATA).
 fn authoritative(answers: Vec<Record>) -> Answer {
     Answer {
         authoritative: true,
         answers,
+        ..Answer::default()
+    }
+}
+
+/// NXDOMAIN or NODATA from `zone`, after the CNAMEs of `chain`: AA=1 and the SOA in the
+/// authority section, so resolvers below can cache it (RFC 2308).
+fn negative(zone: &Zone, rcode: ResponseCode, chain: Vec<Record>) -> Answer {
+    Answer {
+        rcode,
+        authoritative: true,
+        answers: chain,
+        authorities: vec![zone.negative_soa()],
         ..Answer::default()
     }
 }

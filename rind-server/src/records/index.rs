@@ -1,6 +1,6 @@
 //! The in-memory index of local records: by id (for the API), by owner name (exact answers),
 //! by the parent of each `*.parent` wildcard, and by the reverse name of each A/AAAA address
-//! (synthesized PTR answers). DNS reads only this, never sled.
+//! (synthesized PTR answers); and the zones, by apex. DNS reads only this, never sled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -8,15 +8,20 @@ use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RData, RecordType};
 
+use super::zone::Zone;
 use super::{LocalRecord, RecordId};
 
-/// One change to the local records, applied in the order it was written.
+/// One change to the local records or zones, applied in the order it was written.
 #[derive(Debug, Clone)]
 pub enum Change {
     /// Create the record, or replace the one with its id.
     Put(Arc<LocalRecord>),
     /// Remove the record with this id.
     Delete(RecordId),
+    /// Create the zone, or replace the one with its apex (a new serial, new settings).
+    Zone(Arc<Zone>),
+    /// Remove the zone with this apex.
+    DropZone(Name),
 }
 
 /// A write that would break the rules of a name's data (RFC 1034 §3.6.2) or repeat a record.
@@ -44,6 +49,10 @@ pub struct Index {
     wildcards: HashMap<Name, Vec<Arc<LocalRecord>>>,
     /// Keyed by the `in-addr.arpa.`/`ip6.arpa.` name of the address.
     reverse: HashMap<Name, Vec<Arc<LocalRecord>>>,
+    /// For each name with records below it: how many (empty non-terminals exist, RFC 8020).
+    below: HashMap<Name, usize>,
+    /// The zones, by apex.
+    zones: HashMap<Name, Arc<Zone>>,
 }
 
 impl Index {
@@ -55,7 +64,54 @@ impl Index {
                 self.insert(Arc::clone(record));
             }
             Change::Delete(id) => self.remove(id),
+            Change::Zone(zone) => {
+                self.zones.insert(zone.name.clone(), Arc::clone(zone));
+            }
+            Change::DropZone(name) => {
+                self.zones.remove(name);
+            }
         }
+    }
+
+    /// The zone `name` falls in: the one with the longest apex at or above it.
+    pub fn zone_of(&self, name: &Name) -> Option<&Arc<Zone>> {
+        if self.zones.is_empty() {
+            return None;
+        }
+        let labels = name.iter().count();
+        (1..=labels)
+            .rev()
+            .find_map(|keep| self.zones.get(&name.trim_to(keep)))
+    }
+
+    /// The zone with apex `name`.
+    pub fn zone(&self, name: &Name) -> Option<&Arc<Zone>> {
+        self.zones.get(name)
+    }
+
+    /// Every zone, in no particular order.
+    pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
+        self.zones.values()
+    }
+
+    /// The A/AAAA records whose address has the reverse name `name`.
+    pub fn reverse_at(&self, name: &Name) -> &[Arc<LocalRecord>] {
+        self.reverse.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether some record is owned by a name below `name` (so `name` exists, RFC 8020).
+    pub fn has_below(&self, name: &Name) -> bool {
+        self.below.contains_key(name)
+    }
+
+    /// Every owner name at or below `apex`: of records, and of synthesised PTRs.
+    pub fn names_under(&self, apex: &Name) -> Vec<Name> {
+        self.by_name
+            .keys()
+            .chain(self.reverse.keys())
+            .filter(|name| apex.zone_of(name))
+            .cloned()
+            .collect()
     }
 
     /// The record with this id.
@@ -129,6 +185,9 @@ impl Index {
     }
 
     fn insert(&mut self, record: Arc<LocalRecord>) {
+        for ancestor in ancestors(&record.name) {
+            *self.below.entry(ancestor).or_default() += 1;
+        }
         self.by_id.insert(record.id.clone(), Arc::clone(&record));
         self.by_name
             .entry(record.name.clone())
@@ -148,6 +207,14 @@ impl Index {
         let Some(old) = self.by_id.remove(id) else {
             return;
         };
+        for ancestor in ancestors(&old.name) {
+            if let Some(count) = self.below.get_mut(&ancestor) {
+                *count -= 1;
+                if *count == 0 {
+                    self.below.remove(&ancestor);
+                }
+            }
+        }
         drop_from(&mut self.by_name, &old.name, id);
         if let Some(parent) = wildcard_parent(&old.name) {
             drop_from(&mut self.wildcards, &parent, id);
@@ -167,6 +234,11 @@ fn drop_from(map: &mut HashMap<Name, Vec<Arc<LocalRecord>>>, key: &Name, id: &Re
     }
 }
 
+/// The names above `name`, root excluded.
+fn ancestors(name: &Name) -> impl Iterator<Item = Name> + '_ {
+    (1..name.iter().count()).map(|keep| name.trim_to(keep))
+}
+
 /// `parent` for a name `*.parent`.
 fn wildcard_parent(name: &Name) -> Option<Name> {
     let labels = name.iter().count();
@@ -174,7 +246,7 @@ fn wildcard_parent(name: &Name) -> Option<Name> {
 }
 
 /// The reverse name of an A or AAAA record's address.
-fn reverse_name(data: &RData) -> Option<Name> {
+pub(crate) fn reverse_name(data: &RData) -> Option<Name> {
     match data {
         RData::A(a) => Some(Name::from(IpAddr::V4(a.0))),
         RData::AAAA(aaaa) => Some(Name::from(IpAddr::V6(aaaa.0))),

@@ -10,6 +10,11 @@
 //!   to its own, in write order, before the API answers. DNS never sees a change sled could
 //!   still lose, and sees every acknowledged one.
 //!
+//! Zones ([`zone`]) live in the same index and go through the same write path: a record write
+//! that changes a zone's content also stores the zone's next serial and the change for IXFR,
+//! before the same flush, and zones whose serial moved are announced (for NOTIFY) once the
+//! write is published.
+//!
 //! A write that fails (a full disk) changes nothing: the index DNS reads never had it, and
 //! [`Records::repair`] (run by the next write and by a background task) reopens the store and
 //! makes the records on disk exactly the acknowledged ones again, undoing whatever part of a
@@ -18,22 +23,28 @@
 pub mod answer;
 pub mod index;
 pub mod rdata;
+pub mod zone;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::Query;
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use ipnet::IpNet;
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::store::records::{FlushError, RecordStore, StoredRecord};
 use crate::store::snapshot::SnapshotError;
+use crate::store::zones::{StoredZone, ZoneStore};
 use crate::store::StoreError;
 use answer::Local;
 use index::{Change, Conflict, Index};
 use rdata::Invalid;
+use zone::{Diff, Zone};
 
 /// TTL of a record created without one.
 pub const DEFAULT_TTL: u32 = 300;
@@ -219,8 +230,8 @@ pub struct Records {
     live: RwLock<Index>,
     /// Holding it makes one the writer; also held for a snapshot.
     writer: tokio::sync::Mutex<Writer>,
-    /// Changes handed to sled but not yet in `live`, with their sequence numbers.
-    unpublished: Mutex<VecDeque<(u64, Change)>>,
+    /// Writes handed to sled but not yet in `live`, with their sequence numbers.
+    unpublished: Mutex<VecDeque<(u64, Vec<Change>)>>,
     /// Held shared by each write from its sled change until it is published or has failed;
     /// a repair holds it alone, so it sees no write half done.
     in_flight: Arc<tokio::sync::RwLock<()>>,
@@ -228,6 +239,37 @@ pub struct Records {
     /// them, and a repair keeps them for a later rind that may read them.
     skipped: HashMap<Vec<u8>, Vec<u8>>,
     store: RecordStore,
+    zone_store: ZoneStore,
+    /// Told the apex of each zone whose serial moved, once the change is published.
+    zone_changes: OnceLock<UnboundedSender<Name>>,
+}
+
+/// A zone's settings as given over the API, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneDraft {
+    /// The apex.
+    pub name: Name,
+    /// Clients that may transfer the zone.
+    pub allow_transfer: Vec<IpNet>,
+    /// Servers to NOTIFY after each change.
+    pub notify: Vec<SocketAddr>,
+    /// The TSIG key its transfers need.
+    pub tsig: Option<Name>,
+    /// The primary, for a secondary zone.
+    pub primary: Option<SocketAddr>,
+}
+
+impl ZoneDraft {
+    fn into_zone(self, serial: u32) -> Zone {
+        Zone {
+            name: self.name,
+            serial,
+            allow_transfer: self.allow_transfer,
+            notify: self.notify,
+            tsig: self.tsig,
+            primary: self.primary,
+        }
+    }
 }
 
 impl Records {
@@ -253,7 +295,24 @@ impl Records {
                 }
             }
         }
-        tracing::info!(records = live.iter().count(), "local records loaded");
+        let zone_store = ZoneStore::open(store.store())?;
+        for stored in zone_store.load()? {
+            match zone_from_stored(&stored) {
+                Ok(zone) => {
+                    let change = Change::Zone(Arc::new(zone));
+                    live.apply(&change);
+                    writer.apply(&change);
+                }
+                Err(e) => {
+                    tracing::error!(zone = %stored.name, error = %e, "stored zone no longer valid; skipped")
+                }
+            }
+        }
+        tracing::info!(
+            records = live.iter().count(),
+            zones = live.zones().count(),
+            "local records loaded"
+        );
         Ok(Records {
             live: RwLock::new(live),
             writer: tokio::sync::Mutex::new(Writer {
@@ -264,7 +323,15 @@ impl Records {
             in_flight: Arc::new(tokio::sync::RwLock::new(())),
             skipped,
             store,
+            zone_store,
+            zone_changes: OnceLock::new(),
         })
+    }
+
+    /// Sends the apex of every zone whose serial moves to `changes`, once the change is
+    /// published (the NOTIFY sender listens). Only the first call has an effect.
+    pub fn on_zone_change(&self, changes: UnboundedSender<Name>) {
+        let _ = self.zone_changes.set(changes);
     }
 
     /// Why writes fail, while they do (a full disk, an I/O error).
@@ -294,24 +361,30 @@ impl Records {
         // What this build skipped at load stays as it is: the repair undoes failed writes, and
         // none of them can have touched a skipped entry.
         let mut want = self.skipped.clone();
-        for record in self
-            .live
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
+        let mut want_zones = Vec::new();
         {
-            index.apply(&Change::Put(Arc::clone(record)));
-            want.insert(
-                record.id.as_str().as_bytes().to_vec(),
-                stored_form(record).to_json(),
-            );
+            let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+            for record in live.iter() {
+                index.apply(&Change::Put(Arc::clone(record)));
+                want.insert(
+                    record.id.as_str().as_bytes().to_vec(),
+                    stored_form(record).to_json(),
+                );
+            }
+            for zone in live.zones() {
+                index.apply(&Change::Zone(Arc::clone(zone)));
+                want_zones.push(stored_zone(zone));
+            }
         }
         writer.index = index;
         let store = self.store.clone();
+        let zone_store = self.zone_store.clone();
         let repaired = finish(tokio::task::spawn_blocking(move || {
             // Taken first: a write that fails from here on (the cache's) keeps its fault.
             let mark = store.store().fault_mark();
             store.store().reopen()?;
+            // Before the records' reconcile, whose flush covers it.
+            zone_store.reconcile(&want_zones)?;
             let fixed = store.reconcile(&want)?;
             if !store.store().clear_fault(mark) {
                 return Err(WriteError::Store(StoreError::Unwritable(
@@ -373,8 +446,9 @@ impl Records {
                 id = RecordId::generate();
             }
             let record = Arc::new(draft.into_record(id));
+            writable(index, &record.name)?;
             index.check(&record)?;
-            Ok((Change::Put(Arc::clone(&record)), record))
+            Ok((vec![Change::Put(Arc::clone(&record))], record))
         })
         .await
     }
@@ -389,9 +463,11 @@ impl Records {
             let old = index
                 .get(id)
                 .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
+            writable(index, &old.name)?;
             let record = Arc::new(draft.into_record(old.id.clone()));
+            writable(index, &record.name)?;
             index.check(&record)?;
-            Ok((Change::Put(Arc::clone(&record)), record))
+            Ok((vec![Change::Put(Arc::clone(&record))], record))
         })
         .await
     }
@@ -402,7 +478,117 @@ impl Records {
             let old = index
                 .get(id)
                 .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
-            Ok((Change::Delete(old.id.clone()), ()))
+            writable(index, &old.name)?;
+            Ok((vec![Change::Delete(old.id.clone())], ()))
+        })
+        .await
+    }
+
+    /// Every zone, by name.
+    pub fn zones(&self) -> Vec<Arc<Zone>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        let mut zones: Vec<_> = live.zones().cloned().collect();
+        zones.sort_by(|a, b| a.name.cmp(&b.name));
+        zones
+    }
+
+    /// The zone with apex `name`, and how many records it holds.
+    pub fn zone(&self, name: &Name) -> Option<(Arc<Zone>, usize)> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        let zone = Arc::clone(live.zone(name)?);
+        let count = records_in(&live, &zone).len();
+        Some((zone, count))
+    }
+
+    /// The zone `name` falls in, if any.
+    pub fn zone_of(&self, name: &Name) -> Option<Arc<Zone>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.zone_of(name).cloned()
+    }
+
+    /// What AXFR sends for the zone `name`: the zone, and its content with the SOA apart.
+    pub fn zone_content(&self, name: &Name) -> Option<(Arc<Zone>, Vec<Record>)> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        let zone = Arc::clone(live.zone(name)?);
+        let content = zone::content(&live, &zone);
+        Some((zone, content))
+    }
+
+    /// The changes that lead the zone `name` from serial `from` to `to`, in order, when the
+    /// journal still holds every one of them.
+    pub async fn zone_changes(
+        &self,
+        name: &Name,
+        from: u32,
+        to: u32,
+    ) -> Result<Option<Vec<Diff>>, WriteError> {
+        let store = self.zone_store.clone();
+        let apex = name.to_ascii();
+        finish(tokio::task::spawn_blocking(move || {
+            let mut diffs = Vec::new();
+            let mut serial = from;
+            while serial != to {
+                if diffs.len() > crate::store::zones::JOURNAL_LIMIT as usize {
+                    return Ok(None);
+                }
+                match store.diff_to(&apex, serial.wrapping_add(1))? {
+                    Some(diff) if diff.from == serial => {
+                        serial = diff.to;
+                        diffs.push(diff);
+                    }
+                    _ => return Ok(None),
+                }
+            }
+            Ok(Some(diffs))
+        }))
+        .await
+    }
+
+    /// Creates a zone; refused when one with its name exists.
+    pub async fn create_zone(self: &Arc<Self>, draft: ZoneDraft) -> Result<Arc<Zone>, WriteError> {
+        self.write(|index| {
+            if index.zone(&draft.name).is_some() {
+                return Err(Conflict(format!("zone {} already exists", draft.name)).into());
+            }
+            let zone = Arc::new(draft.into_zone(Zone::first_serial()));
+            let mut changes = parent_bump(index, &zone.name);
+            changes.push(Change::Zone(Arc::clone(&zone)));
+            Ok((changes, zone))
+        })
+        .await
+    }
+
+    /// Replaces the settings of the zone `draft.name`; its serial and records stay.
+    pub async fn update_zone(self: &Arc<Self>, draft: ZoneDraft) -> Result<Arc<Zone>, WriteError> {
+        self.write(|index| {
+            let old = index
+                .zone(&draft.name)
+                .ok_or_else(|| WriteError::NotFound(draft.name.to_string()))?;
+            let zone = Arc::new(draft.into_zone(old.serial));
+            Ok((vec![Change::Zone(Arc::clone(&zone))], zone))
+        })
+        .await
+    }
+
+    /// Deletes the zone `name`; one that still holds records only with `force`, which
+    /// deletes them too.
+    pub async fn delete_zone(self: &Arc<Self>, name: &Name, force: bool) -> Result<(), WriteError> {
+        self.write(|index| {
+            let zone = index
+                .zone(name)
+                .ok_or_else(|| WriteError::NotFound(name.to_string()))?;
+            let held = records_in(index, zone);
+            if !held.is_empty() && !force {
+                return Err(Conflict(format!(
+                    "zone {name} still holds {} records; delete them first, or delete with ?force=true to delete them too",
+                    held.len()
+                ))
+                .into());
+            }
+            let mut changes = vec![Change::DropZone(name.clone())];
+            changes.extend(held.into_iter().map(|r| Change::Delete(r.id.clone())));
+            changes.extend(parent_bump(index, name));
+            Ok((changes, ()))
         })
         .await
     }
@@ -443,29 +629,53 @@ impl Records {
         .await
     }
 
-    /// The write path: `change` builds the change (and what the caller returns) from the
-    /// writer's index, or refuses it, which leaves everything as it was; the change is then
-    /// written to sled, made durable and published.
+    /// The write path: `change` builds the changes (and what the caller returns) from the
+    /// writer's index, or refuses, which leaves everything as it was; the changes, with the
+    /// serials and journal entries of the zones whose content they change, are then written to
+    /// sled, made durable and published.
     async fn write<T>(
         self: &Arc<Self>,
-        change: impl FnOnce(&Index) -> Result<(Change, T), WriteError>,
+        change: impl FnOnce(&Index) -> Result<(Vec<Change>, T), WriteError>,
     ) -> Result<T, WriteError> {
         let (seq, flushed, done, in_flight) = {
             let mut writer = self.writer.lock().await;
             self.repair_locked(&mut writer).await?;
-            let (change, done) = change(&writer.index)?;
+            let (mut changes, done) = change(&writer.index)?;
             let in_flight = Arc::clone(&self.in_flight).read_owned().await;
-            match &change {
-                Change::Put(record) => self.store.put(record.id.as_str(), &stored_form(record))?,
-                Change::Delete(id) => self.store.remove(id.as_str())?,
+            // A failure from here on sets the store's fault, and the repair that must follow
+            // rebuilds the writer's index from the published one.
+            // Writes that change zones themselves set their serials as they go.
+            let watched = if changes
+                .iter()
+                .any(|c| matches!(c, Change::Zone(_) | Change::DropZone(_)))
+            {
+                Vec::new()
+            } else {
+                watched_owners(&writer.index, &changes)
+            };
+            let before = zone_content_at(&writer.index, &watched);
+            for change in &changes {
+                self.store_change(&writer.index, change)?;
+                writer.index.apply(change);
             }
-            writer.index.apply(&change);
+            let after = zone_content_at(&writer.index, &watched);
+            for (zone, diff) in zone_diffs(&watched, before, after) {
+                let next = Arc::new(Zone {
+                    serial: diff.to,
+                    ..(*zone).clone()
+                });
+                self.zone_store.journal(&zone.name.to_ascii(), &diff)?;
+                let change = Change::Zone(next);
+                self.store_change(&writer.index, &change)?;
+                writer.index.apply(&change);
+                changes.push(change);
+            }
             let seq = writer.next_seq;
             writer.next_seq += 1;
             self.unpublished
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push_back((seq, change));
+                .push_back((seq, changes));
             // Queued while still the writer: the flush it waits for starts after this write.
             (seq, self.store.flushed(), done, in_flight)
         };
@@ -489,6 +699,22 @@ impl Records {
         Ok(done)
     }
 
+    /// Hands one change to sled (not yet durable); `index` is the writer's, before it.
+    fn store_change(&self, index: &Index, change: &Change) -> Result<(), StoreError> {
+        match change {
+            Change::Put(record) => self.store.put(record.id.as_str(), &stored_form(record)),
+            Change::Delete(id) => self.store.remove(id.as_str()),
+            Change::Zone(zone) => {
+                // A new zone's journal starts empty, whatever an older zone of its name left.
+                if index.zone(&zone.name).is_none() {
+                    self.zone_store.clear_journal(&zone.name.to_ascii())?;
+                }
+                self.zone_store.put(&stored_zone(zone))
+            }
+            Change::DropZone(name) => self.zone_store.remove(&name.to_ascii()),
+        }
+    }
+
     /// Moves every queued change up to `seq` into the index DNS reads, in write order. A
     /// flush covers every write before it, so they are all on disk.
     fn publish_through(&self, seq: u64) {
@@ -497,9 +723,22 @@ impl Records {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
+        let mut moved = Vec::new();
         while queue.front().is_some_and(|(s, _)| *s <= seq) {
-            if let Some((_, change)) = queue.pop_front() {
-                live.apply(&change);
+            if let Some((_, changes)) = queue.pop_front() {
+                for change in &changes {
+                    live.apply(change);
+                    if let Change::Zone(zone) = change {
+                        moved.push(zone.name.clone());
+                    }
+                }
+            }
+        }
+        drop(live);
+        drop(queue);
+        if let Some(tx) = self.zone_changes.get() {
+            for name in moved {
+                let _ = tx.send(name);
             }
         }
     }
@@ -509,6 +748,169 @@ impl Records {
 async fn finish<T>(task: tokio::task::JoinHandle<Result<T, WriteError>>) -> Result<T, WriteError> {
     task.await
         .unwrap_or_else(|join| Err(WriteError::Task(join.to_string())))
+}
+
+/// Refuses a record write at `name` when it falls in a secondary zone (its data is the
+/// primary's).
+fn writable(index: &Index, name: &Name) -> Result<(), WriteError> {
+    match index.zone_of(name) {
+        Some(zone) if zone.is_secondary() => {
+            let primary = zone.primary.map(|p| p.to_string()).unwrap_or_default();
+            Err(Conflict(format!("{} is a secondary of {primary}", zone.name)).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The records whose owner falls in `zone` (not in a more specific zone).
+fn records_in<'a>(index: &'a Index, zone: &Zone) -> Vec<&'a Arc<LocalRecord>> {
+    index
+        .iter()
+        .filter(|r| index.zone_of(&r.name).is_some_and(|z| z.name == zone.name))
+        .collect()
+}
+
+/// When a zone is made or dropped below another zone, names move between the two: the outer
+/// zone's serial moves on with no journal entry, so its secondaries fetch it whole.
+fn parent_bump(index: &Index, apex: &Name) -> Vec<Change> {
+    let parent = apex.base_name();
+    match index.zone_of(&parent) {
+        Some(outer) if !apex.is_root() && parent.num_labels() > 0 => {
+            vec![Change::Zone(Arc::new(Zone {
+                serial: outer.serial.wrapping_add(1),
+                ..(**outer).clone()
+            }))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The owner names whose zone content `changes` may change, with the zone each is in: the
+/// old and new owners of each record and their reverse names (synthesised PTRs), and the
+/// apex (its synthesised NS comes and goes with NS records).
+fn watched_owners(index: &Index, changes: &[Change]) -> Vec<(Arc<Zone>, Name)> {
+    let mut owners: Vec<Name> = Vec::new();
+    let mut add = |record: &LocalRecord| {
+        owners.push(record.name.clone());
+        if let Some(reverse) = index::reverse_name(&record.data) {
+            owners.push(reverse);
+        }
+    };
+    for change in changes {
+        match change {
+            Change::Put(record) => {
+                add(record);
+                if let Some(old) = index.get(record.id.as_str()) {
+                    add(old);
+                }
+            }
+            Change::Delete(id) => {
+                if let Some(old) = index.get(id.as_str()) {
+                    add(old);
+                }
+            }
+            Change::Zone(_) | Change::DropZone(_) => {}
+        }
+    }
+    let mut watched: Vec<(Arc<Zone>, Name)> = Vec::new();
+    for owner in owners {
+        let Some(zone) = index.zone_of(&owner) else {
+            continue;
+        };
+        for name in [owner, zone.name.clone()] {
+            if !watched.iter().any(|(_, n)| *n == name) {
+                watched.push((Arc::clone(zone), name));
+            }
+        }
+    }
+    watched
+}
+
+/// The zone content at each watched owner.
+fn zone_content_at(index: &Index, watched: &[(Arc<Zone>, Name)]) -> Vec<Vec<Record>> {
+    watched
+        .iter()
+        .map(|(zone, owner)| zone::content_at(index, zone, owner))
+        .collect()
+}
+
+/// One diff per zone whose content changed between `before` and `after` (taken at the
+/// `watched` owners), numbered on from the zone's serial.
+fn zone_diffs(
+    watched: &[(Arc<Zone>, Name)],
+    before: Vec<Vec<Record>>,
+    after: Vec<Vec<Record>>,
+) -> Vec<(Arc<Zone>, Diff)> {
+    let mut diffs: Vec<(Arc<Zone>, Diff)> = Vec::new();
+    for (((zone, _), old), new) in watched.iter().zip(before).zip(after) {
+        let (removed, added) = zone::difference(&old, &new);
+        if removed.is_empty() && added.is_empty() {
+            continue;
+        }
+        match diffs.iter_mut().find(|(z, _)| z.name == zone.name) {
+            Some((_, diff)) => {
+                diff.removed.extend(removed);
+                diff.added.extend(added);
+            }
+            None => diffs.push((
+                Arc::clone(zone),
+                Diff {
+                    from: zone.serial,
+                    to: zone.serial.wrapping_add(1),
+                    removed,
+                    added,
+                },
+            )),
+        }
+    }
+    diffs
+}
+
+fn stored_zone(zone: &Zone) -> StoredZone {
+    StoredZone {
+        name: zone.name.to_ascii(),
+        serial: zone.serial,
+        allow_transfer: zone
+            .allow_transfer
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        notify: zone.notify.iter().map(ToString::to_string).collect(),
+        tsig: zone.tsig.as_ref().map(Name::to_ascii),
+        primary: zone.primary.map(|p| p.to_string()),
+    }
+}
+
+fn zone_from_stored(stored: &StoredZone) -> Result<Zone, String> {
+    let name = rdata::parse_zone_name(&stored.name).map_err(|e| e.0)?;
+    let allow_transfer = stored
+        .allow_transfer
+        .iter()
+        .map(|n| n.parse::<IpNet>().map_err(|e| format!("{n}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let notify = stored
+        .notify
+        .iter()
+        .map(|a| a.parse::<SocketAddr>().map_err(|e| format!("{a}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let tsig = stored
+        .tsig
+        .as_deref()
+        .map(|k| rdata::parse_zone_name(k).map_err(|e| e.0))
+        .transpose()?;
+    let primary = stored
+        .primary
+        .as_deref()
+        .map(|a| a.parse::<SocketAddr>().map_err(|e| format!("{a}: {e}")))
+        .transpose()?;
+    Ok(Zone {
+        name,
+        serial: stored.serial,
+        allow_transfer,
+        notify,
+        tsig,
+        primary,
+    })
 }
 
 fn stored_form(record: &LocalRecord) -> StoredRecord {

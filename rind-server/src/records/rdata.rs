@@ -57,6 +57,11 @@ pub fn parse_owner(text: &str) -> Result<Name, Invalid> {
     parse_name(text, "name", Wildcard::Allowed, Root::Refused)
 }
 
+/// Parses a zone's apex (or a TSIG key's name) like an owner name, without wildcards.
+pub fn parse_zone_name(text: &str) -> Result<Name, Invalid> {
+    parse_name(text, "zone name", Wildcard::Refused, Root::Refused)
+}
+
 /// Whether a `*` first label is accepted.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wildcard {

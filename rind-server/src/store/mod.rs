@@ -10,7 +10,8 @@
 //! - [`open`]: opening at start-up with a deadline, sled's panics caught, damage reported with
 //!   the snapshot to restore from;
 //! - [`check`]: the generation file that catches sled opening an older state of the store;
-//! - [`dirs`]: the directory fsyncs sled leaves out.
+//! - [`dirs`]: the directory fsyncs sled leaves out;
+//! - [`zones`]: the zones and their change journal (IXFR).
 //!
 //! After a failed write (a full disk) sled refuses every operation until it is reopened:
 //! [`Store`] keeps sled where [`Store::reopen`] can replace it, and remembers the failure in
@@ -21,6 +22,7 @@ mod dirs;
 pub mod open;
 pub mod records;
 pub mod snapshot;
+pub mod zones;
 
 pub mod cache;
 

@@ -1,0 +1,174 @@
+//! DNS zones over the local records (CONTRACT.md, "Zones and zone transfer").
+//!
+//! A zone makes rind the authority for a subtree: names in it without records get NXDOMAIN,
+//! types a name lacks get NODATA, both with the zone's SOA, and nothing under it is forwarded.
+//! The SOA is always rind's (the serial is rind's to count); NS at the apex is synthesised
+//! while no NS record is there.
+//!
+//! A zone's content is what AXFR sends: every record whose name falls in the zone (and not in
+//! a more specific zone), the PTRs synthesised from A/AAAA records for reverse names in it,
+//! and the apex NS and SOA. Each write that changes that content adds one to the serial and
+//! leaves a [`Diff`] in the journal IXFR reads.
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hickory_proto::rr::rdata::{NS, PTR, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use ipnet::IpNet;
+
+use super::index::Index;
+
+/// TTL of the synthesised SOA and NS records.
+pub const SOA_TTL: u32 = 300;
+/// SOA refresh: how often a secondary without NOTIFY asks whether the zone changed.
+pub const REFRESH: i32 = 300;
+/// SOA retry: how soon a secondary asks again after a failed refresh.
+pub const RETRY: i32 = 60;
+/// SOA expire: how long a secondary keeps answering without reaching the primary (a week).
+pub const EXPIRE: i32 = 604_800;
+/// SOA minimum: the negative-caching TTL (RFC 2308); short, since home records change often.
+pub const MINIMUM: u32 = 60;
+
+/// One zone and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    /// The apex, lower-case and fully qualified.
+    pub name: Name,
+    /// Grows by one with every change to the zone's content.
+    pub serial: u32,
+    /// Clients that may transfer the zone.
+    pub allow_transfer: Vec<IpNet>,
+    /// Servers told by NOTIFY after each change.
+    pub notify: Vec<SocketAddr>,
+    /// The TSIG key transfers and NOTIFYs of this zone must be signed with.
+    pub tsig: Option<Name>,
+    /// For a secondary zone: the primary it is pulled from.
+    pub primary: Option<SocketAddr>,
+}
+
+impl Zone {
+    /// The serial a new zone starts at: the time, so a zone deleted and made again starts
+    /// past the serials its secondaries may still hold (they only take a larger one).
+    pub fn first_serial() -> u32 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+    }
+
+    /// The name of the primary server in the SOA and of the synthesised NS: `ns.<apex>`.
+    pub fn server_name(&self) -> Name {
+        Name::from_labels(std::iter::once(&b"ns"[..]).chain(self.name.iter()))
+            .map(|mut n| {
+                n.set_fqdn(true);
+                n
+            })
+            .unwrap_or_else(|_| self.name.clone())
+    }
+
+    /// The zone's SOA record.
+    pub fn soa(&self) -> Record {
+        let rname = Name::from_labels(std::iter::once(&b"hostmaster"[..]).chain(self.name.iter()))
+            .map(|mut n| {
+                n.set_fqdn(true);
+                n
+            })
+            .unwrap_or_else(|_| self.name.clone());
+        let soa = SOA::new(
+            self.server_name(),
+            rname,
+            self.serial,
+            REFRESH,
+            RETRY,
+            EXPIRE,
+            MINIMUM,
+        );
+        Record::from_rdata(self.name.clone(), SOA_TTL, RData::SOA(soa))
+    }
+
+    /// The SOA for a negative answer: its TTL is the negative-caching TTL (RFC 2308 §3).
+    pub fn negative_soa(&self) -> Record {
+        let mut soa = self.soa();
+        soa.ttl = SOA_TTL.min(MINIMUM);
+        soa
+    }
+
+    /// The apex NS rind synthesises while no NS record is at the apex.
+    pub fn synthetic_ns(&self) -> Record {
+        Record::from_rdata(
+            self.name.clone(),
+            SOA_TTL,
+            RData::NS(NS(self.server_name())),
+        )
+    }
+
+    /// Whether this is a secondary zone (its data comes from a primary).
+    pub fn is_secondary(&self) -> bool {
+        self.primary.is_some()
+    }
+}
+
+/// What one change did to a zone's content: IXFR's unit (RFC 1995).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    /// The serial before.
+    pub from: u32,
+    /// The serial after.
+    pub to: u32,
+    /// Records gone.
+    pub removed: Vec<Record>,
+    /// Records new.
+    pub added: Vec<Record>,
+}
+
+/// The records of the zone `zone` owned by `owner` (as AXFR sends them, SOA apart): its own
+/// records, PTRs synthesised from addresses whose reverse name it is, and at the apex the
+/// synthesised NS when no NS record is there. Empty when `owner` is not in that zone.
+pub fn content_at(index: &Index, zone: &Zone, owner: &Name) -> Vec<Record> {
+    if !index.zone_of(owner).is_some_and(|z| z.name == zone.name) {
+        return Vec::new();
+    }
+    let own = index.at(owner);
+    let mut records: Vec<Record> = own
+        .iter()
+        .map(|r| Record::from_rdata(owner.clone(), r.ttl, r.data.clone()))
+        .collect();
+    records.extend(
+        index
+            .reverse_at(owner)
+            .iter()
+            .map(|r| Record::from_rdata(owner.clone(), r.ttl, RData::PTR(PTR(r.name.clone())))),
+    );
+    if *owner == zone.name && !own.iter().any(|r| r.rtype == RecordType::NS) {
+        records.push(zone.synthetic_ns());
+    }
+    records
+}
+
+/// The whole content of `zone`, SOA apart, apex first.
+pub fn content(index: &Index, zone: &Zone) -> Vec<Record> {
+    let mut records = content_at(index, zone, &zone.name);
+    for owner in index.names_under(&zone.name) {
+        if owner != zone.name {
+            records.extend(content_at(index, zone, &owner));
+        }
+    }
+    records
+}
+
+/// The records in `before` that are not in `after`, and the other way round. A TTL change
+/// counts as a change (hickory's record equality leaves TTLs out, as RFC 2136 does).
+pub fn difference(before: &[Record], after: &[Record]) -> (Vec<Record>, Vec<Record>) {
+    let missing_from = |from: &[Record], r: &Record| !from.iter().any(|o| o == r && o.ttl == r.ttl);
+    let removed = before
+        .iter()
+        .filter(|r| missing_from(after, r))
+        .cloned()
+        .collect();
+    let added = after
+        .iter()
+        .filter(|r| missing_from(before, r))
+        .cloned()
+        .collect();
+    (removed, added)
+}

@@ -1,0 +1,288 @@
+//! The zones trees: `zones` (apex → settings and serial, as JSON) and `zone_journal` (apex,
+//! a 0 byte, serial → the change that led to that serial), IXFR's memory.
+//!
+//! Writes here go with the records change that caused them, before the same group-committed
+//! flush ([`super::records::RecordStore::flushed`]), so a serial and its journal entry are on
+//! disk exactly when the change is.
+
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{
+    BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::records::zone::Diff;
+
+const ZONES: &str = migrations::ZONES_TREE;
+const JOURNAL: &str = migrations::JOURNAL_TREE;
+
+/// Most journal entries kept per zone; an IXFR from further back gets the whole zone.
+pub const JOURNAL_LIMIT: u32 = 1000;
+
+/// Format byte of a journal entry.
+const DIFF_FORMAT: u8 = 1;
+
+/// A zone as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredZone {
+    /// Apex, lower-case and fully qualified.
+    pub name: String,
+    /// The serial.
+    pub serial: u32,
+    /// Networks allowed to transfer the zone (CIDR).
+    #[serde(default)]
+    pub allow_transfer: Vec<String>,
+    /// NOTIFY targets (`IP:port`).
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// TSIG key name.
+    #[serde(default)]
+    pub tsig: Option<String>,
+    /// The primary of a secondary zone (`IP:port`).
+    #[serde(default)]
+    pub primary: Option<String>,
+}
+
+/// The zones trees.
+#[derive(Debug, Clone)]
+pub struct ZoneStore {
+    store: Store,
+}
+
+impl ZoneStore {
+    /// Opens the trees.
+    pub fn open(store: &Store) -> Result<ZoneStore, StoreError> {
+        let db = store.db()?;
+        db.open_tree(ZONES)?;
+        db.open_tree(JOURNAL)?;
+        Ok(ZoneStore {
+            store: store.clone(),
+        })
+    }
+
+    /// Every stored zone; one that cannot be decoded is logged and left on disk.
+    pub fn load(&self) -> Result<Vec<StoredZone>, StoreError> {
+        let tree = self.store.db()?.open_tree(ZONES)?;
+        let mut zones = Vec::new();
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            match serde_json::from_slice::<StoredZone>(&value) {
+                Ok(zone) => zones.push(zone),
+                Err(e) => tracing::error!(
+                    key = %String::from_utf8_lossy(&key),
+                    error = %e,
+                    "unreadable zone in the store; skipped"
+                ),
+            }
+        }
+        Ok(zones)
+    }
+
+    /// Stores `zone` (not yet durable: the records' flush makes it so).
+    pub fn put(&self, zone: &StoredZone) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(zone).map_err(|e| StoreError::Unwritable(e.to_string()))?;
+        self.write(|db| {
+            db.open_tree(ZONES)?
+                .insert(zone.name.as_bytes(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Removes the zone `apex` and its journal.
+    pub fn remove(&self, apex: &str) -> Result<(), StoreError> {
+        self.write(|db| {
+            db.open_tree(ZONES)?.remove(apex.as_bytes())?;
+            clear_journal(db, apex)
+        })
+    }
+
+    /// Starts the journal of `apex` afresh (a new zone: nothing from an older zone of the
+    /// same name may answer its IXFRs).
+    pub fn clear_journal(&self, apex: &str) -> Result<(), StoreError> {
+        self.write(|db| clear_journal(db, apex))
+    }
+
+    /// Records `diff` (the change to serial `diff.to`) and forgets the entry
+    /// [`JOURNAL_LIMIT`] serials back.
+    pub fn journal(&self, apex: &str, diff: &Diff) -> Result<(), StoreError> {
+        let value = encode_diff(diff).map_err(|e| StoreError::Unwritable(e.to_string()))?;
+        self.write(|db| {
+            let tree = db.open_tree(JOURNAL)?;
+            tree.insert(journal_key(apex, diff.to), value.as_slice())?;
+            tree.remove(journal_key(apex, diff.to.wrapping_sub(JOURNAL_LIMIT)))?;
+            Ok(())
+        })
+    }
+
+    /// The change that led `apex` to `serial`, if the journal has it.
+    pub fn diff_to(&self, apex: &str, serial: u32) -> Result<Option<Diff>, StoreError> {
+        let tree = self.store.db()?.open_tree(JOURNAL)?;
+        let Some(bytes) = tree.get(journal_key(apex, serial))? else {
+            return Ok(None);
+        };
+        match decode_diff(&bytes) {
+            Some(diff) => Ok(Some(diff)),
+            None => {
+                tracing::warn!(
+                    zone = apex,
+                    serial,
+                    "unreadable zone journal entry; sending the whole zone"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Makes the zones tree hold exactly `want` (after a failed write), not yet flushed.
+    pub fn reconcile(&self, want: &[StoredZone]) -> Result<(), StoreError> {
+        let db = self.store.db()?;
+        let tree = db.open_tree(ZONES)?;
+        let done = (|| {
+            for entry in tree.iter() {
+                let (key, value) = entry?;
+                let decodes = serde_json::from_slice::<StoredZone>(&value).is_ok();
+                if decodes && !want.iter().any(|z| z.name.as_bytes() == key.as_ref()) {
+                    tree.remove(key)?;
+                }
+            }
+            for zone in want {
+                let value = serde_json::to_vec(zone).unwrap_or_default();
+                tree.insert(zone.name.as_bytes(), value)?;
+            }
+            Ok(())
+        })();
+        done.map_err(|e| self.store.write_failed(&e))
+    }
+
+    fn write(&self, op: impl FnOnce(&sled::Db) -> sled::Result<()>) -> Result<(), StoreError> {
+        let db = self.store.writable_db()?;
+        op(&db).map_err(|e| self.store.write_failed(&e))
+    }
+}
+
+fn clear_journal(db: &sled::Db, apex: &str) -> sled::Result<()> {
+    let tree = db.open_tree(JOURNAL)?;
+    let mut prefix = apex.as_bytes().to_vec();
+    prefix.push(0);
+    for key in tree.scan_prefix(&prefix).keys() {
+        tree.remove(key?)?;
+    }
+    Ok(())
+}
+
+fn journal_key(apex: &str, serial: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(apex.len() + 5);
+    key.extend_from_slice(apex.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&serial.to_be_bytes());
+    key
+}
+
+/// `[format][from][to][removed count][records][added count][records]`, records in wire form
+/// without name compression.
+fn encode_diff(diff: &Diff) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    let mut bytes = vec![DIFF_FORMAT];
+    bytes.extend_from_slice(&diff.from.to_be_bytes());
+    bytes.extend_from_slice(&diff.to.to_be_bytes());
+    for records in [&diff.removed, &diff.added] {
+        let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        bytes.extend_from_slice(&count.to_be_bytes());
+        // An encoder writes from the start of its buffer, so each set gets its own.
+        let mut wire = Vec::new();
+        {
+            let mut outer = BinEncoder::new(&mut wire);
+            // Compression pointers would point into this buffer, not into the stored bytes.
+            let mut encoder = outer.with_name_encoding(NameEncoding::Uncompressed);
+            for record in records {
+                record.emit(&mut encoder)?;
+            }
+        }
+        bytes.extend_from_slice(&wire);
+    }
+    Ok(bytes)
+}
+
+fn decode_diff(bytes: &[u8]) -> Option<Diff> {
+    let mut decoder = BinDecoder::new(bytes);
+    if decoder.read_u8().ok()?.unverified() != DIFF_FORMAT {
+        return None;
+    }
+    let from = decoder.read_u32().ok()?.unverified();
+    let to = decoder.read_u32().ok()?.unverified();
+    let read_records = |decoder: &mut BinDecoder<'_>| -> Option<Vec<Record>> {
+        let count = decoder.read_u32().ok()?.unverified();
+        let mut records = Vec::new();
+        for _ in 0..count {
+            records.push(Record::read(decoder).ok()?);
+        }
+        Some(records)
+    };
+    let removed = read_records(&mut decoder)?;
+    let added = read_records(&mut decoder)?;
+    Some(Diff {
+        from,
+        to,
+        removed,
+        added,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Name, RData};
+
+    use super::*;
+
+    #[test]
+    fn diffs_come_back_as_written() {
+        let record = |ip: [u8; 4], ttl| {
+            Record::from_rdata(
+                Name::from_str("a.home.lan.").expect("name"),
+                ttl,
+                RData::A(A::from(std::net::Ipv4Addr::from(ip))),
+            )
+        };
+        let diff = Diff {
+            from: 7,
+            to: 8,
+            removed: vec![record([10, 0, 0, 1], 60)],
+            added: vec![record([10, 0, 0, 2], 60), record([10, 0, 0, 3], 30)],
+        };
+        let decoded = decode_diff(&encode_diff(&diff).expect("encode")).expect("decode");
+        assert_eq!(decoded, diff);
+        assert_eq!(decoded.added[1].ttl, 30);
+        assert!(decode_diff(&[2, 0, 0]).is_none());
+        let bytes = encode_diff(&diff).expect("encode");
+        assert!(decode_diff(&bytes[..bytes.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn the_journal_keeps_the_last_entries_per_zone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let zones = ZoneStore::open(&store).expect("trees");
+        let diff = |to: u32| Diff {
+            from: to.wrapping_sub(1),
+            to,
+            removed: Vec::new(),
+            added: Vec::new(),
+        };
+        for to in 1..=JOURNAL_LIMIT + 5 {
+            zones.journal("a.lan.", &diff(to)).expect("journal");
+        }
+        zones.journal("b.lan.", &diff(3)).expect("journal");
+        assert!(zones.diff_to("a.lan.", 5).expect("read").is_none());
+        assert_eq!(zones.diff_to("a.lan.", 6).expect("read"), Some(diff(6)));
+        assert!(zones
+            .diff_to("a.lan.", JOURNAL_LIMIT + 5)
+            .expect("read")
+            .is_some());
+        zones.clear_journal("a.lan.").expect("clear");
+        assert!(zones.diff_to("a.lan.", 6).expect("read").is_none());
+        assert_eq!(zones.diff_to("b.lan.", 3).expect("read"), Some(diff(3)));
+    }
+}
