@@ -111,6 +111,16 @@ pub struct Args {
     /// Over it, UDP queries are dropped or (one in two) answered TC=1, TCP gets REFUSED.
     #[arg(long, env = "RIND_RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
+
+    /// TSIG key for zone transfers and NOTIFY: NAME:ALGORITHM:BASE64 (hmac-sha256,
+    /// hmac-sha384, hmac-sha512); a zone's "tsig" names one.
+    #[arg(
+        long = "tsig-key",
+        env = "RIND_TSIG_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub tsig_keys: Vec<crate::tsig::Key>,
 }
 
 /// The `--log-level` values.
@@ -241,6 +251,8 @@ pub struct Config {
     pub max_upstream_queries: usize,
     /// Per-client queries per second (0: off).
     pub rate_limit: u32,
+    /// The TSIG keys zones may name.
+    pub tsig_keys: crate::tsig::Keyring,
 }
 
 /// A flag combination the server refuses to start with.
@@ -266,6 +278,9 @@ pub enum ConfigError {
     /// A zero limit that would stop the listener from serving anyone.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// Two `--tsig-key`s with one name.
+    #[error("--tsig-key {0} is given twice; key names must differ")]
+    DuplicateKey(String),
 }
 
 impl Args {
@@ -299,6 +314,11 @@ impl Args {
         if self.snapshot_keep == 0 {
             return Err(ConfigError::Zero("--snapshot-keep"));
         }
+        for (i, key) in self.tsig_keys.iter().enumerate() {
+            if self.tsig_keys.iter().take(i).any(|k| k.name == key.name) {
+                return Err(ConfigError::DuplicateKey(key.name.to_ascii()));
+            }
+        }
         let snapshot_dir = self.snapshot_dir.unwrap_or_else(|| {
             let mut dir = self.data_dir.clone().into_os_string();
             dir.push("-snapshots");
@@ -326,6 +346,7 @@ impl Args {
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout),
             max_upstream_queries: self.max_upstream_queries,
             rate_limit: self.rate_limit,
+            tsig_keys: crate::tsig::Keyring::new(self.tsig_keys),
         })
     }
 }

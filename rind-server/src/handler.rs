@@ -1,8 +1,12 @@
 //! The whole DNS path for one packet, bytes in → bytes out, without sockets: request checks →
 //! resolver → response writer. Listeners, tests, benches and fuzz targets all drive it.
+//! Zone transfers (AXFR, IXFR) leave the path after the checks for [`crate::transfer`],
+//! whose answer over TCP is a series of messages.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use tokio::sync::mpsc;
 
 use hickory_proto::op::ResponseCode;
 
@@ -11,6 +15,8 @@ use crate::ratelimit::{RateLimiter, Verdict};
 use crate::request::{self, Acl, Checked, Request, Transport};
 use crate::resolver::{Now, Pending, Ready, Resolver};
 use crate::response::{self, Answer};
+use crate::transfer::{self, Plan, Transfers};
+use crate::tsig::{self, Signer};
 
 /// Checks, resolves and answers DNS packets.
 #[derive(Debug)]
@@ -18,6 +24,7 @@ pub struct Handler {
     acl: Acl,
     limiter: Option<RateLimiter>,
     resolver: Resolver,
+    transfers: Option<Arc<Transfers>>,
     metrics: Arc<Metrics>,
 }
 
@@ -28,6 +35,8 @@ pub enum Step {
     Done(Option<Vec<u8>>),
     /// The answer needs upstream: pass it to [`Handler::finish`] in a task of its own.
     Forward(Waiting),
+    /// A zone transfer (TCP only): pass it to [`Handler::transfer`] in a task of its own.
+    Transfer(transfer::Stream),
 }
 
 /// A request whose answer needs upstream, with what the resolver has found so far.
@@ -35,6 +44,8 @@ pub enum Step {
 pub struct Waiting {
     request: Request,
     pending: Pending,
+    /// Signs the reply to a TSIG-signed query.
+    signer: Option<Signer>,
 }
 
 impl Handler {
@@ -44,8 +55,15 @@ impl Handler {
             acl,
             limiter: None,
             resolver,
+            transfers: None,
             metrics,
         }
+    }
+
+    /// Serves zone transfers from `transfers`; without it, every AXFR and IXFR gets NOTAUTH.
+    pub fn with_transfers(mut self, transfers: Arc<Transfers>) -> Self {
+        self.transfers = Some(transfers);
+        self
     }
 
     /// Limits each client to `limiter`'s rate (`--rate-limit`).
@@ -72,29 +90,68 @@ impl Handler {
         if let Some(over) = self.over_rate_limit(&request, client) {
             return Step::Done(over);
         }
+        if transfer::is_transfer(request.query.query_type) {
+            let Some(transfers) = &self.transfers else {
+                let refused = Answer::rcode(ResponseCode::NotAuth);
+                return Step::Done(Some(self.write(&request, Ready::Answer(refused))));
+            };
+            return match transfers.plan(request, packet, client) {
+                Plan::Reply(reply) => Step::Done(Some(reply)),
+                Plan::Stream(stream) => Step::Transfer(stream),
+            };
+        }
+        let mut signer = None;
+        if request.signed {
+            match self.verify(&request, packet) {
+                Ok(s) => signer = s,
+                Err(reply) => return Step::Done(Some(reply)),
+            }
+        }
         match self.resolver.answer_now(&request) {
-            Now::Ready(ready) => Step::Done(Some(self.write(&request, ready))),
-            Now::Later(pending) => Step::Forward(Waiting { request, pending }),
+            Now::Ready(ready) => Step::Done(Some(self.write_signed(&request, ready, signer))),
+            Now::Later(pending) => Step::Forward(Waiting {
+                request,
+                pending,
+                signer,
+            }),
+        }
+    }
+
+    /// Checks the TSIG of a signed query (a secondary's SOA check, say): the signer for its
+    /// reply, or the NOTAUTH reply (RFC 8945 §5.2) when the signature does not hold.
+    fn verify(&self, request: &Request, packet: &[u8]) -> Result<Option<Signer>, Vec<u8>> {
+        let now = tsig::now();
+        let verdict = match &self.transfers {
+            Some(transfers) => tsig::verify_request(transfers.keys(), packet, now),
+            None => tsig::verify_request(&tsig::Keyring::default(), packet, now),
+        };
+        match verdict {
+            tsig::Verdict::Unsigned => Ok(None),
+            tsig::Verdict::Signed { key, mac } => Ok(Some(Signer::response(key, mac))),
+            tsig::Verdict::Failed { error, key_name } => {
+                let mut reply =
+                    self.write(request, Ready::Answer(Answer::rcode(ResponseCode::NotAuth)));
+                tsig::append_error(&mut reply, &key_name, error, now);
+                Err(reply)
+            }
         }
     }
 
     /// Finishes a request that needs upstream.
     pub async fn finish(&self, waiting: Waiting) -> Vec<u8> {
-        let Waiting { request, pending } = waiting;
+        let Waiting {
+            request,
+            pending,
+            signer,
+        } = waiting;
         let ready = self.resolver.answer_later(&request, pending).await;
-        self.write(&request, ready)
+        self.write_signed(&request, ready, signer)
     }
 
-    /// Bytes in → reply bytes out (`None`: send nothing).
-    pub async fn handle(
-        &self,
-        packet: &[u8],
-        client: IpAddr,
-        transport: Transport,
-    ) -> Option<Vec<u8>> {
-        match self.begin(packet, client, transport) {
-            Step::Done(reply) => reply,
-            Step::Forward(waiting) => Some(self.finish(waiting).await),
+    /// Sends the messages of a zone transfer to `out`, in order.
+    pub async fn transfer(&self, stream: transfer::Stream, out: &mpsc::Sender<Vec<u8>>) {
+        if let Some(transfers) = &self.transfers {
+            transfers.send(stream, out).await;
         }
     }
 
@@ -118,6 +175,14 @@ impl Handler {
                 Some(Some(self.write(request, Ready::Answer(refused))))
             }
         }
+    }
+
+    fn write_signed(&self, request: &Request, ready: Ready, signer: Option<Signer>) -> Vec<u8> {
+        let mut reply = self.write(request, ready);
+        if let Some(mut signer) = signer {
+            signer.sign(&mut reply, tsig::now());
+        }
+        reply
     }
 
     fn write(&self, request: &Request, ready: Ready) -> Vec<u8> {

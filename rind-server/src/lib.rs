@@ -62,6 +62,8 @@ pub mod resolver;
 pub mod response;
 pub mod special;
 pub mod store;
+pub mod transfer;
+pub mod tsig;
 pub mod upstream;
 
 use std::io;
@@ -83,6 +85,7 @@ use crate::records::Records;
 use crate::request::Acl;
 use crate::resolver::Resolver;
 use crate::store::Store;
+use crate::transfer::Transfers;
 use crate::upstream::pool::{UdpPool, POOL_SIZE};
 use crate::upstream::Forwarder;
 
@@ -270,7 +273,11 @@ impl Pipeline {
                 Resolver::new(Arc::clone(&cache), forwarder, Arc::clone(&records)),
                 Arc::clone(&metrics),
             )
-            .with_rate_limit(RateLimiter::new(config.rate_limit)),
+            .with_rate_limit(RateLimiter::new(config.rate_limit))
+            .with_transfers(Arc::new(Transfers::new(
+                Arc::clone(&records),
+                config.tsig_keys.clone(),
+            ))),
         );
         Ok(Pipeline {
             handler,
@@ -349,6 +356,15 @@ pub async fn run(
         shutdown.clone(),
         &tracker,
     );
+    let (zone_changes, changed_zones) = tokio::sync::mpsc::unbounded_channel();
+    records.on_zone_change(zone_changes);
+    transfer::notify::spawn(
+        Arc::clone(&records),
+        config.tsig_keys.clone(),
+        changed_zones,
+        shutdown.clone(),
+        &tracker,
+    );
     spawn_repairs(Arc::clone(&records), shutdown.clone());
     if let Some(interval) = config.snapshot_interval {
         spawn_snapshots(
@@ -366,6 +382,7 @@ pub async fn run(
         records: Arc::clone(&records),
         snapshot_dir: config.snapshot_dir.clone(),
         snapshot_keep: config.snapshot_keep,
+        tsig_keys: config.tsig_keys.clone(),
     });
     let http = tokio::spawn(
         warp::serve(api::routes(api_state))

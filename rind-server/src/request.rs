@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use hickory_proto::op::{
     Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
+use hickory_proto::rr::RecordType;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 
@@ -50,6 +51,8 @@ pub struct Request {
     pub max_size: u16,
     /// Where the query came from.
     pub transport: Transport,
+    /// Whether it carries a TSIG record (RFC 8945): its reply is signed too.
+    pub signed: bool,
 }
 
 /// What a client's OPT record asks of the reply.
@@ -136,8 +139,8 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
             .and_then(|m| m.edns.as_ref().map(ClientEdns::from));
         return reject(&metadata, question.as_ref(), edns, ResponseCode::NotImp);
     }
-    let (query, edns) = match simple_query(&mut decoder, &header) {
-        Some(parsed) => parsed,
+    let (query, edns, signed) = match simple_query(&mut decoder, &header) {
+        Some((query, edns)) => (query, edns, false),
         None => match full_parse(packet) {
             Ok(parsed) => parsed,
             Err(edns) => {
@@ -168,6 +171,7 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
         edns: client_edns,
         max_size,
         transport,
+        signed,
     })
 }
 
@@ -232,15 +236,25 @@ fn simple_opt(decoder: &mut BinDecoder<'_>) -> Option<EdnsInfo> {
 
 /// The general path: hickory's full parse. Err carries the OPT record when one was read, for
 /// the FORMERR reply.
-fn full_parse(packet: &[u8]) -> Result<(Query, Option<EdnsInfo>), Option<ClientEdns>> {
-    let Message { queries, edns, .. } = Message::from_vec(packet).map_err(|_| None)?;
+fn full_parse(packet: &[u8]) -> Result<(Query, Option<EdnsInfo>, bool), Option<ClientEdns>> {
+    let Message {
+        queries,
+        edns,
+        additionals,
+        ..
+    } = Message::from_vec(packet).map_err(|_| None)?;
+    // hickory keeps a TSIG among the additional records (it sets it apart only with its
+    // DNSSEC feature); RFC 8945 §5.1 puts it last.
+    let signed = additionals
+        .last()
+        .is_some_and(|r| r.record_type() == RecordType::TSIG);
     let info = edns.as_ref().map(|e| EdnsInfo {
         version: e.version(),
         payload: e.max_payload(),
         client: ClientEdns::from(e),
     });
     match <[Query; 1]>::try_from(queries) {
-        Ok([q]) => Ok((q, info)),
+        Ok([q]) => Ok((q, info, signed)),
         Err(_) => Err(info.map(|i| i.client)),
     }
 }

@@ -220,6 +220,7 @@ mod tests {
             edns: edns.then_some(ClientEdns::default()),
             max_size,
             transport: Transport::Udp,
+            signed: false,
         }
     }
 

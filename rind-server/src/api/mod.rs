@@ -1,4 +1,5 @@
-//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`]), as warp filters.
+//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`], zones, cache), as
+//! warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
@@ -6,6 +7,7 @@
 
 mod cache;
 pub mod records;
+mod zones;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -40,6 +42,8 @@ pub struct ApiState {
     pub snapshot_dir: PathBuf,
     /// How many snapshots are kept there.
     pub snapshot_keep: usize,
+    /// The TSIG keys a zone may name.
+    pub tsig_keys: crate::tsig::Keyring,
 }
 
 /// An error reply: status code and a message in words.
@@ -91,6 +95,7 @@ pub fn routes(
     healthz
         .or(metrics)
         .or(records)
+        .or(zones::routes(Arc::clone(&state)))
         .or(cache::routes(state))
         .recover(recover)
 }

@@ -106,13 +106,13 @@ pub fn routes(
         .unify()
 }
 
-fn with(
+pub(super) fn with(
     state: Arc<ApiState>,
 ) -> impl Filter<Extract = (Arc<ApiState>,), Error = Infallible> + Clone {
     warp::any().map(move || Arc::clone(&state))
 }
 
-type Response = warp::reply::Response;
+pub(super) type Response = warp::reply::Response;
 
 async fn create(state: Arc<ApiState>, body: Vec<u8>) -> Result<Response, Rejection> {
     let draft = record_from_json(&body, IdRule::New).map_err(bad_request)?;
@@ -180,7 +180,7 @@ async fn snapshot(state: Arc<ApiState>) -> Result<Response, Rejection> {
 }
 
 /// The request body, at most [`MAX_BODY`] bytes.
-fn body() -> impl Filter<Extract = (Vec<u8>,), Error = Rejection> + Clone {
+pub(super) fn body() -> impl Filter<Extract = (Vec<u8>,), Error = Rejection> + Clone {
     warp::header::optional::<u64>(header::CONTENT_LENGTH.as_str())
         .and(warp::body::stream())
         .and_then(read_body)
@@ -274,7 +274,7 @@ fn ttl_number(value: &serde_json::Value) -> Option<i64> {
     }
 }
 
-fn bad_request(message: impl Into<String>) -> Rejection {
+pub(super) fn bad_request(message: impl Into<String>) -> Rejection {
     warp::reject::custom(ApiError::new(StatusCode::BAD_REQUEST, message))
 }
 
@@ -285,9 +285,9 @@ fn too_large() -> Rejection {
     ))
 }
 
-fn write_error(e: WriteError) -> Rejection {
+pub(super) fn write_error(e: WriteError) -> Rejection {
     let status = match &e {
-        WriteError::NotFound(_) => StatusCode::NOT_FOUND,
+        WriteError::NotFound(_) | WriteError::NoZone(_) => StatusCode::NOT_FOUND,
         WriteError::Conflict(_) => StatusCode::CONFLICT,
         // The disk (or what sled made of it) refused: nothing was changed, and the same
         // request may succeed once there is room again.

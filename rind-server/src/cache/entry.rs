@@ -445,6 +445,7 @@ impl Entry {
             edns: None,
             max_size: u16::MAX,
             transport: Transport::Tcp,
+            signed: false,
         };
         let msg = Message::from_vec(&self.reply(&request, now, false)?).ok()?;
         Some(Answer {
@@ -740,6 +741,7 @@ mod tests {
             edns: edns.then_some(ClientEdns::default()),
             max_size,
             transport: Transport::Udp,
+            signed: false,
         }
     }
 

@@ -26,7 +26,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handler::Handler;
+use crate::handler::{Handler, Step};
 use crate::request::Transport;
 
 /// Time for the rest of a query once its length prefix has arrived.
@@ -174,9 +174,16 @@ async fn read_queries(
         let handler = Arc::clone(handler);
         let replies = replies.clone();
         tokio::spawn(async move {
-            if let Some(reply) = handler.handle(&packet, peer.ip(), Transport::Tcp).await {
-                // A closed writer means the client is gone; the reply has nowhere to go.
-                let _ = replies.send(reply).await;
+            // A closed writer means the client is gone; replies have nowhere to go.
+            match handler.begin(&packet, peer.ip(), Transport::Tcp) {
+                Step::Done(None) => {}
+                Step::Done(Some(reply)) => {
+                    let _ = replies.send(reply).await;
+                }
+                Step::Forward(waiting) => {
+                    let _ = replies.send(handler.finish(waiting).await).await;
+                }
+                Step::Transfer(stream) => handler.transfer(stream, &replies).await,
             }
             drop(permit);
         });

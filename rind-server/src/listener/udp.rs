@@ -68,6 +68,8 @@ async fn receive_loop(
         match handler.begin(packet, peer.ip(), Transport::Udp) {
             Step::Done(None) => {}
             Step::Done(Some(reply)) => send(&socket, &reply, peer).await,
+            // The transfer module answers UDP with one message; a stream never comes here.
+            Step::Transfer(_) => {}
             Step::Forward(request) => {
                 let socket = Arc::clone(&socket);
                 let handler = Arc::clone(&handler);

@@ -199,6 +199,9 @@ pub enum WriteError {
     /// No record has the id.
     #[error("no record with id {0:?}")]
     NotFound(String),
+    /// No zone has the name.
+    #[error("no zone named {0}")]
+    NoZone(String),
     /// The change would break a rule of the name's data.
     #[error(transparent)]
     Conflict(#[from] Conflict),
@@ -563,7 +566,7 @@ impl Records {
         self.write(|index| {
             let old = index
                 .zone(&draft.name)
-                .ok_or_else(|| WriteError::NotFound(draft.name.to_string()))?;
+                .ok_or_else(|| WriteError::NoZone(draft.name.to_string()))?;
             let zone = Arc::new(draft.into_zone(old.serial));
             Ok((vec![Change::Zone(Arc::clone(&zone))], zone))
         })
@@ -576,7 +579,7 @@ impl Records {
         self.write(|index| {
             let zone = index
                 .zone(name)
-                .ok_or_else(|| WriteError::NotFound(name.to_string()))?;
+                .ok_or_else(|| WriteError::NoZone(name.to_string()))?;
             let held = records_in(index, zone);
             if !held.is_empty() && !force {
                 return Err(Conflict(format!(

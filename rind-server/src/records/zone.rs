@@ -125,7 +125,7 @@ pub struct Diff {
 /// records, PTRs synthesised from addresses whose reverse name it is, and at the apex the
 /// synthesised NS when no NS record is there. Empty when `owner` is not in that zone.
 pub fn content_at(index: &Index, zone: &Zone, owner: &Name) -> Vec<Record> {
-    if !index.zone_of(owner).is_some_and(|z| z.name == zone.name) {
+    if index.zone_of(owner).is_none_or(|z| z.name != zone.name) {
         return Vec::new();
     }
     let own = index.at(owner);

@@ -154,5 +154,6 @@ pub async fn ask(handler: &Handler, packet: &[u8], transport: Transport) -> Opti
                 .await
                 .expect("no reply within 6 s"),
         ),
+        Step::Transfer(_) => panic!("a zone transfer is TCP only"),
     }
 }
