@@ -24,6 +24,8 @@ pub const VERSION_KEY: &[u8] = b"schema_version";
 pub const ZONES_TREE: &str = "zones";
 /// Tree of the zones' change journal (IXFR): apex, 0, serial → the change that led to it.
 pub const JOURNAL_TREE: &str = "zone_journal";
+/// Tree of the secondary zones' data: apex, 0, chunk number → records as transferred.
+pub const SECONDARY_TREE: &str = "secondary_zones";
 
 /// One step: brings a store from version `n` to `n + 1` (`n` is its index in [`STEPS`]).
 type Step = fn(&Db) -> sled::Result<()>;
@@ -105,7 +107,7 @@ fn v1_to_v2(db: &Db) -> sled::Result<()> {
 /// Version 3: zones. A rind from before zones must not open the store: it would change
 /// records under a zone without moving its serial, and secondaries would miss the change.
 fn v2_to_v3(db: &Db) -> sled::Result<()> {
-    for tree in [ZONES_TREE, JOURNAL_TREE] {
+    for tree in [ZONES_TREE, JOURNAL_TREE, SECONDARY_TREE] {
         db.open_tree(tree)?;
     }
     Ok(())

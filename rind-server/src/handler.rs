@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{OpCode, ResponseCode};
 
 use crate::metrics::{LimitEvent, Metrics};
 use crate::ratelimit::{RateLimiter, Verdict};
@@ -30,13 +30,15 @@ pub struct Handler {
 
 /// How far [`Handler::begin`] got with a packet.
 #[derive(Debug)]
+// Moved once per query; boxing `Forward` would cost an allocation on every cache miss.
+#[allow(clippy::large_enum_variant)]
 pub enum Step {
     /// Finished: send these bytes, or nothing.
     Done(Option<Vec<u8>>),
     /// The answer needs upstream: pass it to [`Handler::finish`] in a task of its own.
     Forward(Waiting),
     /// A zone transfer (TCP only): pass it to [`Handler::transfer`] in a task of its own.
-    Transfer(transfer::Stream),
+    Transfer(Box<transfer::Stream>),
 }
 
 /// A request whose answer needs upstream, with what the resolver has found so far.
@@ -44,8 +46,8 @@ pub enum Step {
 pub struct Waiting {
     request: Request,
     pending: Pending,
-    /// Signs the reply to a TSIG-signed query.
-    signer: Option<Signer>,
+    /// Signs the reply to a TSIG-signed query (boxed: rare, and the step stays small).
+    signer: Option<Box<Signer>>,
 }
 
 impl Handler {
@@ -90,6 +92,13 @@ impl Handler {
         if let Some(over) = self.over_rate_limit(&request, client) {
             return Step::Done(over);
         }
+        if request.metadata.op_code == OpCode::Notify {
+            let reply = match &self.transfers {
+                Some(transfers) => transfers.notified(&request, packet, client),
+                None => self.write(&request, Ready::Answer(Answer::rcode(ResponseCode::NotImp))),
+            };
+            return Step::Done(Some(reply));
+        }
         if transfer::is_transfer(request.query.query_type) {
             let Some(transfers) = &self.transfers else {
                 let refused = Answer::rcode(ResponseCode::NotAuth);
@@ -119,7 +128,7 @@ impl Handler {
 
     /// Checks the TSIG of a signed query (a secondary's SOA check, say): the signer for its
     /// reply, or the NOTAUTH reply (RFC 8945 §5.2) when the signature does not hold.
-    fn verify(&self, request: &Request, packet: &[u8]) -> Result<Option<Signer>, Vec<u8>> {
+    fn verify(&self, request: &Request, packet: &[u8]) -> Result<Option<Box<Signer>>, Vec<u8>> {
         let now = tsig::now();
         let verdict = match &self.transfers {
             Some(transfers) => tsig::verify_request(transfers.keys(), packet, now),
@@ -127,7 +136,7 @@ impl Handler {
         };
         match verdict {
             tsig::Verdict::Unsigned => Ok(None),
-            tsig::Verdict::Signed { key, mac } => Ok(Some(Signer::response(key, mac))),
+            tsig::Verdict::Signed { key, mac } => Ok(Some(Box::new(Signer::response(key, mac)))),
             tsig::Verdict::Failed { error, key_name } => {
                 let mut reply =
                     self.write(request, Ready::Answer(Answer::rcode(ResponseCode::NotAuth)));
@@ -149,7 +158,7 @@ impl Handler {
     }
 
     /// Sends the messages of a zone transfer to `out`, in order.
-    pub async fn transfer(&self, stream: transfer::Stream, out: &mpsc::Sender<Vec<u8>>) {
+    pub async fn transfer(&self, stream: Box<transfer::Stream>, out: &mpsc::Sender<Vec<u8>>) {
         if let Some(transfers) = &self.transfers {
             transfers.send(stream, out).await;
         }
@@ -177,7 +186,12 @@ impl Handler {
         }
     }
 
-    fn write_signed(&self, request: &Request, ready: Ready, signer: Option<Signer>) -> Vec<u8> {
+    fn write_signed(
+        &self,
+        request: &Request,
+        ready: Ready,
+        signer: Option<Box<Signer>>,
+    ) -> Vec<u8> {
         let mut reply = self.write(request, ready);
         if let Some(mut signer) = signer {
             signer.sign(&mut reply, tsig::now());

@@ -226,6 +226,8 @@ pub struct Pipeline {
     pub cache: Arc<Cache>,
     /// The local records.
     pub records: Arc<Records>,
+    /// Zone transfers, NOTIFY, and the secondary zones' wake-up calls.
+    pub transfers: Arc<Transfers>,
     /// The counters.
     pub metrics: Arc<Metrics>,
 }
@@ -267,6 +269,10 @@ impl Pipeline {
         ));
         // Loaded before any listener runs, so the first query already sees every record.
         let records = Arc::new(Records::load(store::records::RecordStore::open(store)?)?);
+        let transfers = Arc::new(Transfers::new(
+            Arc::clone(&records),
+            config.tsig_keys.clone(),
+        ));
         let handler = Arc::new(
             Handler::new(
                 Acl::new(config.allow.clone()),
@@ -274,15 +280,13 @@ impl Pipeline {
                 Arc::clone(&metrics),
             )
             .with_rate_limit(RateLimiter::new(config.rate_limit))
-            .with_transfers(Arc::new(Transfers::new(
-                Arc::clone(&records),
-                config.tsig_keys.clone(),
-            ))),
+            .with_transfers(Arc::clone(&transfers)),
         );
         Ok(Pipeline {
             handler,
             cache,
             records,
+            transfers,
             metrics,
         })
     }
@@ -302,6 +306,7 @@ pub async fn run(
         handler,
         cache,
         records,
+        transfers,
         metrics,
     } = Pipeline::assemble(
         &config,
@@ -356,12 +361,18 @@ pub async fn run(
         shutdown.clone(),
         &tracker,
     );
-    let (zone_changes, changed_zones) = tokio::sync::mpsc::unbounded_channel();
-    records.on_zone_change(zone_changes);
     transfer::notify::spawn(
         Arc::clone(&records),
         config.tsig_keys.clone(),
-        changed_zones,
+        records.zone_changes(),
+        shutdown.clone(),
+        &tracker,
+    );
+    transfer::secondary::spawn(
+        Arc::clone(&records),
+        config.tsig_keys.clone(),
+        Arc::clone(transfers.wakers()),
+        records.zone_changes(),
         shutdown.clone(),
         &tracker,
     );

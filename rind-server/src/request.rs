@@ -3,7 +3,8 @@
 //!
 //! 1. no readable 12-byte header → dropped;
 //! 2. QR=1 → dropped (answering responses lets two servers reflect packets at each other);
-//! 3. opcode other than QUERY → NOTIMP;
+//! 3. opcode other than QUERY (or NOTIFY, which the handler gives to the secondary zones)
+//!    → NOTIMP;
 //! 4. a body that does not parse, or not exactly one question → FORMERR;
 //! 5. a client outside `--allow` → REFUSED (nothing is forwarded for it);
 //! 6. EDNS version above 0 → BADVERS (RFC 6891 §6.1.3).
@@ -131,7 +132,8 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
     if metadata.message_type == MessageType::Response {
         return Checked::Drop(DropReason::Response);
     }
-    if metadata.op_code != OpCode::Query {
+    // NOTIFY (RFC 1996) is checked like a query, for the secondary zones.
+    if !matches!(metadata.op_code, OpCode::Query | OpCode::Notify) {
         let question = first_question(&mut decoder, header.counts.queries);
         // RFC 6891 §7 and RFC 3225: an OPT (with DO copied) whenever the query's could be read.
         let edns = Message::from_vec(packet)

@@ -17,7 +17,7 @@ use hickory_proto::rr::rdata::{CNAME, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::index::{Index, Node};
-use super::zone::Zone;
+use super::zone::{Secondary, Zone};
 use crate::response::Answer;
 
 /// Most CNAME links followed for one question.
@@ -78,14 +78,21 @@ pub fn answer(index: &Index, query: &Query) -> Option<Local> {
     let mut owner = query.name.clone();
     let mut chain: Vec<Record> = Vec::new();
     loop {
-        let zone = index.zone_of(&owner);
-        let node = match zone {
+        let zone = match index.zone_of(&owner) {
+            None => None,
+            Some(zone) => match Authority::of(index, zone) {
+                Some(authority) => Some(authority),
+                // A secondary zone not yet transferred, or expired: no answer we can stand by.
+                None => return Some(Local::Answer(Answer::rcode(ResponseCode::ServFail))),
+            },
+        };
+        let node = match &zone {
             Some(zone) => lookup_in_zone(index, zone, &owner),
             None => index.lookup(&owner).map(Found::Node),
         };
         let Some(found) = node else {
             return match zone {
-                Some(zone) => Some(Local::Answer(negative(zone, ResponseCode::NXDomain, chain))),
+                Some(zone) => Some(Local::Answer(zone.negative(ResponseCode::NXDomain, chain))),
                 None if chain.is_empty() => None,
                 None => {
                     let mut target = Query::query(owner, qtype);
@@ -99,8 +106,8 @@ pub fn answer(index: &Index, query: &Query) -> Option<Local> {
             Found::Empty => Node::Exact(&[]),
         };
         let mut records = records_of(node, &owner, qtype);
-        if let Some(zone) = zone.filter(|z| z.name == owner) {
-            records.extend(apex_records(zone, node, &owner, qtype));
+        if let Some(zone) = zone.as_ref().filter(|z| z.zone().name == owner) {
+            records.extend(zone.apex_records(node, &owner, qtype));
         }
         let next = match cname_of(node) {
             Some(cname) if records.is_empty() => cname,
@@ -108,7 +115,7 @@ pub fn answer(index: &Index, query: &Query) -> Option<Local> {
                 let nodata = records.is_empty();
                 chain.extend(records);
                 return Some(Local::Answer(match zone {
-                    Some(zone) if nodata => negative(zone, ResponseCode::NoError, chain),
+                    Some(zone) if nodata => zone.negative(ResponseCode::NoError, chain),
                     _ => authoritative(chain),
                 }));
             }
@@ -131,6 +138,80 @@ pub fn answer(index: &Index, query: &Query) -> Option<Local> {
     }
 }
 
+/// The zone a name falls in, with where its data is.
+enum Authority<'a> {
+    /// A zone of rind's own: its data is the local records.
+    Own(&'a Zone),
+    /// A secondary zone: its data is what the primary sent.
+    Secondary(&'a Zone, &'a Secondary),
+}
+
+impl<'a> Authority<'a> {
+    /// `zone` as answered from `index`; `None` for a secondary zone with no usable data.
+    fn of(index: &'a Index, zone: &'a Zone) -> Option<Authority<'a>> {
+        if !zone.is_secondary() {
+            return Some(Authority::Own(zone));
+        }
+        let data = index.secondary(&zone.name)?;
+        (!data.expired(crate::tsig::now())).then_some(Authority::Secondary(zone, data))
+    }
+
+    fn zone(&self) -> &'a Zone {
+        match self {
+            Authority::Own(zone) | Authority::Secondary(zone, _) => zone,
+        }
+    }
+
+    /// Where the zone's records are.
+    fn data(&self, local: &'a Index) -> &'a Index {
+        match self {
+            Authority::Own(_) => local,
+            Authority::Secondary(_, data) => &data.index,
+        }
+    }
+
+    /// The apex's SOA, and for rind's own zones the synthesised NS while no NS record is
+    /// there, when asked for.
+    fn apex_records(&self, node: Node<'_>, owner: &Name, qtype: RecordType) -> Vec<Record> {
+        let wanted = |t: RecordType| qtype == t || qtype == RecordType::ANY;
+        let mut records = Vec::new();
+        if wanted(RecordType::SOA) {
+            let mut soa = match self {
+                Authority::Own(zone) => zone.soa(),
+                Authority::Secondary(_, data) => data.soa.clone(),
+            };
+            soa.name = owner.clone();
+            records.push(soa);
+        }
+        let has_ns =
+            matches!(node, Node::Exact(own) if own.iter().any(|r| r.rtype == RecordType::NS));
+        if let Authority::Own(zone) = self {
+            if wanted(RecordType::NS) && !has_ns {
+                let mut ns = zone.synthetic_ns();
+                ns.name = owner.clone();
+                records.push(ns);
+            }
+        }
+        records
+    }
+
+    /// NXDOMAIN or NODATA after the CNAMEs of `chain`: AA=1 and the SOA in the authority
+    /// section, so resolvers below can cache it (RFC 2308).
+    fn negative(&self, rcode: ResponseCode, chain: Vec<Record>) -> Answer {
+        let soa = match self {
+            Authority::Own(zone) => zone.negative_soa(),
+            Authority::Secondary(_, data) => data.negative_soa(),
+        };
+        Answer {
+            rcode,
+            authoritative: true,
+            answers: chain,
+            authorities: vec![soa],
+            ..Answer::default()
+        }
+    }
+}
+
 /// What a name in a zone is.
 enum Found<'a> {
     /// It has records (its own, reverse, or a wildcard's).
@@ -139,16 +220,19 @@ enum Found<'a> {
     Empty,
 }
 
-/// The records for `owner` inside `zone`: exact and reverse first, then an empty
-/// non-terminal or the apex, then a wildcard from within the zone.
-fn lookup_in_zone<'a>(index: &'a Index, zone: &Zone, owner: &Name) -> Option<Found<'a>> {
-    match index.lookup(owner) {
+/// The records for `owner` inside `zone` (`local` holds the local records and the zones):
+/// exact and reverse first, then an empty non-terminal or the apex, then a wildcard from
+/// within the zone.
+fn lookup_in_zone<'a>(local: &'a Index, zone: &Authority<'a>, owner: &Name) -> Option<Found<'a>> {
+    let data = zone.data(local);
+    let apex = &zone.zone().name;
+    match data.lookup(owner) {
         Some(node @ (Node::Exact(_) | Node::Reverse(_))) => Some(Found::Node(node)),
-        _ if *owner == zone.name || index.has_below(owner) => Some(Found::Empty),
+        _ if owner == apex || data.has_below(owner) => Some(Found::Empty),
         Some(Node::Wildcard(records))
             if records
                 .first()
-                .is_some_and(|r| index.zone_of(&r.name).is_some_and(|z| z.name == zone.name)) =>
+                .is_some_and(|r| local.zone_of(&r.name).is_some_and(|z| z.name == *apex)) =>
         {
             Some(Found::Node(Node::Wildcard(records)))
         }
@@ -156,41 +240,11 @@ fn lookup_in_zone<'a>(index: &'a Index, zone: &Zone, owner: &Name) -> Option<Fou
     }
 }
 
-/// The apex's SOA, and its synthesised NS while no NS record is there, when asked for.
-fn apex_records(zone: &Zone, node: Node<'_>, owner: &Name, qtype: RecordType) -> Vec<Record> {
-    let wanted = |t: RecordType| qtype == t || qtype == RecordType::ANY;
-    let mut records = Vec::new();
-    if wanted(RecordType::SOA) {
-        let mut soa = zone.soa();
-        soa.name = owner.clone();
-        records.push(soa);
-    }
-    let has_ns = matches!(node, Node::Exact(own) if own.iter().any(|r| r.rtype == RecordType::NS));
-    if wanted(RecordType::NS) && !has_ns {
-        let mut ns = zone.synthetic_ns();
-        ns.name = owner.clone();
-        records.push(ns);
-    }
-    records
-}
-
 /// NOERROR, AA=1, with `answers` (none: NODATA).
 fn authoritative(answers: Vec<Record>) -> Answer {
     Answer {
         authoritative: true,
         answers,
-        ..Answer::default()
-    }
-}
-
-/// NXDOMAIN or NODATA from `zone`, after the CNAMEs of `chain`: AA=1 and the SOA in the
-/// authority section, so resolvers below can cache it (RFC 2308).
-fn negative(zone: &Zone, rcode: ResponseCode, chain: Vec<Record>) -> Answer {
-    Answer {
-        rcode,
-        authoritative: true,
-        answers: chain,
-        authorities: vec![zone.negative_soa()],
         ..Answer::default()
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::zone::Zone;
+use super::zone::{Secondary, Zone};
 use super::{LocalRecord, RecordId};
 
 /// One change to the local records or zones, applied in the order it was written.
@@ -20,8 +20,12 @@ pub enum Change {
     Delete(RecordId),
     /// Create the zone, or replace the one with its apex (a new serial, new settings).
     Zone(Arc<Zone>),
-    /// Remove the zone with this apex.
+    /// Remove the zone with this apex (and its secondary data).
     DropZone(Name),
+    /// Set the data of the secondary zone with this apex.
+    Secondary(Name, Arc<Secondary>),
+    /// The primary confirmed the data of this secondary zone at this time.
+    Refreshed(Name, u64),
 }
 
 /// A write that would break the rules of a name's data (RFC 1034 §3.6.2) or repeat a record.
@@ -53,6 +57,8 @@ pub struct Index {
     below: HashMap<Name, usize>,
     /// The zones, by apex.
     zones: HashMap<Name, Arc<Zone>>,
+    /// The data of the secondary zones that have some, by apex.
+    secondaries: HashMap<Name, Arc<Secondary>>,
 }
 
 impl Index {
@@ -69,8 +75,23 @@ impl Index {
             }
             Change::DropZone(name) => {
                 self.zones.remove(name);
+                self.secondaries.remove(name);
+            }
+            Change::Secondary(name, data) => {
+                self.secondaries.insert(name.clone(), Arc::clone(data));
+            }
+            Change::Refreshed(name, at) => {
+                if let Some(data) = self.secondaries.get(name) {
+                    data.refreshed
+                        .store(*at, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
+    }
+
+    /// The data of the secondary zone `name`, once it has been transferred.
+    pub fn secondary(&self, name: &Name) -> Option<&Arc<Secondary>> {
+        self.secondaries.get(name)
     }
 
     /// The zone `name` falls in: the one with the longest apex at or above it.

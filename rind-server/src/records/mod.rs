@@ -29,13 +29,13 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::Query;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::store::records::{FlushError, RecordStore, StoredRecord};
 use crate::store::snapshot::SnapshotError;
@@ -243,8 +243,9 @@ pub struct Records {
     skipped: HashMap<Vec<u8>, Vec<u8>>,
     store: RecordStore,
     zone_store: ZoneStore,
-    /// Told the apex of each zone whose serial moved, once the change is published.
-    zone_changes: OnceLock<UnboundedSender<Name>>,
+    /// Told the apex of each zone that changed (settings, serial, data), once the change is
+    /// published.
+    zone_changes: Mutex<Vec<UnboundedSender<Name>>>,
 }
 
 /// A zone's settings as given over the API, validated.
@@ -302,9 +303,23 @@ impl Records {
         for stored in zone_store.load()? {
             match zone_from_stored(&stored) {
                 Ok(zone) => {
-                    let change = Change::Zone(Arc::new(zone));
-                    live.apply(&change);
-                    writer.apply(&change);
+                    let mut changes = Vec::new();
+                    if zone.is_secondary() {
+                        let mut data = zone_store.load_secondary(&stored.name)?.into_iter();
+                        if let Some(soa) = data.next() {
+                            let secondary = zone::Secondary::new(
+                                soa,
+                                data.collect(),
+                                stored.refreshed.unwrap_or(0),
+                            );
+                            changes.push(Change::Secondary(zone.name.clone(), Arc::new(secondary)));
+                        }
+                    }
+                    changes.insert(0, Change::Zone(Arc::new(zone)));
+                    for change in &changes {
+                        live.apply(change);
+                        writer.apply(change);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(zone = %stored.name, error = %e, "stored zone no longer valid; skipped")
@@ -327,14 +342,20 @@ impl Records {
             skipped,
             store,
             zone_store,
-            zone_changes: OnceLock::new(),
+            zone_changes: Mutex::new(Vec::new()),
         })
     }
 
-    /// Sends the apex of every zone whose serial moves to `changes`, once the change is
-    /// published (the NOTIFY sender listens). Only the first call has an effect.
-    pub fn on_zone_change(&self, changes: UnboundedSender<Name>) {
-        let _ = self.zone_changes.set(changes);
+    /// The apex of every zone that changes from now on (created, deleted, new settings, new
+    /// serial, new data), each once its change is published: the NOTIFY sender and the
+    /// secondary refresher listen.
+    pub fn zone_changes(&self) -> UnboundedReceiver<Name> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.zone_changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
+        rx
     }
 
     /// Why writes fail, while they do (a full disk, an I/O error).
@@ -376,7 +397,11 @@ impl Records {
             }
             for zone in live.zones() {
                 index.apply(&Change::Zone(Arc::clone(zone)));
-                want_zones.push(stored_zone(zone));
+                let secondary = live.secondary(&zone.name);
+                if let Some(data) = secondary {
+                    index.apply(&Change::Secondary(zone.name.clone(), Arc::clone(data)));
+                }
+                want_zones.push(stored_zone(zone, secondary.map(|s| refreshed_at(s))));
             }
         }
         writer.index = index;
@@ -499,7 +524,10 @@ impl Records {
     pub fn zone(&self, name: &Name) -> Option<(Arc<Zone>, usize)> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
         let zone = Arc::clone(live.zone(name)?);
-        let count = records_in(&live, &zone).len();
+        let count = match live.secondary(name) {
+            Some(data) if zone.is_secondary() => data.records.len(),
+            _ => records_in(&live, &zone).len(),
+        };
         Some((zone, count))
     }
 
@@ -509,17 +537,85 @@ impl Records {
         live.zone_of(name).cloned()
     }
 
-    /// What AXFR sends for the zone `name`: the zone, and its content with the SOA apart.
-    pub fn zone_content(&self, name: &Name) -> Option<(Arc<Zone>, Vec<Record>)> {
+    /// What AXFR sends for the zone `name`: the zone, its SOA, and the rest of its content.
+    /// `None` also for a secondary zone with no data yet.
+    pub fn zone_content(&self, name: &Name) -> Option<(Arc<Zone>, Record, Vec<Record>)> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
         let zone = Arc::clone(live.zone(name)?);
+        if zone.is_secondary() {
+            let data = live.secondary(name)?;
+            return Some((zone, data.soa.clone(), data.records.clone()));
+        }
         let content = zone::content(&live, &zone);
-        Some((zone, content))
+        Some((Arc::clone(&zone), zone.soa(), content))
+    }
+
+    /// The SOA of the zone `name` as answered: rind's for its own zones, the primary's for a
+    /// secondary (`None` until its first transfer, or when it is expired).
+    pub fn zone_soa(&self, name: &Name) -> Option<Record> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        let zone = live.zone(name)?;
+        if zone.is_secondary() {
+            let data = live.secondary(name)?;
+            return (!data.expired(crate::tsig::now())).then(|| data.soa.clone());
+        }
+        Some(zone.soa())
+    }
+
+    /// The data of the secondary zone `name`, once it has some.
+    pub fn secondary(&self, name: &Name) -> Option<Arc<zone::Secondary>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.secondary(name).cloned()
+    }
+
+    /// Stores what a transfer brought for the secondary zone `name`: the primary's `soa` and
+    /// the zone's other `records`; the zone's serial becomes the SOA's. Refused when the zone
+    /// is gone or no longer a secondary (changed while the transfer ran).
+    pub async fn replace_secondary(
+        self: &Arc<Self>,
+        name: &Name,
+        soa: Record,
+        records: Vec<Record>,
+    ) -> Result<(), WriteError> {
+        let serial = match &soa.data {
+            RData::SOA(data) => data.serial,
+            _ => {
+                return Err(Conflict("a zone transfer must start with the SOA".to_string()).into())
+            }
+        };
+        let data = Arc::new(zone::Secondary::new(soa, records, crate::tsig::now()));
+        self.write(|index| {
+            let zone = index
+                .zone(name)
+                .filter(|z| z.is_secondary())
+                .ok_or_else(|| WriteError::NoZone(name.to_string()))?;
+            let next = Arc::new(Zone {
+                serial,
+                ..(**zone).clone()
+            });
+            Ok((
+                vec![Change::Zone(next), Change::Secondary(name.clone(), data)],
+                (),
+            ))
+        })
+        .await
+    }
+
+    /// Records that the primary confirmed the data of the secondary zone `name` just now.
+    pub async fn secondary_refreshed(self: &Arc<Self>, name: &Name) -> Result<(), WriteError> {
+        let now = crate::tsig::now();
+        self.write(|index| {
+            index
+                .secondary(name)
+                .ok_or_else(|| WriteError::NoZone(name.to_string()))?;
+            Ok((vec![Change::Refreshed(name.clone(), now)], ()))
+        })
+        .await
     }
 
     /// The changes that lead the zone `name` from serial `from` to `to`, in order, when the
     /// journal still holds every one of them.
-    pub async fn zone_changes(
+    pub async fn zone_journal(
         &self,
         name: &Name,
         from: u32,
@@ -553,7 +649,13 @@ impl Records {
             if index.zone(&draft.name).is_some() {
                 return Err(Conflict(format!("zone {} already exists", draft.name)).into());
             }
-            let zone = Arc::new(draft.into_zone(Zone::first_serial()));
+            // A secondary's serial is its primary's, unknown until the first transfer.
+            let serial = if draft.primary.is_some() {
+                0
+            } else {
+                Zone::first_serial()
+            };
+            let zone = Arc::new(draft.into_zone(serial));
             let mut changes = parent_bump(index, &zone.name);
             changes.push(Change::Zone(Arc::clone(&zone)));
             Ok((changes, zone))
@@ -650,7 +752,7 @@ impl Records {
             // Writes that change zones themselves set their serials as they go.
             let watched = if changes
                 .iter()
-                .any(|c| matches!(c, Change::Zone(_) | Change::DropZone(_)))
+                .any(|c| !matches!(c, Change::Put(_) | Change::Delete(_)))
             {
                 Vec::new()
             } else {
@@ -712,9 +814,27 @@ impl Records {
                 if index.zone(&zone.name).is_none() {
                     self.zone_store.clear_journal(&zone.name.to_ascii())?;
                 }
-                self.zone_store.put(&stored_zone(zone))
+                let refreshed = index.secondary(&zone.name).map(|s| refreshed_at(s));
+                self.zone_store.put(&stored_zone(zone, refreshed))
             }
             Change::DropZone(name) => self.zone_store.remove(&name.to_ascii()),
+            Change::Secondary(name, data) => {
+                let apex = name.to_ascii();
+                let mut all = Vec::with_capacity(data.records.len() + 1);
+                all.push(data.soa.clone());
+                all.extend(data.records.iter().cloned());
+                self.zone_store.put_secondary(&apex, &all)?;
+                self.store_refreshed(index, name, refreshed_at(data))
+            }
+            Change::Refreshed(name, at) => self.store_refreshed(index, name, *at),
+        }
+    }
+
+    /// Rewrites the stored zone `name` with the time its primary last confirmed its data.
+    fn store_refreshed(&self, index: &Index, name: &Name, at: u64) -> Result<(), StoreError> {
+        match index.zone(name) {
+            Some(zone) => self.zone_store.put(&stored_zone(zone, Some(at))),
+            None => Ok(()),
         }
     }
 
@@ -731,18 +851,23 @@ impl Records {
             if let Some((_, changes)) = queue.pop_front() {
                 for change in &changes {
                     live.apply(change);
-                    if let Change::Zone(zone) = change {
-                        moved.push(zone.name.clone());
+                    match change {
+                        Change::Zone(zone) => moved.push(zone.name.clone()),
+                        Change::DropZone(name) => moved.push(name.clone()),
+                        _ => {}
                     }
                 }
             }
         }
         drop(live);
         drop(queue);
-        if let Some(tx) = self.zone_changes.get() {
-            for name in moved {
-                let _ = tx.send(name);
-            }
+        if !moved.is_empty() {
+            let mut listeners = self
+                .zone_changes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // A listener that went away is forgotten.
+            listeners.retain(|tx| moved.iter().all(|name| tx.send(name.clone()).is_ok()));
         }
     }
 }
@@ -812,7 +937,7 @@ fn watched_owners(index: &Index, changes: &[Change]) -> Vec<(Arc<Zone>, Name)> {
                     add(old);
                 }
             }
-            Change::Zone(_) | Change::DropZone(_) => {}
+            _ => {}
         }
     }
     let mut watched: Vec<(Arc<Zone>, Name)> = Vec::new();
@@ -869,8 +994,14 @@ fn zone_diffs(
     diffs
 }
 
-fn stored_zone(zone: &Zone) -> StoredZone {
+/// When the primary last confirmed `data`.
+fn refreshed_at(data: &zone::Secondary) -> u64 {
+    data.refreshed.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn stored_zone(zone: &Zone, refreshed: Option<u64>) -> StoredZone {
     StoredZone {
+        refreshed,
         name: zone.name.to_ascii(),
         serial: zone.serial,
         allow_transfer: zone

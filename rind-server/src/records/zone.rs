@@ -11,13 +11,16 @@
 //! leaves a [`Diff`] in the journal IXFR reads.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::rdata::{NS, PTR, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
-use super::index::Index;
+use super::index::{Change, Index};
+use super::{LocalRecord, RecordId};
 
 /// TTL of the synthesised SOA and NS records.
 pub const SOA_TTL: u32 = 300;
@@ -105,6 +108,75 @@ impl Zone {
     /// Whether this is a secondary zone (its data comes from a primary).
     pub fn is_secondary(&self) -> bool {
         self.primary.is_some()
+    }
+}
+
+/// A secondary zone's data as last transferred from its primary.
+#[derive(Debug)]
+pub struct Secondary {
+    /// The primary's SOA.
+    pub soa: Record,
+    /// The other records in the order transferred (for AXFR out and applying IXFR).
+    pub records: Vec<Record>,
+    /// The same records, indexed for answering.
+    pub index: Index,
+    /// When the primary last confirmed the data (seconds since the epoch); moves on with
+    /// each refresh that finds the data current, without copying it.
+    pub refreshed: AtomicU64,
+}
+
+impl Secondary {
+    /// Indexes `records` (SOA apart) under the primary's `soa`.
+    pub fn new(soa: Record, records: Vec<Record>, refreshed: u64) -> Secondary {
+        let mut index = Index::default();
+        for (n, record) in records.iter().enumerate() {
+            let local = LocalRecord {
+                id: RecordId::from_stored(&n.to_string()),
+                name: record.name.to_lowercase(),
+                rtype: record.record_type(),
+                ttl: record.ttl,
+                data: record.data.clone(),
+                text: record.data.to_string(),
+            };
+            index.apply(&Change::Put(Arc::new(local)));
+        }
+        Secondary {
+            soa,
+            records,
+            index,
+            refreshed: AtomicU64::new(refreshed),
+        }
+    }
+
+    /// The primary's SOA data.
+    pub fn soa_data(&self) -> Option<&SOA> {
+        match &self.soa.data {
+            RData::SOA(soa) => Some(soa),
+            _ => None,
+        }
+    }
+
+    /// Whether the data is past the SOA expire without word from the primary (RFC 1035
+    /// §3.3.13): it is then no longer answered.
+    pub fn expired(&self, now: u64) -> bool {
+        let expire = self
+            .soa_data()
+            .map_or(u64::from(EXPIRE.unsigned_abs()), |s| {
+                u64::from(s.expire.unsigned_abs())
+            });
+        now > self
+            .refreshed
+            .load(Ordering::Relaxed)
+            .saturating_add(expire)
+    }
+
+    /// The SOA for a negative answer (RFC 2308 §3: TTL the lesser of its TTL and MINIMUM).
+    pub fn negative_soa(&self) -> Record {
+        let mut soa = self.soa.clone();
+        if let Some(data) = self.soa_data() {
+            soa.ttl = soa.ttl.min(data.minimum);
+        }
+        soa
     }
 }
 

@@ -1,5 +1,7 @@
-//! The zones trees: `zones` (apex → settings and serial, as JSON) and `zone_journal` (apex,
-//! a 0 byte, serial → the change that led to that serial), IXFR's memory.
+//! The zones trees: `zones` (apex → settings and serial, as JSON), `zone_journal` (apex,
+//! a 0 byte, serial → the change that led to that serial), IXFR's memory, and
+//! `secondary_zones` (apex, a 0 byte, chunk number → the records of a secondary zone as
+//! last transferred, its SOA first).
 //!
 //! Writes here go with the records change that caused them, before the same group-committed
 //! flush ([`super::records::RecordStore::flushed`]), so a serial and its journal entry are on
@@ -16,6 +18,10 @@ use crate::records::zone::Diff;
 
 const ZONES: &str = migrations::ZONES_TREE;
 const JOURNAL: &str = migrations::JOURNAL_TREE;
+const SECONDARY: &str = migrations::SECONDARY_TREE;
+
+/// Records per stored chunk of a secondary zone (sled prefers values well under a MiB).
+const CHUNK_RECORDS: usize = 1000;
 
 /// Most journal entries kept per zone; an IXFR from further back gets the whole zone.
 pub const JOURNAL_LIMIT: u32 = 1000;
@@ -42,6 +48,10 @@ pub struct StoredZone {
     /// The primary of a secondary zone (`IP:port`).
     #[serde(default)]
     pub primary: Option<String>,
+    /// For a secondary zone: when the primary last confirmed its data (seconds since the
+    /// epoch), which the SOA expire counts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed: Option<u64>,
 }
 
 /// The zones trees.
@@ -81,7 +91,7 @@ impl ZoneStore {
 
     /// Stores `zone` (not yet durable: the records' flush makes it so).
     pub fn put(&self, zone: &StoredZone) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(zone).map_err(|e| StoreError::Unwritable(e.to_string()))?;
+        let value = serde_json::to_vec(zone).map_err(|e| self.store.fail(e.to_string()))?;
         self.write(|db| {
             db.open_tree(ZONES)?
                 .insert(zone.name.as_bytes(), value.as_slice())?;
@@ -89,12 +99,60 @@ impl ZoneStore {
         })
     }
 
-    /// Removes the zone `apex` and its journal.
+    /// Removes the zone `apex`, its journal and its secondary data.
     pub fn remove(&self, apex: &str) -> Result<(), StoreError> {
         self.write(|db| {
             db.open_tree(ZONES)?.remove(apex.as_bytes())?;
-            clear_journal(db, apex)
+            clear_journal(db, apex)?;
+            let tree = db.open_tree(SECONDARY)?;
+            for key in tree.scan_prefix(prefix(apex)).keys() {
+                tree.remove(key?)?;
+            }
+            Ok(())
         })
+    }
+
+    /// Replaces the data of the secondary zone `apex` with `records` (its SOA first), in one
+    /// batch: a crash leaves the old data or the new, never a mix.
+    pub fn put_secondary(&self, apex: &str, records: &[Record]) -> Result<(), StoreError> {
+        let mut chunks = Vec::new();
+        for chunk in records.chunks(CHUNK_RECORDS) {
+            let bytes = encode_records(chunk).map_err(|e| self.store.fail(e.to_string()))?;
+            chunks.push(bytes);
+        }
+        self.write(|db| {
+            let tree = db.open_tree(SECONDARY)?;
+            let mut batch = sled::Batch::default();
+            for key in tree.scan_prefix(prefix(apex)).keys() {
+                batch.remove(key?);
+            }
+            for (n, bytes) in chunks.iter().enumerate() {
+                let mut key = prefix(apex);
+                key.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+                batch.insert(key, bytes.as_slice());
+            }
+            tree.apply_batch(batch)
+        })
+    }
+
+    /// The records of the secondary zone `apex` as last stored, its SOA first; empty when it
+    /// has none yet (or they cannot be read: the next refresh transfers them again).
+    pub fn load_secondary(&self, apex: &str) -> Result<Vec<Record>, StoreError> {
+        let tree = self.store.db()?.open_tree(SECONDARY)?;
+        let mut records = Vec::new();
+        for value in tree.scan_prefix(prefix(apex)).values() {
+            match decode_records(&mut BinDecoder::new(&value?)) {
+                Some(chunk) => records.extend(chunk),
+                None => {
+                    tracing::warn!(
+                        zone = apex,
+                        "stored secondary zone data unreadable; it will be transferred again"
+                    );
+                    return Ok(Vec::new());
+                }
+            }
+        }
+        Ok(records)
     }
 
     /// Starts the journal of `apex` afresh (a new zone: nothing from an older zone of the
@@ -106,7 +164,7 @@ impl ZoneStore {
     /// Records `diff` (the change to serial `diff.to`) and forgets the entry
     /// [`JOURNAL_LIMIT`] serials back.
     pub fn journal(&self, apex: &str, diff: &Diff) -> Result<(), StoreError> {
-        let value = encode_diff(diff).map_err(|e| StoreError::Unwritable(e.to_string()))?;
+        let value = encode_diff(diff).map_err(|e| self.store.fail(e.to_string()))?;
         self.write(|db| {
             let tree = db.open_tree(JOURNAL)?;
             tree.insert(journal_key(apex, diff.to), value.as_slice())?;
@@ -163,18 +221,21 @@ impl ZoneStore {
 
 fn clear_journal(db: &sled::Db, apex: &str) -> sled::Result<()> {
     let tree = db.open_tree(JOURNAL)?;
-    let mut prefix = apex.as_bytes().to_vec();
-    prefix.push(0);
-    for key in tree.scan_prefix(&prefix).keys() {
+    for key in tree.scan_prefix(prefix(apex)).keys() {
         tree.remove(key?)?;
     }
     Ok(())
 }
 
-fn journal_key(apex: &str, serial: u32) -> Vec<u8> {
+fn prefix(apex: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(apex.len() + 5);
     key.extend_from_slice(apex.as_bytes());
     key.push(0);
+    key
+}
+
+fn journal_key(apex: &str, serial: u32) -> Vec<u8> {
+    let mut key = prefix(apex);
     key.extend_from_slice(&serial.to_be_bytes());
     key
 }
@@ -186,21 +247,37 @@ fn encode_diff(diff: &Diff) -> Result<Vec<u8>, hickory_proto::ProtoError> {
     bytes.extend_from_slice(&diff.from.to_be_bytes());
     bytes.extend_from_slice(&diff.to.to_be_bytes());
     for records in [&diff.removed, &diff.added] {
-        let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
-        bytes.extend_from_slice(&count.to_be_bytes());
-        // An encoder writes from the start of its buffer, so each set gets its own.
-        let mut wire = Vec::new();
-        {
-            let mut outer = BinEncoder::new(&mut wire);
-            // Compression pointers would point into this buffer, not into the stored bytes.
-            let mut encoder = outer.with_name_encoding(NameEncoding::Uncompressed);
-            for record in records {
-                record.emit(&mut encoder)?;
-            }
-        }
-        bytes.extend_from_slice(&wire);
+        bytes.extend_from_slice(&encode_records(records)?);
     }
     Ok(bytes)
+}
+
+/// `[count][records]`, records in wire form without name compression.
+fn encode_records(records: &[Record]) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+    let mut bytes = count.to_be_bytes().to_vec();
+    // An encoder writes from the start of its buffer, so the records get their own.
+    let mut wire = Vec::new();
+    {
+        let mut outer = BinEncoder::new(&mut wire);
+        // Compression pointers would point into this buffer, not into the stored bytes.
+        let mut encoder = outer.with_name_encoding(NameEncoding::Uncompressed);
+        for record in records {
+            record.emit(&mut encoder)?;
+        }
+    }
+    bytes.extend_from_slice(&wire);
+    Ok(bytes)
+}
+
+/// Reads what [`encode_records`] wrote.
+fn decode_records(decoder: &mut BinDecoder<'_>) -> Option<Vec<Record>> {
+    let count = decoder.read_u32().ok()?.unverified();
+    let mut records = Vec::new();
+    for _ in 0..count {
+        records.push(Record::read(decoder).ok()?);
+    }
+    Some(records)
 }
 
 fn decode_diff(bytes: &[u8]) -> Option<Diff> {
@@ -210,16 +287,8 @@ fn decode_diff(bytes: &[u8]) -> Option<Diff> {
     }
     let from = decoder.read_u32().ok()?.unverified();
     let to = decoder.read_u32().ok()?.unverified();
-    let read_records = |decoder: &mut BinDecoder<'_>| -> Option<Vec<Record>> {
-        let count = decoder.read_u32().ok()?.unverified();
-        let mut records = Vec::new();
-        for _ in 0..count {
-            records.push(Record::read(decoder).ok()?);
-        }
-        Some(records)
-    };
-    let removed = read_records(&mut decoder)?;
-    let added = read_records(&mut decoder)?;
+    let removed = decode_records(&mut decoder)?;
+    let added = decode_records(&mut decoder)?;
     Some(Diff {
         from,
         to,

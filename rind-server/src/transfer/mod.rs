@@ -10,6 +10,7 @@
 //! over UDP an IXFR gets the zone's SOA alone (RFC 1995 §2: "use TCP"), an AXFR NOTIMP.
 
 pub mod notify;
+pub mod secondary;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub const MESSAGE_BYTES: usize = 16 * 1024;
 pub struct Transfers {
     records: Arc<Records>,
     keys: Keyring,
+    wakers: Arc<secondary::Wakers>,
 }
 
 /// How a transfer request is to be answered.
@@ -41,7 +43,7 @@ pub enum Plan {
     /// One reply, already encoded.
     Reply(Vec<u8>),
     /// The zone (or its changes) as a series of messages: run [`Transfers::send`].
-    Stream(Stream),
+    Stream(Box<Stream>),
 }
 
 /// A transfer that was allowed, ready to stream.
@@ -49,6 +51,8 @@ pub enum Plan {
 pub struct Stream {
     request: Request,
     zone: Arc<Zone>,
+    /// The zone's SOA (the primary's, for a secondary zone).
+    soa: Record,
     signer: Option<Signer>,
     /// For IXFR: the serial the client has.
     since: Option<u32>,
@@ -57,7 +61,67 @@ pub struct Stream {
 impl Transfers {
     /// Transfers of the zones in `records`, with `keys` for TSIG.
     pub fn new(records: Arc<Records>, keys: Keyring) -> Self {
-        Transfers { records, keys }
+        Transfers {
+            records,
+            keys,
+            wakers: Arc::default(),
+        }
+    }
+
+    /// The wake-up calls of the secondary zones' refresh tasks, which NOTIFY rings.
+    pub fn wakers(&self) -> &Arc<secondary::Wakers> {
+        &self.wakers
+    }
+
+    /// Answers a NOTIFY (RFC 1996 §3.7): from the primary of a secondary zone (signed with
+    /// its key, when it has one) it wakes that zone's refresh and gets NOERROR; from anyone
+    /// else REFUSED; for a name that is not a secondary zone here NOTAUTH.
+    pub fn notified(&self, request: &Request, packet: &[u8], client: IpAddr) -> Vec<u8> {
+        let now = tsig::now();
+        let signer = match tsig::verify_request(&self.keys, packet, now) {
+            Verdict::Unsigned => None,
+            Verdict::Signed { key, mac } => Some((Signer::response(Arc::clone(&key), mac), key)),
+            Verdict::Failed { error, key_name } => {
+                tracing::info!(%client, key = %key_name, error, "NOTIFY with a bad TSIG");
+                let mut reply = response::write(request, &Answer::rcode(ResponseCode::NotAuth));
+                tsig::append_error(&mut reply, &key_name, error, now);
+                return reply;
+            }
+        };
+        let zone = self
+            .records
+            .zone(&request.query.name)
+            .map(|(zone, _)| zone)
+            .filter(|z| z.is_secondary());
+        let rcode = match &zone {
+            None => ResponseCode::NotAuth,
+            Some(zone) => {
+                let from_primary = zone.primary.is_some_and(|p| same_host(p.ip(), client));
+                let key_ok = match (&zone.tsig, &signer) {
+                    (None, _) => true,
+                    (Some(wanted), Some((_, key))) => key.name == *wanted,
+                    (Some(_), None) => false,
+                };
+                if from_primary && key_ok {
+                    tracing::debug!(zone = %zone.name, %client, "NOTIFY from the primary");
+                    self.wakers.wake(&zone.name);
+                    ResponseCode::NoError
+                } else {
+                    tracing::info!(zone = %zone.name, %client, "NOTIFY refused: not from the zone's primary, or without its key");
+                    ResponseCode::Refused
+                }
+            }
+        };
+        let answer = Answer {
+            rcode,
+            authoritative: rcode == ResponseCode::NoError,
+            ..Answer::default()
+        };
+        let mut reply = response::write(request, &answer);
+        if let Some((mut signer, _)) = signer {
+            signer.sign(&mut reply, now);
+        }
+        reply
     }
 
     /// The TSIG keys.
@@ -100,6 +164,10 @@ impl Transfers {
             tracing::info!(%client, zone = %zone.name, signed = signer.is_some(), "zone transfer refused");
             return refuse(ResponseCode::Refused, signer);
         }
+        // A secondary zone with no data yet, or expired, has nothing to give.
+        let Some(soa) = self.records.zone_soa(&zone.name) else {
+            return refuse(ResponseCode::ServFail, signer);
+        };
         let since = if qtype == RecordType::IXFR {
             match client_serial(packet) {
                 Some(serial) => Some(serial),
@@ -116,32 +184,32 @@ impl Transfers {
                     let mut stream = Stream {
                         request,
                         zone,
+                        soa: soa.clone(),
                         signer,
                         since,
                     };
-                    let soa = stream.zone.soa();
                     Plan::Reply(stream.message(vec![soa], true, now))
                 }
                 None => refuse(ResponseCode::NotImp, None),
             };
         }
-        Plan::Stream(Stream {
+        Plan::Stream(Box::new(Stream {
             request,
             zone,
+            soa,
             signer,
             since,
-        })
+        }))
     }
 
     /// Sends the messages of `stream` to `out` in order; stops when `out` is closed.
-    pub async fn send(&self, mut stream: Stream, out: &tokio::sync::mpsc::Sender<Vec<u8>>) {
+    pub async fn send(&self, mut stream: Box<Stream>, out: &tokio::sync::mpsc::Sender<Vec<u8>>) {
         let now = tsig::now();
         let records = match self.changes_for(&stream).await {
             Some(records) => records,
             None => match self.records.zone_content(&stream.zone.name) {
-                Some((zone, content)) => {
+                Some((zone, soa, content)) => {
                     stream.zone = zone;
-                    let soa = stream.zone.soa();
                     let mut all = Vec::with_capacity(content.len() + 2);
                     all.push(soa.clone());
                     all.extend(content);
@@ -188,13 +256,12 @@ impl Transfers {
     async fn changes_for(&self, stream: &Stream) -> Option<Vec<Record>> {
         let since = stream.since?;
         let zone = &stream.zone;
-        let current = zone.soa();
         if serial_at_least(since, zone.serial) {
-            return Some(vec![current]);
+            return Some(vec![stream.soa.clone()]);
         }
         let diffs = match self
             .records
-            .zone_changes(&zone.name, since, zone.serial)
+            .zone_journal(&zone.name, since, zone.serial)
             .await
         {
             Ok(Some(diffs)) => diffs,
@@ -269,6 +336,11 @@ fn client_serial(packet: &[u8]) -> Option<u32> {
         RData::SOA(soa) => Some(soa.serial),
         _ => None,
     })
+}
+
+/// Whether two addresses are one host (an IPv4 address and its IPv6-mapped form are).
+fn same_host(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
 }
 
 /// `a >= b` in serial number arithmetic (RFC 1982).
