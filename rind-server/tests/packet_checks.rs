@@ -11,6 +11,7 @@ use hickory_proto::rr::RecordType;
 const NOERROR: u8 = 0;
 const FORMERR: u8 = 1;
 const NOTIMP: u8 = 4;
+const NOTAUTH: u8 = 9;
 
 /// Header flag words: opcode in bits 11..14, QR in bit 15, RD in bit 8.
 const RD: u16 = 0x0100;
@@ -67,9 +68,10 @@ fn cases() -> Vec<Case> {
             expect: Some(NOTIMP),
         },
         Case {
-            what: "opcode NOTIFY (4)",
+            // NOTIFY is read (secondary zones take it), but this name is no zone of ours.
+            what: "opcode NOTIFY (4) for a name that is not a secondary zone here",
             packet: with_body(raw_query_header(0x2223, opcode(4), one_q), &q),
-            expect: Some(NOTIMP),
+            expect: Some(NOTAUTH),
         },
         Case {
             what: "opcode UPDATE (5)",
@@ -77,9 +79,9 @@ fn cases() -> Vec<Case> {
             expect: Some(NOTIMP),
         },
         Case {
-            what: "opcode NOTIFY wins over QDCOUNT 0",
+            what: "opcode NOTIFY with QDCOUNT 0",
             packet: raw_query_header(0x2225, opcode(4), [0, 0, 0, 0]),
-            expect: Some(NOTIMP),
+            expect: Some(FORMERR),
         },
         Case {
             what: "opcode STATUS wins over a broken body",
