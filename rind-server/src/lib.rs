@@ -18,16 +18,29 @@
 //! DO=0 and DO=1 clients (it keeps a view without RRSIG/NSEC/NSEC3), and answers fetched with
 //! CD=1 are cached apart for CD=1 clients only.
 //!
+//! Zones make rind an authority: names under a zone are answered from the local records (or,
+//! for a secondary zone, from what its primary sent) and never forwarded. AXFR/IXFR and
+//! NOTIFY leave the query path after the request checks for [`transfer`]:
+//!
+//! ```text
+//! request ─AXFR/IXFR─▶ transfer::Transfers ─messages─▶ TCP listener   (ACL, TSIG, journal)
+//! request ─NOTIFY────▶ transfer::Transfers ─wake─▶ transfer::secondary (SOA check, IXFR/AXFR in)
+//! records write ─zone serial moved─▶ transfer::notify (NOTIFY out, retried)
+//! ```
+//!
 //! - [`config`]: every flag with its env twin, validated into a [`config::Config`];
 //! - [`listener`]: DNS over UDP and TCP;
 //! - [`request`]: the staged packet checks and the ACL; [`ratelimit`]: per-client limits;
 //! - [`handler`]: bytes in → bytes out, tying the stages together;
-//! - [`resolver`]: the order of answer sources; [`records`] for local records (index, answering
-//!   rules, RDATA, the write path); [`special`] for special-use names;
+//! - [`resolver`]: the order of answer sources; [`records`] for local records and zones (index,
+//!   answering rules, RDATA, zones and their serials, the write path); [`special`] for
+//!   special-use names;
 //! - [`cache`]: the answer cache in memory, written behind to sled, warm on restart;
 //! - [`upstream`]: forwarding, upstream health, resends (RTT-based timeout), reply matching,
 //!   coalescing;
 //! - [`response`]: writing the reply;
+//! - [`transfer`]: zone transfer out (AXFR, IXFR), NOTIFY out, and secondary zones pulled in;
+//!   [`tsig`]: the shared-key signatures on them;
 //! - [`store`]: the only code that touches sled (records tree and its integrity data,
 //!   group-committed flushes, the cache trees, snapshots, the directory fsyncs sled leaves out,
 //!   opening with a deadline, reopening after a write error);
