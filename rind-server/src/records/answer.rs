@@ -284,6 +284,7 @@ mod tests {
 
     use super::*;
     use crate::records::index::Change;
+    use crate::records::zone::Zone;
     use crate::records::{Draft, RecordId};
 
     fn index_of(records: &[(&str, &str, &str)]) -> Index {
@@ -472,5 +473,107 @@ mod tests {
         assert!(answered(&z, "10.1.168.192.in-addr.arpa.", RecordType::A)
             .answers
             .is_empty());
+    }
+
+    fn zoned(records: &[(&str, &str, &str)], zones: &[&str]) -> Index {
+        let mut index = index_of(records);
+        for (i, apex) in zones.iter().enumerate() {
+            index.apply(&Change::Zone(Arc::new(Zone {
+                name: Name::from_ascii(apex).expect("name"),
+                serial: 100 + i as u32,
+                allow_transfer: Vec::new(),
+                notify: Vec::new(),
+                tsig: None,
+                primary: None,
+            })));
+        }
+        index
+    }
+
+    fn soa_serial(records: &[Record]) -> Option<u32> {
+        records.iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_zone_answers_with_authority() {
+        let z = zoned(
+            &[
+                ("nas.home.lan", "A", "192.168.1.10"),
+                ("deep.a.b.home.lan", "TXT", "x"),
+                ("*.w.home.lan", "A", "10.0.0.9"),
+                ("*.lan", "A", "10.9.9.9"),
+            ],
+            &["home.lan."],
+        );
+        let soa = answered(&z, "home.lan.", RecordType::SOA);
+        assert!(soa.authoritative);
+        assert_eq!(soa_serial(&soa.answers), Some(100));
+        assert_eq!(
+            data(&answered(&z, "home.lan.", RecordType::NS)),
+            ["ns.home.lan."]
+        );
+        let nx = answered(&z, "nope.home.lan.", RecordType::A);
+        assert_eq!(nx.rcode, ResponseCode::NXDomain);
+        assert!(nx.authoritative && nx.answers.is_empty());
+        assert_eq!(soa_serial(&nx.authorities), Some(100));
+        assert_eq!(
+            nx.authorities[0].ttl, 60,
+            "negative TTL: min(SOA TTL, MINIMUM)"
+        );
+        // NODATA: a type the name lacks, the apex, and an empty non-terminal.
+        for (name, qtype) in [
+            ("nas.home.lan.", RecordType::MX),
+            ("home.lan.", RecordType::A),
+            ("a.b.home.lan.", RecordType::A),
+            ("b.home.lan.", RecordType::TXT),
+        ] {
+            let nodata = answered(&z, name, qtype);
+            assert_eq!(nodata.rcode, ResponseCode::NoError, "{name}");
+            assert!(nodata.answers.is_empty() && nodata.authoritative, "{name}");
+            assert_eq!(soa_serial(&nodata.authorities), Some(100), "{name}");
+        }
+        // The zone's own wildcard applies; one from above the zone does not.
+        assert_eq!(
+            data(&answered(&z, "x.w.home.lan.", RecordType::A)),
+            ["10.0.0.9"]
+        );
+        assert_eq!(
+            answered(&z, "other.home.lan.", RecordType::A).rcode,
+            ResponseCode::NXDomain
+        );
+        // Outside the zone the old rules hold.
+        assert_eq!(data(&answered(&z, "x.lan.", RecordType::A)), ["10.9.9.9"]);
+        assert!(ask(&z, "example.com.", RecordType::A).is_none());
+    }
+
+    #[test]
+    fn ns_records_replace_the_synthesised_one_and_chains_end_in_the_target_zone() {
+        let z = zoned(
+            &[
+                ("home.lan", "NS", "dns1.home.lan"),
+                ("alias.home.lan", "CNAME", "gone.lab.lan"),
+                ("out.home.lan", "CNAME", "www.example.com"),
+            ],
+            &["home.lan.", "lab.lan."],
+        );
+        assert_eq!(
+            data(&answered(&z, "home.lan.", RecordType::NS)),
+            ["dns1.home.lan."]
+        );
+        let nx = answered(&z, "alias.home.lan.", RecordType::A);
+        assert_eq!(nx.rcode, ResponseCode::NXDomain);
+        assert_eq!(data(&nx), ["gone.lab.lan."]);
+        assert_eq!(
+            soa_serial(&nx.authorities),
+            Some(101),
+            "the SOA of the target's zone"
+        );
+        assert!(matches!(
+            ask(&z, "out.home.lan.", RecordType::A),
+            Some(Local::Chase(_))
+        ));
     }
 }

@@ -649,6 +649,26 @@ impl Records {
             if index.zone(&draft.name).is_some() {
                 return Err(Conflict(format!("zone {} already exists", draft.name)).into());
             }
+            if draft.primary.is_some() {
+                // Records that would fall in the new zone: under its apex, and not in a zone
+                // further down.
+                let held = index
+                    .iter()
+                    .filter(|r| {
+                        draft.name.zone_of(&r.name)
+                            && index
+                                .zone_of(&r.name)
+                                .is_none_or(|z| z.name.zone_of(&draft.name))
+                    })
+                    .count();
+                if held > 0 {
+                    return Err(Conflict(format!(
+                        "{held} local records are under {}; a secondary zone's data comes from its primary, so delete them first",
+                        draft.name
+                    ))
+                    .into());
+                }
+            }
             // A secondary's serial is its primary's, unknown until the first transfer.
             let serial = if draft.primary.is_some() {
                 0
@@ -669,6 +689,14 @@ impl Records {
             let old = index
                 .zone(&draft.name)
                 .ok_or_else(|| WriteError::NoZone(draft.name.to_string()))?;
+            if old.is_secondary() != draft.primary.is_some() {
+                return Err(Conflict(format!(
+                    "zone {} is {}; a zone cannot change between primary and secondary: delete it and create it again",
+                    draft.name,
+                    if old.is_secondary() { "a secondary" } else { "rind's own (no primary)" }
+                ))
+                .into());
+            }
             let zone = Arc::new(draft.into_zone(old.serial));
             Ok((vec![Change::Zone(Arc::clone(&zone))], zone))
         })
@@ -903,7 +931,8 @@ fn records_in<'a>(index: &'a Index, zone: &Zone) -> Vec<&'a Arc<LocalRecord>> {
 fn parent_bump(index: &Index, apex: &Name) -> Vec<Change> {
     let parent = apex.base_name();
     match index.zone_of(&parent) {
-        Some(outer) if !apex.is_root() && parent.num_labels() > 0 => {
+        // A secondary's serial is its primary's to move.
+        Some(outer) if !apex.is_root() && parent.num_labels() > 0 && !outer.is_secondary() => {
             vec![Change::Zone(Arc::new(Zone {
                 serial: outer.serial.wrapping_add(1),
                 ..(**outer).clone()
@@ -1291,5 +1320,147 @@ mod tests {
         assert_eq!(records.list(Some(&a), Some(RecordType::TXT)).len(), 1);
         assert_eq!(records.list(None, Some(RecordType::A)).len(), 2);
         assert_eq!(records.list(None, None).len(), 3);
+    }
+
+    fn zone_draft(name: &str) -> ZoneDraft {
+        ZoneDraft {
+            name: rdata::parse_zone_name(name).expect("name"),
+            allow_transfer: Vec::new(),
+            notify: Vec::new(),
+            tsig: None,
+            primary: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_under_a_zone_move_its_serial_and_leave_their_diff_in_the_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = records(dir.path());
+        let home = Name::from_str("home.lan.").expect("name");
+        let reverse = Name::from_str("1.168.192.in-addr.arpa.").expect("name");
+        let first = records
+            .create_zone(zone_draft("home.lan"))
+            .await
+            .expect("zone");
+        records
+            .create_zone(zone_draft("1.168.192.in-addr.arpa"))
+            .await
+            .expect("zone");
+        let rev0 = records.zone(&reverse).expect("zone").0.serial;
+
+        let nas = records
+            .create(draft("nas.home.lan", "A", "192.168.1.10"))
+            .await
+            .expect("create");
+        records
+            .create(draft("x.other.lan", "A", "10.0.0.1"))
+            .await
+            .expect("create");
+        let (zone, count) = records.zone(&home).expect("zone");
+        assert_eq!(
+            (zone.serial, count),
+            (first.serial + 1, 1),
+            "one write, one serial"
+        );
+        // The A record's synthesised PTR is content of the reverse zone.
+        assert_eq!(records.zone(&reverse).expect("zone").0.serial, rev0 + 1);
+
+        records
+            .update(nas.id.as_str(), draft("nas.home.lan", "A", "192.168.1.11"))
+            .await
+            .expect("update");
+        let diffs = records
+            .zone_journal(&home, first.serial, first.serial + 2)
+            .await
+            .expect("journal")
+            .expect("the journal reaches back");
+        assert_eq!(diffs.len(), 2);
+        assert!(diffs[0].removed.is_empty());
+        assert_eq!(diffs[0].added.len(), 1);
+        assert_eq!(diffs[1].removed[0].data.to_string(), "192.168.1.10");
+        assert_eq!(diffs[1].added[0].data.to_string(), "192.168.1.11");
+        assert_eq!(
+            (diffs[1].from, diffs[1].to),
+            (first.serial + 1, first.serial + 2)
+        );
+        // A serial the journal never had: the whole zone, not a guess.
+        assert!(records
+            .zone_journal(&home, first.serial - 5, first.serial + 2)
+            .await
+            .expect("journal")
+            .is_none());
+
+        // An NS record at the apex replaces the synthesised one: one diff, both sides.
+        records
+            .create(draft("home.lan", "NS", "dns1.home.lan"))
+            .await
+            .expect("ns");
+        let diff = records
+            .zone_journal(&home, first.serial + 2, first.serial + 3)
+            .await
+            .expect("journal")
+            .expect("diff");
+        assert_eq!(diff[0].removed[0].data.to_string(), "ns.home.lan.");
+        assert_eq!(diff[0].added[0].data.to_string(), "dns1.home.lan.");
+
+        // The serial survives a restart.
+        drop(records);
+        let again = reopen(dir.path()).await;
+        assert_eq!(again.zone(&home).expect("zone").0.serial, first.serial + 3);
+    }
+
+    async fn reopen(dir: &Path) -> Arc<Records> {
+        // The first store's flusher task holds sled's lock until it has seen its channel close.
+        for _ in 0..100 {
+            if let Ok(store) = Store::open(dir) {
+                return Arc::new(
+                    Records::load(RecordStore::open(&store).expect("tree")).expect("load"),
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("store stays locked");
+    }
+
+    #[tokio::test]
+    async fn zones_refuse_what_would_lose_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = records(dir.path());
+        let home = Name::from_str("home.lan.").expect("name");
+        records
+            .create_zone(zone_draft("home.lan"))
+            .await
+            .expect("zone");
+        assert!(matches!(
+            records.create_zone(zone_draft("home.lan")).await,
+            Err(WriteError::Conflict(_))
+        ));
+        records
+            .create(draft("a.home.lan", "A", "10.0.0.1"))
+            .await
+            .expect("create");
+        let held = records.delete_zone(&home, false).await;
+        assert!(matches!(held, Err(WriteError::Conflict(_))), "{held:?}");
+        let mut secondary = zone_draft("home.lan");
+        secondary.primary = Some("127.0.0.1:53".parse().expect("addr"));
+        assert!(matches!(
+            records.update_zone(secondary.clone()).await,
+            Err(WriteError::Conflict(_))
+        ));
+        records.delete_zone(&home, true).await.expect("forced");
+        assert!(
+            records.list(None, None).is_empty(),
+            "force deletes the records too"
+        );
+        assert!(records.zone(&home).is_none());
+        // Local records under a new secondary zone would be hidden by its data: refused.
+        records
+            .create(draft("b.home.lan", "A", "10.0.0.2"))
+            .await
+            .expect("create");
+        assert!(matches!(
+            records.create_zone(secondary).await,
+            Err(WriteError::Conflict(_))
+        ));
     }
 }
