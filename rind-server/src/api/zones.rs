@@ -28,11 +28,27 @@ struct ZoneView {
     notify: Vec<String>,
     tsig: Option<String>,
     primary: Option<String>,
+    /// A secondary's state: when its primary last confirmed the data (seconds since the
+    /// epoch), and whether the SOA expire has passed since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refreshed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired: Option<bool>,
 }
 
 impl ZoneView {
-    fn new(zone: &Zone, records: usize) -> Self {
+    fn new(state: &ApiState, zone: &Zone, records: usize) -> Self {
+        let data = zone
+            .is_secondary()
+            .then(|| state.records.secondary(&zone.name))
+            .flatten();
         ZoneView {
+            refreshed: data
+                .as_ref()
+                .map(|d| d.refreshed.load(std::sync::atomic::Ordering::Relaxed)),
+            expired: zone
+                .is_secondary()
+                .then(|| data.as_ref().is_none_or(|d| d.expired(crate::tsig::now()))),
             name: zone.name.to_ascii(),
             serial: zone.serial,
             records,
@@ -114,7 +130,7 @@ async fn create(state: Arc<ApiState>, body: Vec<u8>) -> Result<Response, Rejecti
         .map_err(write_error)?;
     tracing::info!(zone = %zone.name, serial = zone.serial, "zone created");
     let location = format!("/api/v1/zones/{}", zone.name.to_ascii());
-    let reply = warp::reply::json(&ZoneView::new(&zone, count(&state, &zone.name)));
+    let reply = warp::reply::json(&ZoneView::new(&state, &zone, count(&state, &zone.name)));
     let reply = warp::reply::with_header(reply, header::LOCATION, location);
     Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
 }
@@ -124,7 +140,7 @@ async fn list(state: Arc<ApiState>) -> Result<Response, Rejection> {
         .records
         .zones()
         .iter()
-        .map(|z| ZoneView::new(z, count(&state, &z.name)))
+        .map(|z| ZoneView::new(&state, z, count(&state, &z.name)))
         .collect();
     Ok(warp::reply::json(&views).into_response())
 }
@@ -135,7 +151,7 @@ async fn read(name: String, state: Arc<ApiState>) -> Result<Response, Rejection>
         .records
         .zone(&apex)
         .ok_or_else(|| write_error(WriteError::NoZone(apex.to_ascii())))?;
-    Ok(warp::reply::json(&ZoneView::new(&zone, records)).into_response())
+    Ok(warp::reply::json(&ZoneView::new(&state, &zone, records)).into_response())
 }
 
 async fn replace(name: String, state: Arc<ApiState>, body: Vec<u8>) -> Result<Response, Rejection> {
@@ -146,7 +162,7 @@ async fn replace(name: String, state: Arc<ApiState>, body: Vec<u8>) -> Result<Re
         .update_zone(draft)
         .await
         .map_err(write_error)?;
-    Ok(warp::reply::json(&ZoneView::new(&zone, count(&state, &zone.name))).into_response())
+    Ok(warp::reply::json(&ZoneView::new(&state, &zone, count(&state, &zone.name))).into_response())
 }
 
 async fn delete(
