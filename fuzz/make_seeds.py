@@ -66,6 +66,20 @@ SOA_EXAMPLE = rr("example.", SOA, 600, name("ns.example.") + name("admin.example
                  + struct.pack(">IIIII", 1, 3600, 600, 86400, 300))
 
 
+def tsig_signed(q, key="xfr.", mac=b"\x5a" * 32, time=START):
+    """q with a TSIG record appended (a MAC no key here verifies: the rig has no keys)."""
+    rdata = (name("hmac-sha256.") + struct.pack(">HIH", time >> 32, time & 0xFFFFFFFF, 300)
+             + struct.pack(">H", len(mac)) + mac + q[:2] + struct.pack(">HH", 0, 0))
+    tsig = name(key) + struct.pack(">HHIH", 250, 255, 0, len(rdata)) + rdata
+    arcount = struct.unpack(">H", q[10:12])[0] + 1
+    return q[:10] + struct.pack(">H", arcount) + q[12:] + tsig
+
+
+def ixfr(zone, serial):
+    soa = rr(zone, SOA, 0, name("ns." + zone) + name("h." + zone) + struct.pack(">IIIII", serial, 1, 1, 1, 1))
+    return header(0x4321, 0, ns=1) + question(zone, 251) + soa
+
+
 def handler(flags, q, script=b""):
     return bytes([flags]) + struct.pack(">H", len(q)) + q + script
 
@@ -122,6 +136,13 @@ write("handler", {
     "forward-big": handler(0, query("many.example", A), response("many.example", A, [a("many.example", i % 250) for i in range(100)])),
     "forward-servfail": handler(0, query("broken.example", A), response("broken.example", A, rcode=2)),
     "forward-truncated": handler(0, query("tc.example", A), header(0, 0x8380, 1) + question("tc.example", A)),
+    "zone-notify": handler(0, query("home.lan", SOA, opcode=4)),
+    "zone-axfr-tcp": handler(TCP, query("home.lan", 252)),
+    "zone-axfr-udp": handler(0, query("home.lan", 252)),
+    "zone-ixfr-tcp": handler(TCP, ixfr("home.lan", 7)),
+    "zone-ixfr-udp-signed": handler(0, tsig_signed(ixfr("home.lan", 7))),
+    "tsig-signed-query": handler(0, tsig_signed(query("www.home.lan", A, edns=(1232,)))),
+    "tsig-signed-notify": handler(0, tsig_signed(query("home.lan", SOA, opcode=4))),
     "dnssec-cache-do": handler(0, query("signed.example", A, edns=(1232, 0, True))),
     "dnssec-cache-plain": handler(0, query("Signed.Example", A, edns=(1232,))),
     "dnssec-cache-cd-ad": handler(0, query("signed.example", A, edns=(1232, 0, True), cd=True, ad=True)),
