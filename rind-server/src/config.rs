@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
 
+use crate::operations::{Operations, OperationsArgs, OperationsError};
+
 /// The contract's default client networks: loopback, RFC 1918, RFC 6598, ULA, link-local.
 const DEFAULT_ALLOW: &str =
     "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7,fe80::/10";
@@ -111,6 +113,10 @@ pub struct Args {
     /// Over it, UDP queries are dropped or (one in two) answered TC=1, TCP gets REFUSED.
     #[arg(long, env = "RIND_RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
+
+    /// The query log and the log format (see [`crate::operations`]).
+    #[command(flatten)]
+    pub operations: OperationsArgs,
 }
 
 /// The `--log-level` values.
@@ -241,6 +247,8 @@ pub struct Config {
     pub max_upstream_queries: usize,
     /// Per-client queries per second (0: off).
     pub rate_limit: u32,
+    /// The query log and the log format.
+    pub operations: Operations,
 }
 
 /// A flag combination the server refuses to start with.
@@ -266,6 +274,9 @@ pub enum ConfigError {
     /// A zero limit that would stop the listener from serving anyone.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// An operations flag out of range.
+    #[error(transparent)]
+    Operations(#[from] OperationsError),
 }
 
 impl Args {
@@ -299,6 +310,7 @@ impl Args {
         if self.snapshot_keep == 0 {
             return Err(ConfigError::Zero("--snapshot-keep"));
         }
+        let operations = self.operations.validate()?;
         let snapshot_dir = self.snapshot_dir.unwrap_or_else(|| {
             let mut dir = self.data_dir.clone().into_os_string();
             dir.push("-snapshots");
@@ -326,6 +338,7 @@ impl Args {
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout),
             max_upstream_queries: self.max_upstream_queries,
             rate_limit: self.rate_limit,
+            operations,
         })
     }
 }
@@ -333,6 +346,7 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operations::LogFormat;
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         let mut argv = vec!["rind-server"];
@@ -405,6 +419,21 @@ mod tests {
         assert!(parse(&["--allow", "300.1.2.3/8"]).is_err());
         assert!(parse(&["--max-tcp-connections", "0"]).is_err());
         assert!(parse(&["--log-level", "loud"]).is_err());
+    }
+
+    #[test]
+    fn operations_flags() {
+        let c = parse(&[]).expect("defaults are valid");
+        assert_eq!(c.operations.query_log, 10_000);
+        assert_eq!(c.operations.log_format, LogFormat::Text);
+        let c = parse(&["--query-log", "0", "--log-format", "json"]).expect("valid");
+        assert_eq!(c.operations.query_log, 0);
+        assert_eq!(c.operations.log_format, LogFormat::Json);
+        let big = parse(&["--query-log", "1000001"]).expect_err("too big");
+        assert!(big.starts_with("--query-log 1000001 is more than"), "{big}");
+        assert!(!big.contains('\n'), "{big}");
+        assert!(parse(&["--query-log", "-1"]).is_err());
+        assert!(parse(&["--log-format", "xml"]).is_err());
     }
 
     #[test]

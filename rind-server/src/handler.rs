@@ -3,10 +3,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 
 use crate::metrics::{LimitEvent, Metrics};
+use crate::querylog::{Outcome, QueryLog, Source};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::request::{self, Acl, Checked, Request, Transport};
 use crate::resolver::{Now, Pending, Ready, Resolver};
@@ -19,6 +21,7 @@ pub struct Handler {
     limiter: Option<RateLimiter>,
     resolver: Resolver,
     metrics: Arc<Metrics>,
+    query_log: Option<Arc<QueryLog>>,
 }
 
 /// How far [`Handler::begin`] got with a packet.
@@ -26,8 +29,9 @@ pub struct Handler {
 pub enum Step {
     /// Finished: send these bytes, or nothing.
     Done(Option<Vec<u8>>),
-    /// The answer needs upstream: pass it to [`Handler::finish`] in a task of its own.
-    Forward(Waiting),
+    /// The answer needs upstream: pass it to [`Handler::finish`] in a task of its own. Boxed
+    /// so the cache-hit path returns a small `Step`; a miss allocates anyway.
+    Forward(Box<Waiting>),
 }
 
 /// A request whose answer needs upstream, with what the resolver has found so far.
@@ -35,6 +39,9 @@ pub enum Step {
 pub struct Waiting {
     request: Request,
     pending: Pending,
+    client: IpAddr,
+    /// When the query arrived, when the query log is on.
+    started: Option<Instant>,
 }
 
 impl Handler {
@@ -45,6 +52,7 @@ impl Handler {
             limiter: None,
             resolver,
             metrics,
+            query_log: None,
         }
     }
 
@@ -54,8 +62,16 @@ impl Handler {
         self
     }
 
+    /// Records every answered query in `log` (`--query-log`).
+    pub fn with_query_log(mut self, log: Option<Arc<QueryLog>>) -> Self {
+        self.query_log = log;
+        self
+    }
+
     /// Does everything that needs no waiting.
     pub fn begin(&self, packet: &[u8], client: IpAddr, transport: Transport) -> Step {
+        // Read before the checks so the latency covers them; no clock read when the log is off.
+        let started = self.query_log.as_ref().map(|_| Instant::now());
         let request = match request::check(packet, client, transport, &self.acl) {
             Checked::Drop(reason) => {
                 self.metrics.dropped(reason);
@@ -69,20 +85,40 @@ impl Handler {
             Checked::Query(request) => request,
         };
         self.metrics.query(transport, request.query.query_type);
-        if let Some(over) = self.over_rate_limit(&request, client) {
+        if let Some((over, rcode)) = self.over_rate_limit(&request, client) {
+            let source = Source::RateLimited;
+            self.log(started, client, &request, Outcome { rcode, source });
             return Step::Done(over);
         }
         match self.resolver.answer_now(&request) {
-            Now::Ready(ready) => Step::Done(Some(self.write(&request, ready))),
-            Now::Later(pending) => Step::Forward(Waiting { request, pending }),
+            Now::Ready(ready, source) => {
+                let (reply, rcode) = self.write(&request, ready);
+                let rcode = Some(rcode);
+                self.log(started, client, &request, Outcome { rcode, source });
+                Step::Done(Some(reply))
+            }
+            Now::Later(pending) => Step::Forward(Box::new(Waiting {
+                request,
+                pending,
+                client,
+                started,
+            })),
         }
     }
 
     /// Finishes a request that needs upstream.
-    pub async fn finish(&self, waiting: Waiting) -> Vec<u8> {
-        let Waiting { request, pending } = waiting;
-        let ready = self.resolver.answer_later(&request, pending).await;
-        self.write(&request, ready)
+    pub async fn finish(&self, waiting: Box<Waiting>) -> Vec<u8> {
+        let Waiting {
+            request,
+            pending,
+            client,
+            started,
+        } = *waiting;
+        let (ready, source) = self.resolver.answer_later(&request, pending).await;
+        let (reply, rcode) = self.write(&request, ready);
+        let rcode = Some(rcode);
+        self.log(started, client, &request, Outcome { rcode, source });
+        reply
     }
 
     /// Bytes in → reply bytes out (`None`: send nothing).
@@ -98,38 +134,62 @@ impl Handler {
         }
     }
 
-    /// What to send instead of an answer when `client` is over its rate; `None` when it is not.
-    fn over_rate_limit(&self, request: &Request, client: IpAddr) -> Option<Option<Vec<u8>>> {
+    /// What to send instead of an answer when the client is over its rate, with its response
+    /// code (`None`: nothing is sent); `None` when it is not over.
+    fn over_rate_limit(
+        &self,
+        request: &Request,
+        client: IpAddr,
+    ) -> Option<(Option<Vec<u8>>, Option<ResponseCode>)> {
         let verdict = self.limiter.as_ref()?.check(client, request.transport);
         match verdict {
             Verdict::Allow => None,
             Verdict::Drop => {
                 self.metrics.limit(LimitEvent::RateDropped);
-                Some(None)
+                Some((None, None))
             }
             Verdict::Truncate => {
                 self.metrics.limit(LimitEvent::RateTruncated);
                 self.metrics.response(ResponseCode::NoError);
-                Some(Some(response::truncated(request)))
+                Some((
+                    Some(response::truncated(request)),
+                    Some(ResponseCode::NoError),
+                ))
             }
             Verdict::Refuse => {
                 self.metrics.limit(LimitEvent::RateRefused);
                 let refused = Answer::rcode(ResponseCode::Refused);
-                Some(Some(self.write(request, Ready::Answer(refused))))
+                let (reply, rcode) = self.write(request, Ready::Answer(refused));
+                Some((Some(reply), Some(rcode)))
             }
         }
     }
 
-    fn write(&self, request: &Request, ready: Ready) -> Vec<u8> {
+    fn write(&self, request: &Request, ready: Ready) -> (Vec<u8>, ResponseCode) {
         match ready {
             Ready::Answer(answer) => {
                 self.metrics.response(answer.rcode);
-                response::write(request, &answer)
+                (response::write(request, &answer), answer.rcode)
             }
             Ready::Wire(bytes, rcode) => {
                 self.metrics.response(rcode);
-                bytes
+                (bytes, rcode)
             }
+        }
+    }
+
+    /// Adds the query to the query log, when the log is on.
+    fn log(&self, started: Option<Instant>, client: IpAddr, request: &Request, outcome: Outcome) {
+        if let (Some(log), Some(started)) = (&self.query_log, started) {
+            let query = &request.query;
+            log.record(
+                started,
+                client,
+                request.transport,
+                &query.name,
+                query.query_type,
+                outcome,
+            );
         }
     }
 }

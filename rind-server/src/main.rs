@@ -16,6 +16,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use rind_server::config::{Args, Config};
+use rind_server::operations::LogFormat;
 use rind_server::store::open::{open_with_deadline, OPEN_DEADLINE};
 
 /// jemalloc instead of glibc malloc: with sled's writer threads, the blocking pool and the
@@ -53,11 +54,18 @@ fn init_logging(config: &Config) {
         "warn,sled=off,rind_server={}",
         config.log_level
     ));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match config.operations.log_format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object a line, the event's fields flattened beside `message`, for collectors.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 /// Lifts the soft open-files limit to the hard one: the upstream socket pool alone holds a

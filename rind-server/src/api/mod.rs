@@ -1,10 +1,12 @@
-//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`]), as warp filters.
+//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`]; the query log and
+//! status in [`ops`]), as warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
 //! `Authorization: Bearer <token>`, compared in constant time.
 
 mod cache;
+pub mod ops;
 pub mod records;
 
 use std::convert::Infallible;
@@ -40,6 +42,8 @@ pub struct ApiState {
     pub snapshot_dir: PathBuf,
     /// How many snapshots are kept there.
     pub snapshot_keep: usize,
+    /// The query log and what the status route reports.
+    pub ops: ops::OpsState,
 }
 
 /// An error reply: status code and a message in words.
@@ -91,7 +95,8 @@ pub fn routes(
     healthz
         .or(metrics)
         .or(records)
-        .or(cache::routes(state))
+        .or(cache::routes(Arc::clone(&state)))
+        .or(ops::routes(state))
         .recover(recover)
 }
 
