@@ -35,7 +35,8 @@
 //!   [`metrics`]: counters for `/metrics`;
 //! - [`querylog`]: the last `--query-log` queries in a fixed ring, filled by [`handler`]
 //!   with the source [`resolver`] reports for each answer;
-//! - [`operations`]: the operations flags (query log size, log format).
+//! - [`operations`]: the operations flags (query log size, log format); [`manual`]: man page
+//!   and shell completions generated from the flags' definitions.
 //!
 //! [`run`] takes sockets already bound (so port 0 works and bind errors are the caller's to
 //! report) and a shutdown token, in the manner of mini-redis's `server::run`.
@@ -57,6 +58,7 @@ pub mod cache;
 pub mod config;
 pub mod handler;
 pub mod listener;
+pub mod manual;
 pub mod metrics;
 pub mod operations;
 pub mod querylog;

@@ -25,7 +25,7 @@ pub struct OperationsArgs {
 pub enum LogFormat {
     /// One line of text per event (the default).
     Text,
-    /// One JSON object per event, with `timestamp`, `level`, `fields` and `target`.
+    /// One JSON object per event: `timestamp`, `level`, `message`, the event's own fields, `target`.
     Json,
 }
 
