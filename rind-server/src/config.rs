@@ -1,8 +1,8 @@
 //! Every `rind-server` option: a clap flag with its environment twin, and the checks that
 //! turn raw flags into a [`Config`] the rest of the server can trust.
 //!
-//! Flags and defaults are the contract's (`CONTRACT.md`, "rind-server"); the two TCP limits at
-//! the end are rind's own additions.
+//! Flags and defaults are documented in `docs/reference.md` ("rind-server flags"); the
+//! operations flags (query log, log format) are flattened in from [`crate::operations`].
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
