@@ -8,7 +8,7 @@ use std::time::Instant;
 use hickory_proto::op::ResponseCode;
 
 use crate::metrics::{LimitEvent, Metrics};
-use crate::querylog::{Outcome, QueryLog, Source};
+use crate::querylog::{self, LoggedName, Outcome, QueryLog, Source};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::request::{self, Acl, Checked, Request, Transport};
 use crate::resolver::{Now, Pending, Ready, Resolver};
@@ -87,14 +87,18 @@ impl Handler {
         self.metrics.query(transport, request.query.query_type);
         if let Some((over, rcode)) = self.over_rate_limit(&request, client) {
             let source = Source::RateLimited;
-            self.log(started, client, &request, Outcome { rcode, source });
+            let outcome = Outcome { rcode, source };
+            self.log(started, client, &request, Some(packet), outcome);
             return Step::Done(over);
         }
         match self.resolver.answer_now(&request) {
             Now::Ready(ready, source) => {
                 let (reply, rcode) = self.write(&request, ready);
-                let rcode = Some(rcode);
-                self.log(started, client, &request, Outcome { rcode, source });
+                let outcome = Outcome {
+                    rcode: Some(rcode),
+                    source,
+                };
+                self.log(started, client, &request, Some(packet), outcome);
                 Step::Done(Some(reply))
             }
             Now::Later(pending) => Step::Forward(Box::new(Waiting {
@@ -116,8 +120,11 @@ impl Handler {
         } = *waiting;
         let (ready, source) = self.resolver.answer_later(&request, pending).await;
         let (reply, rcode) = self.write(&request, ready);
-        let rcode = Some(rcode);
-        self.log(started, client, &request, Outcome { rcode, source });
+        let outcome = Outcome {
+            rcode: Some(rcode),
+            source,
+        };
+        self.log(started, client, &request, None, outcome);
         reply
     }
 
@@ -178,15 +185,26 @@ impl Handler {
         }
     }
 
-    /// Adds the query to the query log, when the log is on.
-    fn log(&self, started: Option<Instant>, client: IpAddr, request: &Request, outcome: Outcome) {
+    /// Adds the query to the query log, when the log is on. With the `packet` at hand its
+    /// name is copied from there in one go, which costs less than walking the parsed name.
+    fn log(
+        &self,
+        started: Option<Instant>,
+        client: IpAddr,
+        request: &Request,
+        packet: Option<&[u8]>,
+        outcome: Outcome,
+    ) {
         if let (Some(log), Some(started)) = (&self.query_log, started) {
             let query = &request.query;
+            let name = packet
+                .and_then(querylog::question_labels)
+                .map_or(LoggedName::Parsed(&query.name), LoggedName::Wire);
             log.record(
                 started,
                 client,
                 request.transport,
-                &query.name,
+                name,
                 query.query_type,
                 outcome,
             );

@@ -64,8 +64,12 @@ impl Source {
 struct Slot {
     /// Sequence number plus one; 0 marks a slot never written.
     seq_plus_one: u64,
-    /// When the reply was ready, in microseconds after the log's `epoch`.
-    at_micros: u64,
+    /// When the query arrived and when its reply was ready (`None` only in a slot never
+    /// written). Kept as read, so the hot path does no arithmetic on them: a read turns them
+    /// into a latency, and into a wall-clock time with the wall clock of that moment, so a
+    /// clock set after start (a router without a battery-backed clock, set by NTP after
+    /// boot) shows right in entries recorded before it was set.
+    times: Option<(Instant, Instant)>,
     client: [u8; 16],
     client_v4: bool,
     transport: Transport,
@@ -73,8 +77,8 @@ struct Slot {
     /// `None`: nothing was sent back (a rate-limited UDP query dropped).
     rcode: Option<u16>,
     source: Source,
-    latency_micros: u32,
-    /// Lower-cased labels in wire form (length byte, label bytes), without the root label.
+    /// The name's labels in wire form (length byte, label bytes), without the root label, in
+    /// the client's letter case (lower-cased when read).
     name: [u8; NAME_MAX],
     name_len: u8,
 }
@@ -82,14 +86,13 @@ struct Slot {
 impl Slot {
     const EMPTY: Slot = Slot {
         seq_plus_one: 0,
-        at_micros: 0,
+        times: None,
         client: [0; 16],
         client_v4: false,
         transport: Transport::Udp,
         qtype: 0,
         rcode: None,
         source: Source::Local,
-        latency_micros: 0,
         name: [0; NAME_MAX],
         name_len: 0,
     };
@@ -115,6 +118,17 @@ impl Slot {
         }
         labels
     }
+}
+
+/// A question's name, as the handler hands it to [`QueryLog::record`].
+#[derive(Debug, Clone, Copy)]
+pub enum LoggedName<'a> {
+    /// Its labels straight from the packet ([`question_labels`]): one copy, the cheap way
+    /// taken on the cache-hit path.
+    Wire(&'a [u8]),
+    /// The parsed name, copied label by label (when the packet is gone or the name was
+    /// compressed).
+    Parsed(&'a Name),
 }
 
 /// What a query got, as the handler reports it.
@@ -166,11 +180,6 @@ pub struct Filter {
 pub struct QueryLog {
     slots: Box<[Mutex<Slot>]>,
     next: AtomicU64,
-    /// Time zero of the slots' times. Recording reads only the monotonic clock its latency
-    /// needs anyway; a read turns those times into wall-clock times with the wall clock of
-    /// the moment, so a clock set after start (a router without a battery-backed clock, set
-    /// by NTP after boot) shows right in entries recorded before it was set.
-    epoch: Instant,
 }
 
 impl std::fmt::Debug for QueryLog {
@@ -191,7 +200,6 @@ impl QueryLog {
         Some(QueryLog {
             slots: (0..capacity).map(|_| Mutex::new(Slot::EMPTY)).collect(),
             next: AtomicU64::new(0),
-            epoch: Instant::now(),
         })
     }
 
@@ -211,13 +219,11 @@ impl QueryLog {
         started: Instant,
         client: IpAddr,
         transport: Transport,
-        name: &Name,
+        name: LoggedName<'_>,
         qtype: RecordType,
         outcome: Outcome,
     ) {
-        let now = Instant::now();
-        let latency = now.saturating_duration_since(started);
-        let since_epoch = now.saturating_duration_since(self.epoch);
+        let answered = Instant::now();
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let index = usize::try_from(seq % self.slots.len() as u64).unwrap_or(0);
         let Some(slot) = self.slots.get(index) else {
@@ -229,7 +235,7 @@ impl QueryLog {
             return;
         }
         slot.seq_plus_one = seq + 1;
-        slot.at_micros = micros(since_epoch);
+        slot.times = Some((started, answered));
         (slot.client, slot.client_v4) = match client {
             IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), true),
             IpAddr::V6(v6) => (v6.octets(), false),
@@ -238,8 +244,10 @@ impl QueryLog {
         slot.qtype = u16::from(qtype);
         slot.rcode = outcome.rcode.map(u16::from);
         slot.source = outcome.source;
-        slot.latency_micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
-        slot.name_len = write_labels(&mut slot.name, name);
+        slot.name_len = match name {
+            LoggedName::Wire(labels) => copy_wire(&mut slot.name, labels),
+            LoggedName::Parsed(name) => write_labels(&mut slot.name, name),
+        };
     }
 
     /// The entries that pass `filter`, newest first.
@@ -247,7 +255,7 @@ impl QueryLog {
         let now_unix_micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, micros);
-        let now_micros = micros(self.epoch.elapsed());
+        let now = Instant::now();
         let next = self.next.load(Ordering::Acquire);
         let oldest = next.saturating_sub(self.slots.len() as u64);
         let floor = filter
@@ -265,16 +273,17 @@ impl QueryLog {
             // Copied out so the slot is held for a memcpy, not for the filtering.
             let copy = *lock(slot);
             // Not yet written by its writer, or already overwritten by a newer query.
-            if copy.seq_plus_one != seq + 1 {
+            let (Some((started, answered)), true) = (copy.times, copy.seq_plus_one == seq + 1)
+            else {
                 continue;
-            }
+            };
             if filter
                 .client
                 .is_some_and(|net| !net.contains(&copy.client()))
             {
                 continue;
             }
-            let Ok(name) = Name::from_labels(copy.labels()) else {
+            let Ok(name) = Name::from_labels(copy.labels()).map(|n| n.to_lowercase()) else {
                 continue;
             };
             if filter.name.as_ref().is_some_and(|n| !n.zone_of(&name)) {
@@ -283,21 +292,51 @@ impl QueryLog {
             out.push(Logged {
                 seq,
                 unix_micros: now_unix_micros
-                    .saturating_sub(now_micros.saturating_sub(copy.at_micros)),
+                    .saturating_sub(micros(now.saturating_duration_since(answered))),
                 client: copy.client(),
                 transport: copy.transport,
                 name: name.to_string(),
                 qtype: RecordType::from(copy.qtype),
                 rcode: copy.rcode.map(<ResponseCode as From<u16>>::from),
                 source: copy.source,
-                latency: Duration::from_micros(u64::from(copy.latency_micros)),
+                latency: answered.saturating_duration_since(started),
             });
         }
         out
     }
 }
 
-/// Copies `name`'s labels, lower-cased, into `buf`; returns the length used.
+/// The question's name in a query packet, as its wire-form labels without the root label;
+/// `None` when it is not there as plain labels (a compression pointer, a cut packet), for
+/// the caller to log the parsed name instead.
+pub fn question_labels(packet: &[u8]) -> Option<&[u8]> {
+    let name = packet.get(12..)?;
+    let mut at = 0usize;
+    loop {
+        let len = usize::from(*name.get(at)?);
+        if len == 0 {
+            return name.get(..at);
+        }
+        // Above 63 is a compression pointer or an extended label type.
+        if len > 63 || at + 1 + len >= NAME_MAX {
+            return None;
+        }
+        at += 1 + len;
+    }
+}
+
+/// Copies wire-form labels into `buf`; returns the length used (0 if they do not fit).
+fn copy_wire(buf: &mut [u8; NAME_MAX], labels: &[u8]) -> u8 {
+    match (buf.get_mut(..labels.len()), u8::try_from(labels.len())) {
+        (Some(dest), Ok(len)) => {
+            dest.copy_from_slice(labels);
+            len
+        }
+        _ => 0,
+    }
+}
+
+/// Copies `name`'s labels into `buf`; returns the length used.
 fn write_labels(buf: &mut [u8; NAME_MAX], name: &Name) -> u8 {
     let mut at = 0usize;
     for label in name.iter() {
@@ -308,9 +347,7 @@ fn write_labels(buf: &mut [u8; NAME_MAX], name: &Name) -> u8 {
         };
         if let Some((len, bytes)) = dest.split_first_mut() {
             *len = u8::try_from(label.len()).unwrap_or(0);
-            for (d, s) in bytes.iter_mut().zip(label) {
-                *d = s.to_ascii_lowercase();
-            }
+            bytes.copy_from_slice(label);
         }
         at = end;
     }
@@ -349,10 +386,46 @@ mod tests {
             Instant::now(),
             client.parse().expect("ip"),
             Transport::Udp,
-            &Name::from_ascii(name).expect("name"),
+            LoggedName::Parsed(&Name::from_ascii(name).expect("name")),
             RecordType::A,
             answered(Source::Cache),
         );
+    }
+
+    #[test]
+    fn wire_and_parsed_names_log_the_same() {
+        use hickory_proto::op::{Message, Query};
+        let name = Name::from_ascii("WwW.Example.com.").expect("name");
+        let mut msg = Message::query();
+        msg.add_query(Query::query(name.clone(), RecordType::A));
+        let packet = msg.to_vec().expect("encode");
+        let labels = question_labels(&packet).expect("plain labels");
+        assert_eq!(labels, b"\x03WwW\x07Example\x03com");
+        let log = QueryLog::new(2).expect("on");
+        for logged in [LoggedName::Wire(labels), LoggedName::Parsed(&name)] {
+            log.record(
+                Instant::now(),
+                "192.0.2.1".parse().expect("ip"),
+                Transport::Udp,
+                logged,
+                RecordType::A,
+                answered(Source::Cache),
+            );
+        }
+        let got: Vec<String> = log.read(&all()).into_iter().map(|e| e.name).collect();
+        assert_eq!(got, ["www.example.com.", "www.example.com."]);
+    }
+
+    #[test]
+    fn odd_question_names_fall_back_to_the_parsed_name() {
+        let header = [0u8; 12];
+        let with = |tail: &[u8]| [&header[..], tail].concat();
+        assert_eq!(question_labels(&with(&[0])), Some(&[][..]), "the root");
+        assert_eq!(question_labels(&with(&[0xc0, 0x0c])), None, "a pointer");
+        assert_eq!(question_labels(&with(&[3, b'a', b'b'])), None, "cut short");
+        assert_eq!(question_labels(&header[..5]), None, "no question");
+        let long: Vec<u8> = std::iter::repeat_n([63u8; 64], 5).flatten().collect();
+        assert_eq!(question_labels(&with(&long)), None, "over 255 bytes");
     }
 
     #[test]
