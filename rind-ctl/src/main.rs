@@ -19,7 +19,8 @@ use client::{CacheEntry, Client, Record, RecordInput, RequestError, Snapshot};
 
 const RECORDS: &str = "/api/v1/records";
 
-/// Manage the local records and the cache of a running rind-server.
+/// Manage the local records and the cache of a running rind-server, and watch its queries
+/// and health.
 #[derive(Parser, Debug)]
 #[command(
     name = "rind-ctl",

@@ -75,7 +75,7 @@ pub struct LogEntry {
 }
 
 /// Which entries `rind-ctl log` shows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogQuery {
     /// Only this client address or network.
     pub client: Option<String>,

@@ -315,3 +315,32 @@ fn bad_operations_flags_are_refused_in_one_line() {
         assert!(stderr.starts_with("error: invalid value"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn rate_limited_queries_are_logged_as_such() {
+    let server = Server::start(&["--rate-limit", "2"]);
+    // Sent back to back from one socket: the bucket holds two queries, and the eight after
+    // them arrive before it refills.
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind client");
+    sock.connect(server.dns_addr()).await.expect("connect");
+    for i in 0..10 {
+        let q = query(&format!("r{i}.home.arpa."), RecordType::A);
+        sock.send(&q.to_vec().expect("encode")).await.expect("send");
+    }
+    let mut replies = 0;
+    while replies < 10 && udp_recv(&sock, Duration::from_millis(500)).await.is_some() {
+        replies += 1;
+    }
+    let log = querylog(&server, "").await;
+    assert_eq!(log.len(), 10, "every query is logged: {log:?}");
+    let limited: Vec<&Value> = log
+        .iter()
+        .filter(|e| field(e, "source") == "ratelimited")
+        .collect();
+    assert!(limited.len() >= 7, "{log:?}");
+    let dropped = limited.iter().filter(|e| e["rcode"].is_null()).count();
+    let truncated = limited.iter().filter(|e| e["rcode"] == "NOERROR").count();
+    assert_eq!(dropped + truncated, limited.len(), "{limited:?}");
+    assert!(dropped >= 1 && truncated >= 1, "{limited:?}");
+    assert_eq!(replies, 10 - dropped, "a dropped query gets no reply");
+}
