@@ -5,6 +5,7 @@
 //! 1 the request failed (the server refused it or could not be reached), 2 usage.
 
 mod client;
+mod ops;
 mod output;
 
 use std::io::{self, Write};
@@ -18,7 +19,8 @@ use client::{CacheEntry, Client, Record, RecordInput, RequestError, Snapshot};
 
 const RECORDS: &str = "/api/v1/records";
 
-/// Manage the local records and the cache of a running rind-server.
+/// Manage the local records and the cache of a running rind-server, and watch its queries
+/// and health.
 #[derive(Parser, Debug)]
 #[command(
     name = "rind-ctl",
@@ -123,6 +125,34 @@ enum Command {
     /// Ask the server for a consistent copy of its store; prints the copy's path.
     #[command(after_help = "Example:\n  rind-ctl snapshot")]
     Snapshot,
+    /// Show the server's version, uptime, counters, and store and upstream health.
+    #[command(after_help = "Example:\n  rind-ctl status")]
+    Status,
+    /// Show the newest queries from the server's query log, oldest first; --follow keeps
+    /// printing new ones.
+    #[command(
+        after_help = "Examples:\n  rind-ctl log\n  rind-ctl log --follow --client 192.168.1.0/24\n  rind-ctl log --name example.com --limit 20 --json"
+    )]
+    Log {
+        /// Keep asking every second and print new queries as they come (Ctrl-C stops).
+        #[arg(long, short)]
+        follow: bool,
+        /// Only queries from this address or network (192.168.1.10, 192.168.1.0/24).
+        #[arg(long)]
+        client: Option<String>,
+        /// Only queries for this name and the names below it.
+        #[arg(long)]
+        name: Option<String>,
+        /// How many of the newest queries to show first (server default: 100).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+    },
+    /// Write man pages (rind-ctl.1 and one per subcommand) into DIR.
+    #[command(after_help = "Example:\n  rind-ctl man /usr/local/share/man/man1")]
+    Man {
+        /// Directory for the pages; created when missing.
+        dir: std::path::PathBuf,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  rind-ctl completions bash > /etc/bash_completion.d/rind-ctl"
@@ -166,6 +196,15 @@ impl From<RequestError> for Failure {
     }
 }
 
+impl From<ops::OpsError> for Failure {
+    fn from(e: ops::OpsError) -> Self {
+        match e {
+            ops::OpsError::Request(e) => e.into(),
+            ops::OpsError::Output(e) => Failure::Output(e),
+        }
+    }
+}
+
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
         Failure::Output(e)
@@ -195,6 +234,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut Cli::command(), "rind-ctl", &mut script);
         return Ok(io::stdout().lock().write_all(&script)?);
+    }
+    if let Command::Man { dir } = &cli.command {
+        return ops::man(Cli::command(), dir).map_err(|e| {
+            Failure::Request(format!(
+                "cannot write man pages into {}: {e}",
+                dir.display()
+            ))
+        });
     }
     // `RIND_API_TOKEN= rind-ctl ...` means "no token", not an empty one.
     let token = cli.token.clone().filter(|t| !t.is_empty());
@@ -286,7 +333,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Ok(())
             }
         }
-        Command::Completions { .. } => Ok(()),
+        Command::Status => Ok(ops::status(&client, json)?),
+        Command::Log {
+            follow,
+            client: from,
+            name,
+            limit,
+        } => {
+            let query = ops::LogQuery {
+                client: from,
+                name,
+                limit,
+            };
+            Ok(ops::log(&client, &query, follow, json)?)
+        }
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
     }
 }
 

@@ -47,7 +47,7 @@ pub fn cache(entries: &[CacheEntry]) -> io::Result<()> {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> io::Result<()> {
+pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> io::Result<()> {
     let header = header.map(String::from);
     let mut widths = [0usize; N];
     for row in std::iter::once(&header).chain(rows) {

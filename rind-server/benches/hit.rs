@@ -5,6 +5,10 @@
 //!
 //! Also counts heap allocations per hit with a counting global allocator and prints them,
 //! because "a hit allocates as little as possible" is a claim to measure, not to assume.
+//!
+//! The server's flags come from the environment as for `rind-server`: the query log is on
+//! (its default); `RIND_QUERY_LOG=0` measures without it. `HIT_CASES=cache_hit_udp,...`
+//! runs only those cases, so `valgrind --tool=callgrind` counts one case at a time.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -134,6 +138,15 @@ fn bench_hit(c: &mut Criterion) {
     let _entered = runtime.enter();
     let data_dir = tempfile::tempdir().expect("tempdir");
     let handler = handler_with_cached(&name, &signed, data_dir.path());
+    let only = std::env::var("HIT_CASES").ok();
+    let wanted = |label: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|c| c == label))
+    };
+    println!(
+        "query log: {}",
+        std::env::var("RIND_QUERY_LOG").unwrap_or_else(|_| "on (default size)".into())
+    );
     let cases = [
         ("cache_hit_udp", &name, false, false, 1),
         ("cache_hit_udp_edns", &name, true, false, 1),
@@ -141,6 +154,9 @@ fn bench_hit(c: &mut Criterion) {
         ("cache_hit_signed_do1", &signed, true, true, 2),
     ];
     for (label, qname, edns, dnssec_ok, answers) in cases {
+        if !wanted(label) {
+            continue;
+        }
         let packet = query_bytes(qname, edns, dnssec_ok);
         let reply = hit(&handler, &packet);
         assert!(Message::from_vec(&reply).is_ok_and(|m| m.answers.len() == answers));

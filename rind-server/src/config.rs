@@ -1,8 +1,8 @@
 //! Every `rind-server` option: a clap flag with its environment twin, and the checks that
 //! turn raw flags into a [`Config`] the rest of the server can trust.
 //!
-//! Flags and defaults are the contract's (`CONTRACT.md`, "rind-server"); the two TCP limits at
-//! the end are rind's own additions.
+//! Flags and defaults are documented in `docs/reference.md` ("rind-server flags"); the
+//! operations flags (query log, log format) are flattened in from [`crate::operations`].
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
+
+use crate::operations::{Operations, OperationsArgs, OperationsError};
 
 /// The contract's default client networks: loopback, RFC 1918, RFC 6598, ULA, link-local.
 const DEFAULT_ALLOW: &str =
@@ -121,6 +123,9 @@ pub struct Args {
         hide_env_values = true
     )]
     pub tsig_keys: Vec<crate::tsig::Key>,
+    /// The query log and the log format (see [`crate::operations`]).
+    #[command(flatten)]
+    pub operations: OperationsArgs,
 }
 
 /// The `--log-level` values.
@@ -253,6 +258,8 @@ pub struct Config {
     pub rate_limit: u32,
     /// The TSIG keys zones may name.
     pub tsig_keys: crate::tsig::Keyring,
+    /// The query log and the log format.
+    pub operations: Operations,
 }
 
 /// A flag combination the server refuses to start with.
@@ -281,6 +288,9 @@ pub enum ConfigError {
     /// Two `--tsig-key`s with one name.
     #[error("--tsig-key {0} is given twice; key names must differ")]
     DuplicateKey(String),
+    /// An operations flag out of range.
+    #[error(transparent)]
+    Operations(#[from] OperationsError),
 }
 
 impl Args {
@@ -319,6 +329,7 @@ impl Args {
                 return Err(ConfigError::DuplicateKey(key.name.to_ascii()));
             }
         }
+        let operations = self.operations.validate()?;
         let snapshot_dir = self.snapshot_dir.unwrap_or_else(|| {
             let mut dir = self.data_dir.clone().into_os_string();
             dir.push("-snapshots");
@@ -347,6 +358,7 @@ impl Args {
             max_upstream_queries: self.max_upstream_queries,
             rate_limit: self.rate_limit,
             tsig_keys: crate::tsig::Keyring::new(self.tsig_keys),
+            operations,
         })
     }
 }
@@ -354,6 +366,7 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operations::LogFormat;
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         let mut argv = vec!["rind-server"];
@@ -426,6 +439,21 @@ mod tests {
         assert!(parse(&["--allow", "300.1.2.3/8"]).is_err());
         assert!(parse(&["--max-tcp-connections", "0"]).is_err());
         assert!(parse(&["--log-level", "loud"]).is_err());
+    }
+
+    #[test]
+    fn operations_flags() {
+        let c = parse(&[]).expect("defaults are valid");
+        assert_eq!(c.operations.query_log, 10_000);
+        assert_eq!(c.operations.log_format, LogFormat::Text);
+        let c = parse(&["--query-log", "0", "--log-format", "json"]).expect("valid");
+        assert_eq!(c.operations.query_log, 0);
+        assert_eq!(c.operations.log_format, LogFormat::Json);
+        let big = parse(&["--query-log", "1000001"]).expect_err("too big");
+        assert!(big.starts_with("--query-log 1000001 is more than"), "{big}");
+        assert!(!big.contains('\n'), "{big}");
+        assert!(parse(&["--query-log", "-1"]).is_err());
+        assert!(parse(&["--log-format", "xml"]).is_err());
     }
 
     #[test]

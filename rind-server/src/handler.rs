@@ -1,16 +1,17 @@
 //! The whole DNS path for one packet, bytes in → bytes out, without sockets: request checks →
 //! resolver → response writer. Listeners, tests, benches and fuzz targets all drive it.
 //! Zone transfers (AXFR, IXFR) leave the path after the checks for [`crate::transfer`],
-//! whose answer over TCP is a series of messages.
+//! whose answer over TCP is a series of messages; NOTIFY goes to the secondary zones.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-
-use tokio::sync::mpsc;
+use std::time::Instant;
 
 use hickory_proto::op::{OpCode, ResponseCode};
+use tokio::sync::mpsc;
 
 use crate::metrics::{LimitEvent, Metrics};
+use crate::querylog::{self, LoggedName, Outcome, QueryLog, Source};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::request::{self, Acl, Checked, Request, Transport};
 use crate::resolver::{Now, Pending, Ready, Resolver};
@@ -26,17 +27,17 @@ pub struct Handler {
     resolver: Resolver,
     transfers: Option<Arc<Transfers>>,
     metrics: Arc<Metrics>,
+    query_log: Option<Arc<QueryLog>>,
 }
 
 /// How far [`Handler::begin`] got with a packet.
 #[derive(Debug)]
-// Moved once per query; boxing `Forward` would cost an allocation on every cache miss.
-#[allow(clippy::large_enum_variant)]
 pub enum Step {
     /// Finished: send these bytes, or nothing.
     Done(Option<Vec<u8>>),
-    /// The answer needs upstream: pass it to [`Handler::finish`] in a task of its own.
-    Forward(Waiting),
+    /// The answer needs upstream: pass it to [`Handler::finish`] in a task of its own. Boxed
+    /// so the cache-hit path returns a small `Step`; a miss allocates anyway.
+    Forward(Box<Waiting>),
     /// A zone transfer (TCP only): pass it to [`Handler::transfer`] in a task of its own.
     Transfer(Box<transfer::Stream>),
 }
@@ -46,8 +47,11 @@ pub enum Step {
 pub struct Waiting {
     request: Request,
     pending: Pending,
-    /// Signs the reply to a TSIG-signed query (boxed: rare, and the step stays small).
-    signer: Option<Box<Signer>>,
+    client: IpAddr,
+    /// When the query arrived, when the query log is on.
+    started: Option<Instant>,
+    /// Signs the reply to a TSIG-signed query.
+    signer: Option<Signer>,
 }
 
 impl Handler {
@@ -59,10 +63,12 @@ impl Handler {
             resolver,
             transfers: None,
             metrics,
+            query_log: None,
         }
     }
 
-    /// Serves zone transfers from `transfers`; without it, every AXFR and IXFR gets NOTAUTH.
+    /// Serves zone transfers and NOTIFY from `transfers`; without it, every AXFR and IXFR
+    /// gets NOTAUTH and every NOTIFY NOTIMP.
     pub fn with_transfers(mut self, transfers: Arc<Transfers>) -> Self {
         self.transfers = Some(transfers);
         self
@@ -74,8 +80,16 @@ impl Handler {
         self
     }
 
+    /// Records every answered query in `log` (`--query-log`).
+    pub fn with_query_log(mut self, log: Option<Arc<QueryLog>>) -> Self {
+        self.query_log = log;
+        self
+    }
+
     /// Does everything that needs no waiting.
     pub fn begin(&self, packet: &[u8], client: IpAddr, transport: Transport) -> Step {
+        // Read before the checks so the latency covers them; no clock read when the log is off.
+        let started = self.query_log.as_ref().map(|_| Instant::now());
         let request = match request::check(packet, client, transport, &self.acl) {
             Checked::Drop(reason) => {
                 self.metrics.dropped(reason);
@@ -89,20 +103,26 @@ impl Handler {
             Checked::Query(request) => request,
         };
         self.metrics.query(transport, request.query.query_type);
-        if let Some(over) = self.over_rate_limit(&request, client) {
+        if let Some((over, rcode)) = self.over_rate_limit(&request, client) {
+            let source = Source::RateLimited;
+            let outcome = Outcome { rcode, source };
+            self.log(started, client, &request, Some(packet), outcome);
             return Step::Done(over);
         }
         if request.metadata.op_code == OpCode::Notify {
             let reply = match &self.transfers {
                 Some(transfers) => transfers.notified(&request, packet, client),
-                None => self.write(&request, Ready::Answer(Answer::rcode(ResponseCode::NotImp))),
+                None => {
+                    let notimp = Answer::rcode(ResponseCode::NotImp);
+                    self.write(&request, Ready::Answer(notimp)).0
+                }
             };
             return Step::Done(Some(reply));
         }
         if transfer::is_transfer(request.query.query_type) {
             let Some(transfers) = &self.transfers else {
-                let refused = Answer::rcode(ResponseCode::NotAuth);
-                return Step::Done(Some(self.write(&request, Ready::Answer(refused))));
+                let notauth = Answer::rcode(ResponseCode::NotAuth);
+                return Step::Done(Some(self.write(&request, Ready::Answer(notauth)).0));
             };
             return match transfers.plan(request, packet, client) {
                 Plan::Reply(reply) => Step::Done(Some(reply)),
@@ -117,18 +137,28 @@ impl Handler {
             }
         }
         match self.resolver.answer_now(&request) {
-            Now::Ready(ready) => Step::Done(Some(self.write_signed(&request, ready, signer))),
-            Now::Later(pending) => Step::Forward(Waiting {
+            Now::Ready(ready, source) => {
+                let (reply, rcode) = self.write_signed(&request, ready, signer);
+                let outcome = Outcome {
+                    rcode: Some(rcode),
+                    source,
+                };
+                self.log(started, client, &request, Some(packet), outcome);
+                Step::Done(Some(reply))
+            }
+            Now::Later(pending) => Step::Forward(Box::new(Waiting {
                 request,
                 pending,
+                client,
+                started,
                 signer,
-            }),
+            })),
         }
     }
 
     /// Checks the TSIG of a signed query (a secondary's SOA check, say): the signer for its
     /// reply, or the NOTAUTH reply (RFC 8945 §5.2) when the signature does not hold.
-    fn verify(&self, request: &Request, packet: &[u8]) -> Result<Option<Box<Signer>>, Vec<u8>> {
+    fn verify(&self, request: &Request, packet: &[u8]) -> Result<Option<Signer>, Vec<u8>> {
         let now = tsig::now();
         let verdict = match &self.transfers {
             Some(transfers) => tsig::verify_request(transfers.keys(), packet, now),
@@ -136,10 +166,10 @@ impl Handler {
         };
         match verdict {
             tsig::Verdict::Unsigned => Ok(None),
-            tsig::Verdict::Signed { key, mac } => Ok(Some(Box::new(Signer::response(key, mac)))),
+            tsig::Verdict::Signed { key, mac } => Ok(Some(Signer::response(key, mac))),
             tsig::Verdict::Failed { error, key_name } => {
-                let mut reply =
-                    self.write(request, Ready::Answer(Answer::rcode(ResponseCode::NotAuth)));
+                let notauth = Answer::rcode(ResponseCode::NotAuth);
+                let (mut reply, _) = self.write(request, Ready::Answer(notauth));
                 tsig::append_error(&mut reply, &key_name, error, now);
                 Err(reply)
             }
@@ -147,14 +177,22 @@ impl Handler {
     }
 
     /// Finishes a request that needs upstream.
-    pub async fn finish(&self, waiting: Waiting) -> Vec<u8> {
+    pub async fn finish(&self, waiting: Box<Waiting>) -> Vec<u8> {
         let Waiting {
             request,
             pending,
+            client,
+            started,
             signer,
-        } = waiting;
-        let ready = self.resolver.answer_later(&request, pending).await;
-        self.write_signed(&request, ready, signer)
+        } = *waiting;
+        let (ready, source) = self.resolver.answer_later(&request, pending).await;
+        let (reply, rcode) = self.write_signed(&request, ready, signer);
+        let outcome = Outcome {
+            rcode: Some(rcode),
+            source,
+        };
+        self.log(started, client, &request, None, outcome);
+        reply
     }
 
     /// Sends the messages of a zone transfer to `out`, in order.
@@ -164,24 +202,33 @@ impl Handler {
         }
     }
 
-    /// What to send instead of an answer when `client` is over its rate; `None` when it is not.
-    fn over_rate_limit(&self, request: &Request, client: IpAddr) -> Option<Option<Vec<u8>>> {
+    /// What to send instead of an answer when the client is over its rate, with its response
+    /// code (`None`: nothing is sent); `None` when it is not over.
+    fn over_rate_limit(
+        &self,
+        request: &Request,
+        client: IpAddr,
+    ) -> Option<(Option<Vec<u8>>, Option<ResponseCode>)> {
         let verdict = self.limiter.as_ref()?.check(client, request.transport);
         match verdict {
             Verdict::Allow => None,
             Verdict::Drop => {
                 self.metrics.limit(LimitEvent::RateDropped);
-                Some(None)
+                Some((None, None))
             }
             Verdict::Truncate => {
                 self.metrics.limit(LimitEvent::RateTruncated);
                 self.metrics.response(ResponseCode::NoError);
-                Some(Some(response::truncated(request)))
+                Some((
+                    Some(response::truncated(request)),
+                    Some(ResponseCode::NoError),
+                ))
             }
             Verdict::Refuse => {
                 self.metrics.limit(LimitEvent::RateRefused);
                 let refused = Answer::rcode(ResponseCode::Refused);
-                Some(Some(self.write(request, Ready::Answer(refused))))
+                let (reply, rcode) = self.write(request, Ready::Answer(refused));
+                Some((Some(reply), Some(rcode)))
             }
         }
     }
@@ -190,25 +237,51 @@ impl Handler {
         &self,
         request: &Request,
         ready: Ready,
-        signer: Option<Box<Signer>>,
-    ) -> Vec<u8> {
-        let mut reply = self.write(request, ready);
+        signer: Option<Signer>,
+    ) -> (Vec<u8>, ResponseCode) {
+        let (mut reply, rcode) = self.write(request, ready);
         if let Some(mut signer) = signer {
             signer.sign(&mut reply, tsig::now());
         }
-        reply
+        (reply, rcode)
     }
 
-    fn write(&self, request: &Request, ready: Ready) -> Vec<u8> {
+    fn write(&self, request: &Request, ready: Ready) -> (Vec<u8>, ResponseCode) {
         match ready {
             Ready::Answer(answer) => {
                 self.metrics.response(answer.rcode);
-                response::write(request, &answer)
+                (response::write(request, &answer), answer.rcode)
             }
             Ready::Wire(bytes, rcode) => {
                 self.metrics.response(rcode);
-                bytes
+                (bytes, rcode)
             }
+        }
+    }
+
+    /// Adds the query to the query log, when the log is on. With the `packet` at hand its
+    /// name is copied from there in one go, which costs less than walking the parsed name.
+    fn log(
+        &self,
+        started: Option<Instant>,
+        client: IpAddr,
+        request: &Request,
+        packet: Option<&[u8]>,
+        outcome: Outcome,
+    ) {
+        if let (Some(log), Some(started)) = (&self.query_log, started) {
+            let query = &request.query;
+            let name = packet
+                .and_then(querylog::question_labels)
+                .map_or(LoggedName::Parsed(&query.name), LoggedName::Wire);
+            log.record(
+                started,
+                client,
+                request.transport,
+                name,
+                query.query_type,
+                outcome,
+            );
         }
     }
 }

@@ -44,8 +44,12 @@
 //! - [`store`]: the only code that touches sled (records tree and its integrity data,
 //!   group-committed flushes, the cache trees, snapshots, the directory fsyncs sled leaves out,
 //!   opening with a deadline, reopening after a write error);
-//! - [`api`]: the HTTP routes (REST records API, cache, snapshots); [`metrics`]: counters for
-//!   `/metrics`.
+//! - [`api`]: the HTTP routes (REST records API, cache, snapshots, query log, status);
+//!   [`metrics`]: counters for `/metrics`;
+//! - [`querylog`]: the last `--query-log` queries in a fixed ring, filled by [`handler`]
+//!   with the source [`resolver`] reports for each answer;
+//! - [`operations`]: the operations flags (query log size, log format); [`manual`]: man page
+//!   and shell completions generated from the flags' definitions.
 //!
 //! [`run`] takes sockets already bound (so port 0 works and bind errors are the caller's to
 //! report) and a shutdown token, in the manner of mini-redis's `server::run`.
@@ -67,7 +71,10 @@ pub mod cache;
 pub mod config;
 pub mod handler;
 pub mod listener;
+pub mod manual;
 pub mod metrics;
+pub mod operations;
+pub mod querylog;
 pub mod ratelimit;
 pub mod records;
 pub mod request;
@@ -93,6 +100,7 @@ use crate::cache::{persist, Cache, CacheConfig, Clock, TtlPolicy};
 use crate::config::{Config, Protocol};
 use crate::handler::Handler;
 use crate::metrics::Metrics;
+use crate::querylog::QueryLog;
 use crate::ratelimit::RateLimiter;
 use crate::records::Records;
 use crate::request::Acl;
@@ -243,6 +251,10 @@ pub struct Pipeline {
     pub transfers: Arc<Transfers>,
     /// The counters.
     pub metrics: Arc<Metrics>,
+    /// The upstreams, for their health.
+    pub forwarder: Arc<Forwarder>,
+    /// The query log; `None` with `--query-log 0`.
+    pub query_log: Option<Arc<QueryLog>>,
 }
 
 impl Pipeline {
@@ -286,14 +298,20 @@ impl Pipeline {
             Arc::clone(&records),
             config.tsig_keys.clone(),
         ));
+        let query_log = QueryLog::new(config.operations.query_log).map(Arc::new);
         let handler = Arc::new(
             Handler::new(
                 Acl::new(config.allow.clone()),
-                Resolver::new(Arc::clone(&cache), forwarder, Arc::clone(&records)),
+                Resolver::new(
+                    Arc::clone(&cache),
+                    Arc::clone(&forwarder),
+                    Arc::clone(&records),
+                ),
                 Arc::clone(&metrics),
             )
             .with_rate_limit(RateLimiter::new(config.rate_limit))
-            .with_transfers(Arc::clone(&transfers)),
+            .with_transfers(Arc::clone(&transfers))
+            .with_query_log(query_log.clone()),
         );
         Ok(Pipeline {
             handler,
@@ -301,6 +319,8 @@ impl Pipeline {
             records,
             transfers,
             metrics,
+            forwarder,
+            query_log,
         })
     }
 }
@@ -313,6 +333,7 @@ pub async fn run(
     sockets: Sockets,
     shutdown: CancellationToken,
 ) -> Result<(), store::StoreError> {
+    let started = std::time::Instant::now();
     let clock = Clock::default();
     let (cache_writes, cache_queue) = persist::queue();
     let Pipeline {
@@ -321,6 +342,8 @@ pub async fn run(
         records,
         transfers,
         metrics,
+        forwarder,
+        query_log,
     } = Pipeline::assemble(
         &config,
         &store,
@@ -407,6 +430,11 @@ pub async fn run(
         snapshot_dir: config.snapshot_dir.clone(),
         snapshot_keep: config.snapshot_keep,
         tsig_keys: config.tsig_keys.clone(),
+        ops: api::ops::OpsState {
+            query_log,
+            forwarder,
+            started,
+        },
     });
     let http = tokio::spawn(
         warp::serve(api::routes(api_state))

@@ -9,13 +9,14 @@
     clippy::panic
 )]
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use rind_server::config::{Args, Config};
+use rind_server::config::Config;
+use rind_server::manual::{self, Invocation};
+use rind_server::operations::LogFormat;
 use rind_server::store::open::{open_with_deadline, OPEN_DEADLINE};
 
 /// jemalloc instead of glibc malloc: with sled's writer threads, the blocking pool and the
@@ -26,7 +27,26 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with status 2.
-    let args = Args::parse();
+    let args = match manual::parse() {
+        Invocation::Serve(args) => *args,
+        Invocation::Completions(shell) => {
+            // Written in one go: a closed pipe (`| head`) is an error to report, not a panic.
+            let script = manual::completions(shell);
+            return match std::io::stdout().lock().write_all(&script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => refuse(&format!("cannot write the script: {e}")),
+            };
+        }
+        Invocation::Man(dir) => {
+            return match manual::write_man(&dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => refuse(&format!(
+                    "cannot write the man page into {}: {e}",
+                    dir.display()
+                )),
+            };
+        }
+    };
     let config = match args.validate() {
         Ok(c) => c,
         Err(e) => return refuse(&e),
@@ -53,11 +73,18 @@ fn init_logging(config: &Config) {
         "warn,sled=off,rind_server={}",
         config.log_level
     ));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match config.operations.log_format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object a line, the event's fields flattened beside `message`, for collectors.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 /// Lifts the soft open-files limit to the hard one: the upstream socket pool alone holds a

@@ -120,6 +120,28 @@ pub enum DropReason {
     Response,
 }
 
+/// Totals since start, for the status route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Well-formed queries received, over UDP and TCP.
+    pub queries: u64,
+    /// Answers served fresh from the cache.
+    pub cache_hits: u64,
+    /// Lookups the cache had no fresh answer for.
+    pub cache_misses: u64,
+    /// Per upstream, in configured order.
+    pub upstreams: Vec<UpstreamSummary>,
+}
+
+/// One upstream's totals since start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSummary {
+    /// Queries sent to it.
+    pub queries: u64,
+    /// Tries that gave no usable answer.
+    pub failures: u64,
+}
+
 /// Everything `/metrics` shows.
 #[derive(Debug)]
 pub struct Metrics {
@@ -255,6 +277,29 @@ impl Metrics {
         u.latency_count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         u.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The totals `GET /api/v1/status` shows.
+    pub fn summary(&self) -> Summary {
+        let sum = |row: &[AtomicU64]| row.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
+        let cache = |event: CacheEvent| {
+            self.cache
+                .get(event as usize)
+                .map_or(0, |c| c.load(Ordering::Relaxed))
+        };
+        Summary {
+            queries: self.queries.iter().map(|row| sum(row)).sum(),
+            cache_hits: cache(CacheEvent::Hit),
+            cache_misses: cache(CacheEvent::Miss),
+            upstreams: self
+                .upstreams
+                .iter()
+                .map(|u| UpstreamSummary {
+                    queries: u.queries.load(Ordering::Relaxed),
+                    failures: u.failures.load(Ordering::Relaxed),
+                })
+                .collect(),
+        }
     }
 
     /// Renders every series in the Prometheus text exposition format (version 0.0.4);

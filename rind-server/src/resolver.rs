@@ -16,6 +16,7 @@ use std::sync::Arc;
 use hickory_proto::op::{Message, Query, ResponseCode};
 
 use crate::cache::{Cache, Entry, Lookup};
+use crate::querylog::Source;
 use crate::records::answer::{Chase, Local};
 use crate::records::Records;
 use crate::request::Request;
@@ -44,8 +45,8 @@ pub enum Ready {
 /// What [`Resolver::answer_now`] found.
 #[derive(Debug)]
 pub enum Now {
-    /// The answer, ready to write.
-    Ready(Ready),
+    /// The answer, ready to write, and where it came from (for the query log).
+    Ready(Ready, Source),
     /// Upstream is needed: finish with [`Resolver::answer_later`].
     Later(Pending),
 }
@@ -73,34 +74,35 @@ impl Resolver {
     /// The answer when one is at hand without waiting for upstream, else what is left to ask.
     pub fn answer_now(&self, request: &Request) -> Now {
         match self.records.answer(&request.query) {
-            Some(Local::Answer(answer)) => Now::Ready(Ready::Answer(answer)),
+            Some(Local::Answer(answer)) => Now::Ready(Ready::Answer(answer), Source::Local),
             Some(Local::Chase(chase)) => match self.answer_target_now(chase.target()) {
-                Some(tail) => Now::Ready(Ready::Answer(chase.finish(tail))),
+                Some(tail) => Now::Ready(Ready::Answer(chase.finish(tail)), Source::Local),
                 None => Now::Later(Pending::Chase(chase)),
             },
             None => match self.special.answer(&request.query) {
-                Some(answer) => Now::Ready(Ready::Answer(answer)),
+                Some(answer) => Now::Ready(Ready::Answer(answer), Source::Special),
                 None => match self.cached(request) {
-                    Some(ready) => Now::Ready(ready),
+                    Some((ready, source)) => Now::Ready(ready, source),
                     None => Now::Later(Pending::Forward),
                 },
             },
         }
     }
 
-    /// Finishes what [`Resolver::answer_now`] left `pending` for `request`.
-    pub async fn answer_later(&self, request: &Request, pending: Pending) -> Ready {
+    /// Finishes what [`Resolver::answer_now`] left `pending` for `request`; also says where
+    /// the answer came from.
+    pub async fn answer_later(&self, request: &Request, pending: Pending) -> (Ready, Source) {
         match pending {
             Pending::Forward => self.answer_forwarded(request).await,
             Pending::Chase(chase) => {
                 let tail = self.answer_target_forwarded(chase.target()).await;
-                Ready::Answer(chase.finish(tail))
+                (Ready::Answer(chase.finish(tail)), Source::Local)
             }
         }
     }
 
     /// A cache hit, or a stale answer right away when upstream failed moments ago.
-    fn cached(&self, request: &Request) -> Option<Ready> {
+    fn cached(&self, request: &Request) -> Option<(Ready, Source)> {
         match self.cache.lookup(request) {
             Lookup::Hit {
                 reply,
@@ -110,14 +112,14 @@ impl Resolver {
                 if let Some(entry) = refresh {
                     self.refresh_in_background(&request.query, entry);
                 }
-                Some(Ready::Wire(reply, rcode))
+                Some((Ready::Wire(reply, rcode), Source::Cache))
             }
             Lookup::Stale(entry) if self.cache.failed_recently(&entry) => {
                 if entry.start_refresh() {
                     self.refresh_in_background(&request.query, Arc::clone(&entry));
                 }
                 let reply = self.cache.stale_reply(&entry, request)?;
-                Some(Ready::Wire(reply, entry.rcode()))
+                Some((Ready::Wire(reply, entry.rcode()), Source::Stale))
             }
             Lookup::Stale(_) | Lookup::Miss => None,
         }
@@ -125,7 +127,7 @@ impl Resolver {
 
     /// Asks upstream and caches the answer; when no upstream answers, a stale entry or
     /// SERVFAIL.
-    async fn answer_forwarded(&self, request: &Request) -> Ready {
+    async fn answer_forwarded(&self, request: &Request) -> (Ready, Source) {
         let query = &request.query;
         let checking_disabled = request.checking_disabled();
         let mut led = false;
@@ -150,17 +152,21 @@ impl Resolver {
                     let bytes = entry.reply(request, self.cache.now(), false)?;
                     Some(Ready::Wire(bytes, entry.rcode()))
                 });
-                written.unwrap_or_else(|| Ready::Answer(from_upstream(&reply)))
+                let ready = written.unwrap_or_else(|| Ready::Answer(from_upstream(&reply)));
+                (ready, Source::Upstream)
             }
             Err(e) => {
                 if let Some(entry) = self.cache.stale_entry(request) {
                     entry.refresh_failed(self.cache.now());
                     if let Some(reply) = self.cache.stale_reply(&entry, request) {
-                        return Ready::Wire(reply, entry.rcode());
+                        return (Ready::Wire(reply, entry.rcode()), Source::Stale);
                     }
                 }
                 tracing::debug!(name = %query.name, qtype = %query.query_type, error = %e, "answering SERVFAIL");
-                Ready::Answer(Answer::rcode(ResponseCode::ServFail))
+                (
+                    Ready::Answer(Answer::rcode(ResponseCode::ServFail)),
+                    Source::Failed,
+                )
             }
         }
     }

@@ -1,11 +1,12 @@
-//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`], zones, cache), as
-//! warp filters.
+//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`], zones, cache; the
+//! query log and status in [`ops`]), as warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
 //! `Authorization: Bearer <token>`, compared in constant time.
 
 mod cache;
+pub mod ops;
 pub mod records;
 mod zones;
 
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub snapshot_keep: usize,
     /// The TSIG keys a zone may name.
     pub tsig_keys: crate::tsig::Keyring,
+    /// The query log and what the status route reports.
+    pub ops: ops::OpsState,
 }
 
 /// An error reply: status code and a message in words.
@@ -96,7 +99,8 @@ pub fn routes(
         .or(metrics)
         .or(records)
         .or(zones::routes(Arc::clone(&state)))
-        .or(cache::routes(state))
+        .or(cache::routes(Arc::clone(&state)))
+        .or(ops::routes(state))
         .recover(recover)
 }
 

@@ -264,7 +264,7 @@ fn utc_stamp(time: SystemTime) -> String {
 }
 
 /// Year, month, day of the day `days` after 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z % 146_097;

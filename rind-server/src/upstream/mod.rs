@@ -313,9 +313,33 @@ impl Forwarder {
         }
     }
 
+    /// How each upstream is doing, in configured order (for `GET /api/v1/status`).
+    pub fn health(&self) -> Vec<UpstreamHealth> {
+        let now = self.now_ms();
+        self.upstreams
+            .iter()
+            .map(|h| UpstreamHealth {
+                upstream: h.upstream.to_string(),
+                failures_in_a_row: h.failures_in_a_row.load(Ordering::Relaxed),
+                tried_last: h.demoted_until_ms.load(Ordering::Relaxed) > now,
+            })
+            .collect()
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
+}
+
+/// One upstream's health as [`Forwarder::health`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamHealth {
+    /// The upstream as configured (`IP:port` or `tcp://IP:port`).
+    pub upstream: String,
+    /// Tries in a row that gave no usable answer; 0 after one that did.
+    pub failures_in_a_row: u32,
+    /// Whether it failed [`DEMOTE_AFTER`] tries in a row and is tried after the others.
+    pub tried_last: bool,
 }
 
 /// Whether a reply with this rcode ends the search; the rest mean "ask someone else".
