@@ -1051,34 +1051,29 @@ fn a_tsig_zone_transfers_only_signed_and_signs_every_message() {
 // ---------------------------------------------------------------------------------------
 // NOTIFY
 
-/// The next NOTIFY for `zone` on `socket` within `wait`: (when, from, id, the packet).
+/// The next packet on `socket` within `wait`, which must be a NOTIFY for `zone`: (when it
+/// came, from where, the message).
 fn next_notify(
     socket: &UdpSocket,
     zone: &str,
     wait: Duration,
 ) -> Option<(Instant, SocketAddr, Message)> {
-    let deadline = Instant::now() + wait;
     let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        socket
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .expect("timeout");
-        let Ok((len, from)) = socket.recv_from(&mut buf) else {
-            return None;
-        };
-        let at = Instant::now();
-        let msg = Message::from_vec(&buf[..len]).expect("NOTIFY parses");
-        assert_eq!(msg.metadata.op_code, OpCode::Notify, "{msg:?}");
-        assert_eq!(msg.metadata.message_type, MessageType::Query, "{msg:?}");
-        assert!(msg.metadata.authoritative, "NOTIFY without AA: {msg:?}");
-        assert_eq!(msg.queries.len(), 1, "{msg:?}");
-        let q = &msg.queries[0];
-        assert_eq!(q.query_type, RecordType::SOA);
-        assert_eq!(q.query_class, DNSClass::IN);
-        assert_eq!(q.name, name(zone));
-        return Some((at, from, msg));
-    }
+    socket
+        .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+        .expect("timeout");
+    let (len, from) = socket.recv_from(&mut buf).ok()?;
+    let at = Instant::now();
+    let msg = Message::from_vec(&buf[..len]).expect("NOTIFY parses");
+    assert_eq!(msg.metadata.op_code, OpCode::Notify, "{msg:?}");
+    assert_eq!(msg.metadata.message_type, MessageType::Query, "{msg:?}");
+    assert!(msg.metadata.authoritative, "NOTIFY without AA: {msg:?}");
+    assert_eq!(msg.queries.len(), 1, "{msg:?}");
+    let q = &msg.queries[0];
+    assert_eq!(q.query_type, RecordType::SOA);
+    assert_eq!(q.query_class, DNSClass::IN);
+    assert_eq!(q.name, name(zone));
+    Some((at, from, msg))
 }
 
 /// Acknowledges `notify` as a secondary does (RFC 1996 §4.7).

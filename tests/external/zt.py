@@ -12,6 +12,7 @@ API from a few threads, and time how long a write on rind takes to show up on a 
 
 import http.client
 import json
+import os
 import random
 import socket
 import statistics
@@ -41,7 +42,9 @@ def txt_of(i):
     return " ".join(f'"{i:08d}-{k}-' + "x" * 239 + '"' for k in range(6))
 
 
-def fill(api, zone, count, start=0, threads=8, txt=False):
+def fill(api, zone, count, start=0, threads=None, txt=False):
+    # Concurrent writes share the server's flushes (group commit); ZT_THREADS sets how many.
+    threads = threads or int(os.environ.get("ZT_THREADS", "8"))
     host, port = api.rsplit(":", 1)
     errors = []
 
