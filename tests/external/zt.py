@@ -8,6 +8,9 @@ API from a few threads, and time how long a write on rind takes to show up on a 
                                            201 to the new answer on DNS (a secondary); then
                                            "median MS max MS"; exit 1 if one took over 5 s
   zt.py ask DNS NAME                       the A addresses DNS answers for NAME, one a line
+  zt.py proxy PORT TARGET RATE             relays UDP and TCP on 127.0.0.1:PORT to
+                                           127.0.0.1:TARGET, TCP replies at RATE bytes/s (a
+                                           slow link, so a transfer can be cut mid-way)
 """
 
 import http.client
@@ -140,7 +143,63 @@ def converge(api, dns, zone, n, gap):
         rest = gap - (time.monotonic() - began)
         if rest > 0 and k + 1 < n:
             time.sleep(rest)
-    print(f"median {statistics.median(times):.1f} ms max {max(times):.1f} ms over {n} writes")
+    p90 = sorted(times)[int(0.9 * (len(times) - 1))]
+    print(
+        f"median {statistics.median(times):.1f} ms p90 {p90:.1f} ms max {max(times):.1f} ms over {n} writes"
+    )
+
+
+def proxy(port, target, rate):
+    dest = ("127.0.0.1", target)
+
+    def udp():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", port))
+        while True:
+            data, peer = s.recvfrom(65535)
+
+            def relay(data=data, peer=peer):
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                u.settimeout(3)
+                try:
+                    u.sendto(data, dest)
+                    s.sendto(u.recv(65535), peer)
+                except OSError:
+                    pass
+                finally:
+                    u.close()
+
+            threading.Thread(target=relay, daemon=True).start()
+
+    def pipe(src, dst, throttle):
+        chunk = 4096
+        try:
+            while True:
+                data = src.recv(chunk)
+                if not data:
+                    break
+                dst.sendall(data)
+                if throttle:
+                    time.sleep(len(data) / rate)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    threading.Thread(target=udp, daemon=True).start()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(16)
+    while True:
+        client, _ = listener.accept()
+        server = socket.create_connection(dest)
+        threading.Thread(target=pipe, args=(client, server, False), daemon=True).start()
+        threading.Thread(target=pipe, args=(server, client, True), daemon=True).start()
 
 
 def main():
@@ -151,6 +210,8 @@ def main():
         fill(args[0], args[1], int(args[2]), txt=True)
     elif cmd == "converge":
         converge(args[0], args[1], args[2], int(args[3]), float(args[4]))
+    elif cmd == "proxy":
+        proxy(int(args[0]), int(args[1]), float(args[2]))
     elif cmd == "ask":
         for ip in ask(args[0], args[1], 1.0) or []:
             print(ip)
