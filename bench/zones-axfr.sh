@@ -63,10 +63,15 @@ database:
 remote:
   - id: rind
     address: 127.0.0.1@$rind_port
+acl:
+  - id: notify_from_rind
+    address: 127.0.0.1
+    action: notify
 template:
   - id: default
     storage: $work/knot
     master: rind
+    acl: notify_from_rind
     zonefile-sync: -1
     zonefile-load: none
     journal-content: all
@@ -85,3 +90,9 @@ grep 'AXFR, incoming.*finished' "$work/knot.log" || { echo "no finished AXFR:"; 
 echo "rind VmHWM after the transfer: $(hwm)"
 got=$(kdig @127.0.0.1 -p "$knot_port" +short +time=1 +retry=0 "h$((count - 1)).big.lan" A)
 echo "knot answers h$((count - 1)).big.lan A: $got"
+# Convergence with the big zone in place (NOTIFY on from now): 20 writes a second apart.
+curl -sf -X PUT -H 'content-type: application/json' \
+    -d "{\"allow_transfer\": [\"127.0.0.1\"], \"notify\": [\"127.0.0.1:$knot_port\"]}" "$api/zones/big.lan" >/dev/null
+sleep 1
+echo "convergence with $count records in the zone:"
+$zt converge "127.0.0.1:$http_port" "127.0.0.1:$knot_port" big.lan 20 1.0 | tail -1

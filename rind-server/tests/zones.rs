@@ -767,6 +767,23 @@ fn a_large_zone_is_sent_in_several_messages_with_every_record() {
             .count(),
         2
     );
+
+    // The journal keeps the last 1000 changes: from 1000 back, IXFR has every one of them
+    // (each: old SOA, new SOA, the A record it added); from 1001 back, the whole zone.
+    let now = u32::try_from(first).expect("u32") + COUNT as u32;
+    let changes = ixfr(s.dns, "big.lan.", now - 1000);
+    assert_eq!(changes.len(), 1 + 1000 * 3 + 1);
+    assert_eq!(changes[1].record_type(), RecordType::SOA);
+    assert_eq!(the_soa(&changes[1]).serial, now - 1000);
+    let added: BTreeSet<String> = changes
+        .iter()
+        .filter(|r| r.record_type() == RecordType::A)
+        .map(|r| r.name.to_ascii())
+        .collect();
+    assert_eq!(added.len(), 1000, "each of the last 1000 records once");
+    let full = ixfr(s.dns, "big.lan.", now - 1001);
+    assert_eq!(full.len(), COUNT + 3, "AXFR-style: SOA, NS, {COUNT} A, SOA");
+    assert_ne!(full[1].record_type(), RecordType::SOA, "not IXFR-style");
 }
 
 #[test]
@@ -841,8 +858,10 @@ fn transfers_are_refused_outside_allow_transfer_and_need_tcp() {
         "{reply:?}"
     );
 
-    // The allowed zone transfers over TCP.
+    // The allowed zone transfers over TCP, whatever the letter case of the question.
     let records = all_records(&axfr(s.dns, "open.lan."));
+    assert_eq!(records.len(), 4, "SOA NS A SOA: {records:?}");
+    let records = all_records(&axfr(s.dns, "OPEN.Lan."));
     assert_eq!(records.len(), 4, "SOA NS A SOA: {records:?}");
 }
 
