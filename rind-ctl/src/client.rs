@@ -59,6 +59,49 @@ pub struct Snapshot {
     pub path: String,
 }
 
+/// A zone as the API returns it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Zone {
+    /// Apex, lower case, fully qualified.
+    pub name: String,
+    /// SOA serial; grows with every change under the zone.
+    pub serial: u64,
+    /// How many records the zone holds.
+    pub records: u64,
+    /// Networks that may transfer the zone.
+    #[serde(default)]
+    pub allow_transfer: Vec<String>,
+    /// Servers told of changes by NOTIFY.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// TSIG key transfers must be signed with.
+    #[serde(default)]
+    pub tsig: Option<String>,
+    /// For a secondary zone: where it is pulled from.
+    #[serde(default)]
+    pub primary: Option<String>,
+    /// Fields this rind-ctl does not know yet, kept so `--json` shows what the API said.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The body of a zone create or replace.
+#[derive(Debug, Serialize)]
+pub struct ZoneInput<'a> {
+    /// Apex.
+    pub name: &'a str,
+    /// Networks (CIDR) or addresses that may transfer the zone.
+    pub allow_transfer: &'a [String],
+    /// NOTIFY targets, `IP[:PORT]`.
+    pub notify: &'a [String],
+    /// TSIG key name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsig: Option<&'a str>,
+    /// Primary of a secondary zone, `IP[:PORT]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<&'a str>,
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,

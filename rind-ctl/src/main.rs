@@ -1,4 +1,4 @@
-//! `rind-ctl`: manage rind's local records and cache from the command line.
+//! `rind-ctl`: manage rind's local records, zones and cache from the command line.
 //!
 //! A client of the REST API and nothing else (the contract is the interface): one function
 //! per command, [`client`] for HTTP, [`output`] for tables and `--json`. Exit status: 0 done,
@@ -15,9 +15,10 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
-use client::{CacheEntry, Client, Record, RecordInput, RequestError, Snapshot};
+use client::{CacheEntry, Client, Record, RecordInput, RequestError, Snapshot, Zone, ZoneInput};
 
 const RECORDS: &str = "/api/v1/records";
+const ZONES: &str = "/api/v1/zones";
 
 /// Manage the local records and the cache of a running rind-server, and watch its queries
 /// and health.
@@ -119,6 +120,9 @@ enum Command {
         /// RDATA (when several records share name and type).
         data: Option<String>,
     },
+    /// Manage zones: rind answers for them with authority and serves them by zone transfer.
+    #[command(subcommand)]
+    Zone(ZoneCommand),
     /// Inspect or flush the answer cache.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -161,6 +165,76 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: Shell,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ZoneCommand {
+    /// Create a zone.
+    #[command(
+        after_help = "Examples:\n  rind-ctl zone add home.arpa --allow-transfer 192.168.1.3 --notify 192.168.1.3:53\n  rind-ctl zone add home.arpa --allow-transfer 10.0.0.0/8 --tsig xfr\n  rind-ctl zone add home.arpa --primary 192.168.1.2:53"
+    )]
+    Add {
+        /// The zone's apex.
+        name: String,
+        #[command(flatten)]
+        settings: ZoneSettings,
+    },
+    /// List zones.
+    #[command(after_help = "Examples:\n  rind-ctl zone list\n  rind-ctl zone list --json")]
+    List,
+    /// Show one zone.
+    #[command(after_help = "Example:\n  rind-ctl zone get home.arpa")]
+    Get {
+        /// The zone's apex.
+        name: String,
+    },
+    /// Change a zone's settings: each option given replaces that setting, the others stay.
+    #[command(
+        after_help = "Examples:\n  rind-ctl zone update home.arpa --notify 192.168.1.3:53 --notify 192.168.1.4:53\n  rind-ctl zone update home.arpa --clear-notify --no-tsig"
+    )]
+    Update {
+        /// The zone's apex.
+        name: String,
+        #[command(flatten)]
+        settings: ZoneSettings,
+        /// Remove every allow-transfer network (nobody may transfer).
+        #[arg(long, conflicts_with = "allow_transfer")]
+        clear_allow_transfer: bool,
+        /// Remove every NOTIFY target.
+        #[arg(long, conflicts_with = "notify")]
+        clear_notify: bool,
+        /// Transfers need no TSIG any more.
+        #[arg(long, conflicts_with = "tsig")]
+        no_tsig: bool,
+    },
+    /// Delete a zone; with --force also the records in it.
+    #[command(
+        after_help = "Examples:\n  rind-ctl zone rm home.arpa\n  rind-ctl zone rm home.arpa --force"
+    )]
+    Rm {
+        /// The zone's apex.
+        name: String,
+        /// Delete the zone's records too (without it, a zone with records is kept).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// A zone's settings on the command line.
+#[derive(clap::Args, Debug)]
+struct ZoneSettings {
+    /// A network (CIDR) or address that may transfer the zone; repeat for more.
+    #[arg(long = "allow-transfer", value_name = "CIDR")]
+    allow_transfer: Vec<String>,
+    /// A secondary to tell of each change by NOTIFY, IP[:PORT]; repeat for more.
+    #[arg(long, value_name = "IP:PORT")]
+    notify: Vec<String>,
+    /// The TSIG key (a server --tsig-key name) transfers of the zone must be signed with.
+    #[arg(long, value_name = "KEY")]
+    tsig: Option<String>,
+    /// Make a secondary zone, pulled from this primary, IP[:PORT].
+    #[arg(long, value_name = "IP:PORT")]
+    primary: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -310,6 +384,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             rtype: Some(rtype),
             data,
         } => rm_by_name(&client, &id_or_name, &rtype, data.as_deref()),
+        Command::Zone(command) => zone(&client, command, json),
         Command::Cache(CacheCommand::List { name }) => {
             let query: Vec<(&str, &str)> = name.iter().map(|n| ("name", n.as_str())).collect();
             let entries: Vec<CacheEntry> = client.get("/api/v1/cache", &query)?;
@@ -443,9 +518,116 @@ fn same_data(rtype: &str, stored: &str, given: &str) -> bool {
     norm(stored) == norm(given)
 }
 
+fn zone(client: &Client, command: ZoneCommand, json: bool) -> Result<(), Failure> {
+    match command {
+        ZoneCommand::Add { name, settings } => {
+            let input = ZoneInput {
+                name: &name,
+                allow_transfer: &settings.allow_transfer,
+                notify: &settings.notify,
+                tsig: settings.tsig.as_deref(),
+                primary: settings.primary.as_deref(),
+            };
+            let zone: Zone = client.post(ZONES, &input)?;
+            show_zone(&zone, json)
+        }
+        ZoneCommand::List => {
+            let zones: Vec<Zone> = client.get(ZONES, &[])?;
+            if json {
+                Ok(output::json(&zones)?)
+            } else {
+                Ok(output::zones(&zones)?)
+            }
+        }
+        ZoneCommand::Get { name } => {
+            let zone: Zone = client.get(&zone_path(&name), &[])?;
+            show_zone(&zone, json)
+        }
+        ZoneCommand::Update {
+            name,
+            settings,
+            clear_allow_transfer,
+            clear_notify,
+            no_tsig,
+        } => {
+            let changes = !settings.allow_transfer.is_empty()
+                || !settings.notify.is_empty()
+                || settings.tsig.is_some()
+                || settings.primary.is_some()
+                || clear_allow_transfer
+                || clear_notify
+                || no_tsig;
+            if !changes {
+                return Err(Failure::Request(
+                    "nothing to change: give --allow-transfer, --notify, --tsig, --primary, --clear-allow-transfer, --clear-notify or --no-tsig".into(),
+                ));
+            }
+            // The API replaces every setting at once: start from the current ones.
+            let current: Zone = client.get(&zone_path(&name), &[])?;
+            let pick = |given: Vec<String>, clear: bool, current: Vec<String>| match (given, clear)
+            {
+                (_, true) => Vec::new(),
+                (given, false) if !given.is_empty() => given,
+                _ => current,
+            };
+            let allow_transfer = pick(
+                settings.allow_transfer,
+                clear_allow_transfer,
+                current.allow_transfer,
+            );
+            let notify = pick(settings.notify, clear_notify, current.notify);
+            let tsig = match (settings.tsig, no_tsig) {
+                (_, true) => None,
+                (Some(key), false) => Some(key),
+                (None, false) => current.tsig,
+            };
+            let primary = settings.primary.or(current.primary);
+            let input = ZoneInput {
+                name: &current.name,
+                allow_transfer: &allow_transfer,
+                notify: &notify,
+                tsig: tsig.as_deref(),
+                primary: primary.as_deref(),
+            };
+            let zone: Zone = client.put(&zone_path(&name), &input)?;
+            show_zone(&zone, json)
+        }
+        ZoneCommand::Rm { name, force } => {
+            let query: &[(&str, &str)] = if force { &[("force", "true")] } else { &[] };
+            match client.delete(&zone_path(&name), query) {
+                Ok(()) => Ok(()),
+                // The server's message names its query parameter; name the flag instead.
+                Err(RequestError(message)) if !force && message.contains("force=true") => {
+                    Err(Failure::Request(format!(
+                        "{message}; rind-ctl zone rm {name} --force deletes them with the zone"
+                    )))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+fn show_zone(zone: &Zone, json: bool) -> Result<(), Failure> {
+    if json {
+        Ok(output::json(zone)?)
+    } else {
+        Ok(output::zones(std::slice::from_ref(zone))?)
+    }
+}
+
+fn zone_path(name: &str) -> String {
+    format!("{ZONES}/{}", escape(name))
+}
+
 fn record_path(id: &str) -> String {
-    // Ids are URL-safe by contract; anything else is sent escaped so it cannot change the path.
-    let escaped: String = id
+    format!("{RECORDS}/{}", escape(id))
+}
+
+/// A path segment: ids and names are URL-safe by contract; anything else is sent escaped so
+/// it cannot change the path.
+fn escape(segment: &str) -> String {
+    segment
         .bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -453,8 +635,7 @@ fn record_path(id: &str) -> String {
             }
             _ => format!("%{b:02X}"),
         })
-        .collect();
-    format!("{RECORDS}/{escaped}")
+        .collect()
 }
 
 fn show_record(record: &Record, json: bool) -> Result<(), Failure> {
@@ -511,5 +692,7 @@ mod tests {
     fn ids_cannot_escape_the_path() {
         assert_eq!(record_path("abc-1_2"), "/api/v1/records/abc-1_2");
         assert_eq!(record_path("../x"), "/api/v1/records/..%2Fx");
+        assert_eq!(zone_path("home.arpa."), "/api/v1/zones/home.arpa.");
+        assert_eq!(zone_path("a/b?c"), "/api/v1/zones/a%2Fb%3Fc");
     }
 }

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::client::{CacheEntry, Record};
+use crate::client::{CacheEntry, Record, Zone};
 
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> io::Result<()> {
@@ -44,6 +44,43 @@ pub fn cache(entries: &[CacheEntry]) -> io::Result<()> {
         })
         .collect();
     table(["NAME", "TYPE", "RCODE", "TTL"], &rows)
+}
+
+/// Prints zones as a table; an empty list or setting is `-`.
+pub fn zones(zones: &[Zone]) -> io::Result<()> {
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(",")
+        }
+    };
+    let rows: Vec<[String; 7]> = zones
+        .iter()
+        .map(|z| {
+            [
+                z.name.clone(),
+                z.serial.to_string(),
+                z.records.to_string(),
+                list(&z.allow_transfer),
+                list(&z.notify),
+                z.tsig.clone().unwrap_or_else(|| "-".into()),
+                z.primary.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        [
+            "NAME",
+            "SERIAL",
+            "RECORDS",
+            "ALLOW_TRANSFER",
+            "NOTIFY",
+            "TSIG",
+            "PRIMARY",
+        ],
+        &rows,
+    )
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.

@@ -143,7 +143,11 @@ impl Transfers {
             }
         };
         let qtype = request.query.query_type;
-        let zone = self.records.zone(&request.query.name).map(|(zone, _)| zone);
+        // Not `records.zone`: that also counts the zone's records, a scan of every record.
+        let zone = self
+            .records
+            .zone_of(&request.query.name)
+            .filter(|zone| zone.name == request.query.name);
         let refuse = |rcode: ResponseCode, signer: Option<(Signer, _)>| {
             let mut reply = response::write(&request, &Answer::rcode(rcode));
             if let Some((mut signer, _)) = signer {

@@ -43,7 +43,9 @@ pub fn spawn(
         let mut pending: Vec<Name> = records.zones().iter().map(|z| z.name.clone()).collect();
         loop {
             for name in pending.drain(..) {
-                let Some((zone, _)) = records.zone(&name) else {
+                // `zone_of` is a few map lookups; `records.zone` also counts the zone's records
+                // (a scan of every record), too much to do after every write.
+                let Some(zone) = records.zone_of(&name).filter(|z| z.name == name) else {
                     continue;
                 };
                 for target in &zone.notify {
