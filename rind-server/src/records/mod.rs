@@ -645,6 +645,7 @@ impl Records {
 
     /// Creates a zone; refused when one with its name exists.
     pub async fn create_zone(self: &Arc<Self>, draft: ZoneDraft) -> Result<Arc<Zone>, WriteError> {
+        let zone_store = self.zone_store.clone();
         self.write(|index| {
             if index.zone(&draft.name).is_some() {
                 return Err(Conflict(format!("zone {} already exists", draft.name)).into());
@@ -673,7 +674,7 @@ impl Records {
             let serial = if draft.primary.is_some() {
                 0
             } else {
-                Zone::first_serial()
+                Zone::first_serial(zone_store.last_serial(&draft.name.to_ascii())?)
             };
             let zone = Arc::new(draft.into_zone(serial));
             let mut changes = parent_bump(index, &zone.name);
@@ -845,7 +846,10 @@ impl Records {
                 let refreshed = index.secondary(&zone.name).map(|s| refreshed_at(s));
                 self.zone_store.put(&stored_zone(zone, refreshed))
             }
-            Change::DropZone(name) => self.zone_store.remove(&name.to_ascii()),
+            Change::DropZone(name) => {
+                let serial = index.zone(name).map_or(0, |z| z.serial);
+                self.zone_store.remove(&name.to_ascii(), serial)
+            }
             Change::Secondary(name, data) => {
                 let apex = name.to_ascii();
                 let mut all = Vec::with_capacity(data.records.len() + 1);
@@ -1420,6 +1424,52 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("store stays locked");
+    }
+
+    #[tokio::test]
+    async fn a_zone_made_again_starts_past_the_serial_the_old_one_ended_at() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let records = records(dir.path());
+        let home = Name::from_str("home.lan.").expect("name");
+        records
+            .create_zone(zone_draft("home.lan"))
+            .await
+            .expect("zone");
+        for i in 0..5 {
+            let d = draft(&format!("h{i}.home.lan"), "A", "10.0.0.1");
+            records.create(d).await.expect("create");
+        }
+        let ended = records.zone(&home).expect("zone").0.serial;
+        records.delete_zone(&home, true).await.expect("delete");
+        let again = records
+            .create_zone(zone_draft("home.lan"))
+            .await
+            .expect("zone");
+        assert!(
+            zone::serial_after(again.serial, ended),
+            "{} does not follow {ended}",
+            again.serial
+        );
+        // Also after a restart: the old serial is in the store.
+        records.delete_zone(&home, false).await.expect("delete");
+        drop(records);
+        let reopened = reopen(dir.path()).await;
+        let third = reopened
+            .create_zone(zone_draft("home.lan"))
+            .await
+            .expect("zone");
+        assert!(zone::serial_after(third.serial, again.serial));
+    }
+
+    #[test]
+    fn first_serials_follow_the_clock_unless_an_old_zone_ran_ahead() {
+        let now = Zone::first_serial(None);
+        assert!(Zone::first_serial(Some(now - 100)) >= now);
+        assert_eq!(Zone::first_serial(Some(now + 100)), now + 101);
+        // Serial arithmetic: u32::MAX is just behind the clock, now + 2^30 far ahead of it.
+        assert!(Zone::first_serial(Some(u32::MAX)) >= now);
+        let far = now.wrapping_add(1 << 30);
+        assert_eq!(Zone::first_serial(Some(far)), far.wrapping_add(1));
     }
 
     #[tokio::test]

@@ -51,12 +51,18 @@ pub struct Zone {
 }
 
 impl Zone {
-    /// The serial a new zone starts at: the time, so a zone deleted and made again starts
-    /// past the serials its secondaries may still hold (they only take a larger one).
-    pub fn first_serial() -> u32 {
-        SystemTime::now()
+    /// The serial a new zone starts at: the time, or one past `last`, the serial a deleted
+    /// zone of the same name ended at, when that is later (a busy zone runs ahead of the
+    /// clock). Secondaries only take a serial larger than theirs (RFC 1982), so a zone made
+    /// again must never start behind the old one.
+    pub fn first_serial(last: Option<u32>) -> u32 {
+        let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+            .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        match last {
+            Some(last) if !serial_after(now, last) => last.wrapping_add(1),
+            _ => now,
+        }
     }
 
     /// The name of the primary server in the SOA and of the synthesised NS: `ns.<apex>`.
@@ -178,6 +184,11 @@ impl Secondary {
         }
         soa
     }
+}
+
+/// `a > b` in serial number arithmetic (RFC 1982).
+pub fn serial_after(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 31
 }
 
 /// What one change did to a zone's content: IXFR's unit (RFC 1995).

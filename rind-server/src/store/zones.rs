@@ -77,6 +77,10 @@ impl ZoneStore {
         let mut zones = Vec::new();
         for entry in tree.iter() {
             let (key, value) = entry?;
+            if key.first() == Some(&0) {
+                // The serial of a deleted zone (`ended_key`), not a zone.
+                continue;
+            }
             match serde_json::from_slice::<StoredZone>(&value) {
                 Ok(zone) => zones.push(zone),
                 Err(e) => tracing::error!(
@@ -99,10 +103,13 @@ impl ZoneStore {
         })
     }
 
-    /// Removes the zone `apex`, its journal and its secondary data.
-    pub fn remove(&self, apex: &str) -> Result<(), StoreError> {
+    /// Removes the zone `apex`, its journal and its secondary data, and remembers the
+    /// serial it ended at (see [`ZoneStore::last_serial`]).
+    pub fn remove(&self, apex: &str, serial: u32) -> Result<(), StoreError> {
         self.write(|db| {
-            db.open_tree(ZONES)?.remove(apex.as_bytes())?;
+            let zones = db.open_tree(ZONES)?;
+            zones.remove(apex.as_bytes())?;
+            zones.insert(ended_key(apex), &serial.to_be_bytes())?;
             clear_journal(db, apex)?;
             let tree = db.open_tree(SECONDARY)?;
             for key in tree.scan_prefix(prefix(apex)).keys() {
@@ -153,6 +160,15 @@ impl ZoneStore {
             }
         }
         Ok(records)
+    }
+
+    /// The serial the last deleted zone named `apex` ended at, so a new one starts past it.
+    pub fn last_serial(&self, apex: &str) -> Result<Option<u32>, StoreError> {
+        let zones = self.store.db()?.open_tree(ZONES)?;
+        Ok(zones
+            .get(ended_key(apex))?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+            .map(u32::from_be_bytes))
     }
 
     /// Starts the journal of `apex` afresh (a new zone: nothing from an older zone of the
@@ -225,6 +241,15 @@ fn clear_journal(db: &sled::Db, apex: &str) -> sled::Result<()> {
         tree.remove(key?)?;
     }
     Ok(())
+}
+
+/// Where the serial of a deleted zone is kept, in the zones tree: a 0 byte (no zone name
+/// starts with one), then the apex.
+fn ended_key(apex: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(apex.len() + 1);
+    key.push(0);
+    key.extend_from_slice(apex.as_bytes());
+    key
 }
 
 fn prefix(apex: &str) -> Vec<u8> {

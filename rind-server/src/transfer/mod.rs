@@ -349,7 +349,7 @@ fn same_host(a: IpAddr, b: IpAddr) -> bool {
 
 /// `a >= b` in serial number arithmetic (RFC 1982).
 pub fn serial_at_least(a: u32, b: u32) -> bool {
-    a == b || a.wrapping_sub(b) < 1 << 31
+    a == b || crate::records::zone::serial_after(a, b)
 }
 
 /// The bytes `record` takes uncompressed (an upper bound of what it takes in a message).
