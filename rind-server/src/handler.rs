@@ -25,7 +25,7 @@ pub struct Handler {
     acl: Acl,
     limiter: Option<RateLimiter>,
     resolver: Resolver,
-    transfers: Option<Arc<Transfers>>,
+    transfers: Arc<Transfers>,
     metrics: Arc<Metrics>,
     query_log: Option<Arc<QueryLog>>,
 }
@@ -56,22 +56,20 @@ pub struct Waiting {
 
 impl Handler {
     /// A handler answering the clients `acl` allows from `resolver`.
-    pub fn new(acl: Acl, resolver: Resolver, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        acl: Acl,
+        resolver: Resolver,
+        transfers: Arc<Transfers>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Handler {
             acl,
             limiter: None,
             resolver,
-            transfers: None,
+            transfers,
             metrics,
             query_log: None,
         }
-    }
-
-    /// Serves zone transfers and NOTIFY from `transfers`; without it, every AXFR and IXFR
-    /// gets NOTAUTH and every NOTIFY NOTIMP.
-    pub fn with_transfers(mut self, transfers: Arc<Transfers>) -> Self {
-        self.transfers = Some(transfers);
-        self
     }
 
     /// Limits each client to `limiter`'s rate (`--rate-limit`).
@@ -110,28 +108,17 @@ impl Handler {
             return Step::Done(over);
         }
         if request.metadata.op_code == OpCode::Notify {
-            let reply = match &self.transfers {
-                Some(transfers) => transfers.notified(&request, packet, client),
-                None => {
-                    let notimp = Answer::rcode(ResponseCode::NotImp);
-                    self.write(&request, Ready::Answer(notimp)).0
-                }
-            };
-            return Step::Done(Some(reply));
+            return Step::Done(Some(self.transfers.notified(&request, packet, client)));
         }
         if transfer::is_transfer(request.query.query_type) {
-            let Some(transfers) = &self.transfers else {
-                let notauth = Answer::rcode(ResponseCode::NotAuth);
-                return Step::Done(Some(self.write(&request, Ready::Answer(notauth)).0));
-            };
-            return match transfers.plan(request, packet, client) {
+            return match self.transfers.plan(request, packet, client) {
                 Plan::Reply(reply) => Step::Done(Some(reply)),
                 Plan::Stream(stream) => Step::Transfer(stream),
             };
         }
         let mut signer = None;
         if request.signed {
-            match self.verify(&request, packet) {
+            match self.verify(&request, packet, client) {
                 Ok(s) => signer = s,
                 Err(reply) => return Step::Done(Some(reply)),
             }
@@ -158,22 +145,16 @@ impl Handler {
 
     /// Checks the TSIG of a signed query (a secondary's SOA check, say): the signer for its
     /// reply, or the NOTAUTH reply (RFC 8945 §5.2) when the signature does not hold.
-    fn verify(&self, request: &Request, packet: &[u8]) -> Result<Option<Signer>, Vec<u8>> {
-        let now = tsig::now();
-        let verdict = match &self.transfers {
-            Some(transfers) => tsig::verify_request(transfers.keys(), packet, now),
-            None => tsig::verify_request(&tsig::Keyring::default(), packet, now),
-        };
-        match verdict {
-            tsig::Verdict::Unsigned => Ok(None),
-            tsig::Verdict::Signed { key, mac } => Ok(Some(Signer::response(key, mac))),
-            tsig::Verdict::Failed { error, key_name } => {
-                let notauth = Answer::rcode(ResponseCode::NotAuth);
-                let (mut reply, _) = self.write(request, Ready::Answer(notauth));
-                tsig::append_error(&mut reply, &key_name, error, now);
-                Err(reply)
-            }
-        }
+    fn verify(
+        &self,
+        request: &Request,
+        packet: &[u8],
+        client: IpAddr,
+    ) -> Result<Option<Signer>, Vec<u8>> {
+        let signed = self
+            .transfers
+            .signature(request, packet, client, tsig::now())?;
+        Ok(signed.map(|(signer, _)| signer))
     }
 
     /// Finishes a request that needs upstream.
@@ -197,9 +178,7 @@ impl Handler {
 
     /// Sends the messages of a zone transfer to `out`, in order.
     pub async fn transfer(&self, stream: Box<transfer::Stream>, out: &mpsc::Sender<Vec<u8>>) {
-        if let Some(transfers) = &self.transfers {
-            transfers.send(stream, out).await;
-        }
+        self.transfers.send(stream, out).await;
     }
 
     /// What to send instead of an answer when the client is over its rate, with its response

@@ -307,10 +307,10 @@ impl Pipeline {
                     Arc::clone(&forwarder),
                     Arc::clone(&records),
                 ),
+                Arc::clone(&transfers),
                 Arc::clone(&metrics),
             )
             .with_rate_limit(RateLimiter::new(config.rate_limit))
-            .with_transfers(Arc::clone(&transfers))
             .with_query_log(query_log.clone()),
         );
         Ok(Pipeline {

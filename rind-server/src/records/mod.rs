@@ -520,7 +520,14 @@ impl Records {
         zones
     }
 
-    /// The zone with apex `name`, and how many records it holds.
+    /// The zone with apex `name` (a few map lookups; [`Records::zone`] also counts).
+    pub fn zone_named(&self, name: &Name) -> Option<Arc<Zone>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.zone(name).cloned()
+    }
+
+    /// The zone with apex `name`, and how many records it holds (a scan of every record: for
+    /// the API, not for anything that runs per write).
     pub fn zone(&self, name: &Name) -> Option<(Arc<Zone>, usize)> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
         let zone = Arc::clone(live.zone(name)?);

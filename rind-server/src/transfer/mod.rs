@@ -78,20 +78,13 @@ impl Transfers {
     /// else REFUSED; for a name that is not a secondary zone here NOTAUTH.
     pub fn notified(&self, request: &Request, packet: &[u8], client: IpAddr) -> Vec<u8> {
         let now = tsig::now();
-        let signer = match tsig::verify_request(&self.keys, packet, now) {
-            Verdict::Unsigned => None,
-            Verdict::Signed { key, mac } => Some((Signer::response(Arc::clone(&key), mac), key)),
-            Verdict::Failed { error, key_name } => {
-                tracing::info!(%client, key = %key_name, error, "NOTIFY with a bad TSIG");
-                let mut reply = response::write(request, &Answer::rcode(ResponseCode::NotAuth));
-                tsig::append_error(&mut reply, &key_name, error, now);
-                return reply;
-            }
+        let signer = match self.signature(request, packet, client, now) {
+            Ok(signer) => signer,
+            Err(reply) => return reply,
         };
         let zone = self
             .records
-            .zone(&request.query.name)
-            .map(|(zone, _)| zone)
+            .zone_named(&request.query.name)
             .filter(|z| z.is_secondary());
         let rcode = match &zone {
             None => ResponseCode::NotAuth,
@@ -124,30 +117,39 @@ impl Transfers {
         reply
     }
 
-    /// The TSIG keys.
-    pub fn keys(&self) -> &Keyring {
-        &self.keys
+    /// Checks the TSIG of `request` (whose bytes are `packet`): `None` when it has none, the
+    /// signer of its reply and the key when it verifies, else the NOTAUTH reply with the
+    /// TSIG error (RFC 8945 §5.2) to send instead.
+    pub fn signature(
+        &self,
+        request: &Request,
+        packet: &[u8],
+        client: IpAddr,
+        now: u64,
+    ) -> Result<Option<(Signer, Arc<tsig::Key>)>, Vec<u8>> {
+        match tsig::verify_request(&self.keys, packet, now) {
+            Verdict::Unsigned => Ok(None),
+            Verdict::Signed { key, mac } => {
+                Ok(Some((Signer::response(Arc::clone(&key), mac), key)))
+            }
+            Verdict::Failed { error, key_name } => {
+                tracing::info!(%client, key = %key_name, error, "request with a bad TSIG");
+                let mut reply = response::write(request, &Answer::rcode(ResponseCode::NotAuth));
+                tsig::append_error(&mut reply, &key_name, error, now);
+                Err(reply)
+            }
+        }
     }
 
     /// Decides what an AXFR or IXFR `request` (whose bytes are `packet`) from `client` gets.
     pub fn plan(&self, request: Request, packet: &[u8], client: IpAddr) -> Plan {
         let now = tsig::now();
-        let signer = match tsig::verify_request(&self.keys, packet, now) {
-            Verdict::Unsigned => None,
-            Verdict::Signed { key, mac } => Some((Signer::response(Arc::clone(&key), mac), key)),
-            Verdict::Failed { error, key_name } => {
-                tracing::info!(%client, key = %key_name, error, "zone transfer with a bad TSIG");
-                let mut reply = response::write(&request, &Answer::rcode(ResponseCode::NotAuth));
-                tsig::append_error(&mut reply, &key_name, error, now);
-                return Plan::Reply(reply);
-            }
+        let signer = match self.signature(&request, packet, client, now) {
+            Ok(signer) => signer,
+            Err(reply) => return Plan::Reply(reply),
         };
         let qtype = request.query.query_type;
-        // Not `records.zone`: that also counts the zone's records, a scan of every record.
-        let zone = self
-            .records
-            .zone_of(&request.query.name)
-            .filter(|zone| zone.name == request.query.name);
+        let zone = self.records.zone_named(&request.query.name);
         let refuse = |rcode: ResponseCode, signer: Option<(Signer, _)>| {
             let mut reply = response::write(&request, &Answer::rcode(rcode));
             if let Some((mut signer, _)) = signer {
@@ -340,6 +342,28 @@ fn client_serial(packet: &[u8]) -> Option<u32> {
         RData::SOA(soa) => Some(soa.serial),
         _ => None,
     })
+}
+
+/// Calls `each` with the apex of every zone now, then of every zone that changes, until
+/// `shutdown` (the NOTIFY sender and the secondary refresher both follow the zones so).
+pub async fn follow_zones(
+    records: &Records,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<hickory_proto::rr::Name>,
+    shutdown: &tokio_util::sync::CancellationToken,
+    mut each: impl FnMut(&hickory_proto::rr::Name),
+) {
+    for zone in records.zones() {
+        each(&zone.name);
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = changes.recv() => match changed {
+                Some(name) => each(&name),
+                None => return,
+            },
+        }
+    }
 }
 
 /// Whether two addresses are one host (an IPv4 address and its IPv6-mapped form are).

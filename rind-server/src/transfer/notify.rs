@@ -32,48 +32,38 @@ pub const TRIES: u32 = 70;
 pub fn spawn(
     records: Arc<Records>,
     keys: Keyring,
-    mut changes: mpsc::UnboundedReceiver<Name>,
+    changes: mpsc::UnboundedReceiver<Name>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
     let inner = tracker.clone();
     tracker.spawn(async move {
         let mut senders: HashMap<(Name, SocketAddr), watch::Sender<u32>> = HashMap::new();
-        // Secondaries that missed changes while rind was down hear about the zone at once.
-        let mut pending: Vec<Name> = records.zones().iter().map(|z| z.name.clone()).collect();
-        loop {
-            for name in pending.drain(..) {
-                // `zone_of` is a few map lookups; `records.zone` also counts the zone's records
-                // (a scan of every record), too much to do after every write.
-                let Some(zone) = records.zone_of(&name).filter(|z| z.name == name) else {
+        // At start every zone counts as changed: secondaries that missed changes while rind
+        // was down hear about the zone at once.
+        super::follow_zones(&records, changes, &shutdown.clone(), |name| {
+            let Some(zone) = records.zone_named(name) else {
+                return;
+            };
+            for target in &zone.notify {
+                let key = (zone.name.clone(), *target);
+                if let Some(sender) = senders.get(&key) {
+                    sender.send_replace(zone.serial);
                     continue;
-                };
-                for target in &zone.notify {
-                    let key = (zone.name.clone(), *target);
-                    if let Some(sender) = senders.get(&key) {
-                        sender.send_replace(zone.serial);
-                        continue;
-                    }
-                    let (sender, serials) = watch::channel(zone.serial);
-                    senders.insert(key, sender);
-                    let signer_key = zone.tsig.as_ref().and_then(|k| keys.get(k).cloned());
-                    inner.spawn(notify_target(
-                        zone.name.clone(),
-                        *target,
-                        signer_key,
-                        serials,
-                        shutdown.clone(),
-                    ));
                 }
+                let (sender, serials) = watch::channel(zone.serial);
+                senders.insert(key, sender);
+                let signer_key = zone.tsig.as_ref().and_then(|k| keys.get(k).cloned());
+                inner.spawn(notify_target(
+                    zone.name.clone(),
+                    *target,
+                    signer_key,
+                    serials,
+                    shutdown.clone(),
+                ));
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = changes.recv() => match changed {
-                    Some(name) => pending.push(name),
-                    None => return,
-                },
-            }
-        }
+        })
+        .await;
     });
 }
 

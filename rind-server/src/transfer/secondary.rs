@@ -100,39 +100,29 @@ pub fn spawn(
     records: Arc<Records>,
     keys: Keyring,
     wakers: Arc<Wakers>,
-    mut changes: mpsc::UnboundedReceiver<Name>,
+    changes: mpsc::UnboundedReceiver<Name>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
     let inner = tracker.clone();
     tracker.spawn(async move {
-        let mut pending: Vec<Name> = records.zones().iter().map(|z| z.name.clone()).collect();
-        loop {
-            for name in pending.drain(..) {
-                let secondary = records.zone(&name).is_some_and(|(z, _)| z.is_secondary());
-                if !secondary {
-                    continue;
-                }
-                let (wake, new) = wakers.register(&name);
-                if new {
-                    inner.spawn(zone_task(
-                        Arc::clone(&records),
-                        keys.clone(),
-                        Arc::clone(&wakers),
-                        name,
-                        wake,
-                        shutdown.clone(),
-                    ));
-                }
+        super::follow_zones(&records, changes, &shutdown.clone(), |name| {
+            if !records.zone_named(name).is_some_and(|z| z.is_secondary()) {
+                return;
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = changes.recv() => match changed {
-                    Some(name) => pending.push(name),
-                    None => return,
-                },
+            let (wake, new) = wakers.register(name);
+            if new {
+                inner.spawn(zone_task(
+                    Arc::clone(&records),
+                    keys.clone(),
+                    Arc::clone(&wakers),
+                    name.clone(),
+                    wake,
+                    shutdown.clone(),
+                ));
             }
-        }
+        })
+        .await;
     });
 }
 
@@ -146,7 +136,7 @@ async fn zone_task(
     shutdown: CancellationToken,
 ) {
     loop {
-        let Some((zone, _)) = records.zone(&name).filter(|(z, _)| z.is_secondary()) else {
+        let Some(zone) = records.zone_named(&name).filter(|z| z.is_secondary()) else {
             wakers.forget(&name);
             return;
         };
