@@ -19,43 +19,12 @@ done
 cargo build --quiet -p rind-server
 rind="${CARGO_TARGET_DIR:-target}/debug/rind-server"
 
-work=$(mktemp -d /tmp/rind-dnssec.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill -CONT "$pid" 2>/dev/null || true
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# A port free for both UDP and TCP on 127.0.0.1.
-free_port() {
-    python3 - <<'PY'
-import socket
-for _ in range(50):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("127.0.0.1", 0))
-    port = u.getsockname()[1]
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        t.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    print(port)
-    break
-PY
-}
+source tests/external/common.bash
 
 knot_port=$(free_port)
 rind_port=$(free_port)
 http_port=$(free_port)
 
-failures=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 
 # --- Knot: two zones, signed automatically (ECDSA P-256; NSEC, and NSEC3 for the second).
 mkdir -p "$work/knot/db"

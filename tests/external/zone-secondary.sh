@@ -17,40 +17,13 @@ done
 cargo build --quiet -p rind-server
 rind="${CARGO_TARGET_DIR:-target}/debug/rind-server"
 
-work=$(mktemp -d /tmp/rind-zone-secondary.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 - <<'PY'
-import socket
-for _ in range(50):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("127.0.0.1", 0))
-    port = u.getsockname()[1]
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        t.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    print(port)
-    break
-PY
-}
+source tests/external/common.bash
 
 knot_port=$(free_port)
 rind_port=$(free_port)
 http_port=$(free_port)
 secret="c2Vjb25kYXJ5LXRlc3Qta2V5LTIwMjY="
 
-failures=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 
 mkdir -p "$work/knot/db"
 cat > "$work/knot/lab.test.zone" <<'ZONE'

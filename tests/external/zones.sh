@@ -9,7 +9,7 @@
 # Usage: tests/external/zones.sh   (from anywhere; builds rind-server in debug)
 #   ZONES_BENCH=100        also time 100 writes (>= 1 s apart), the closing note's figure
 #   ZONES_BIG=N            TXT records of about 1.5 KB in the large zone (default 1000)
-#   ZONES_KEEP=1           keep the work directory (logs, Knot's database) for a look
+#   KEEP_LOGS=1           keep the work directory (logs, Knot's database) for a look
 #   RIND_BIN=path          use this rind-server (e.g. target/release/rind-server) instead
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,32 +28,8 @@ zt="python3 tests/external/zt.py"
 big_count=${ZONES_BIG:-1000}
 secret=c2VjcmV0c2VjcmV0 # "secretsecret"
 
-work=$(mktemp -d /tmp/rind-zones.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [ -n "${ZONES_KEEP:-}" ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-# A port free for both UDP and TCP on 127.0.0.1.
-free_port() {
-    python3 - <<'PY'
-import socket
-for _ in range(50):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("127.0.0.1", 0))
-    port = u.getsockname()[1]
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        t.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    print(port)
-    break
-PY
-}
+stop_signal=KILL
+source tests/external/common.bash
 
 rind_port=$(free_port)
 http_port=$(free_port)
@@ -61,9 +37,6 @@ knot_port=$(free_port)
 slow_port=$(free_port)
 api="http://127.0.0.1:$http_port/api/v1"
 
-failures=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 
 # Polls (every 0.1 s, at most $1 s) until the command after it succeeds.
 wait_for() {
