@@ -1,4 +1,4 @@
-//! DNSSEC-transparent forwarding (CONTRACT.md, "DNSSEC-transparent forwarding"): the DO echo,
+//! DNSSEC-transparent forwarding (docs/reference.md, "DNSSEC"): the DO echo,
 //! DNSSEC records for DO=1 clients only (from upstream, the cache and the disk), negative
 //! proofs, CD and AD. The fake upstream signs like a validating resolver in front of a signed
 //! zone; tests/external/dnssec.sh checks the same with Knot and delv.

@@ -1,4 +1,4 @@
-//! DNS answers from local records, over UDP against the real server (CONTRACT.md, "DNS
+//! DNS answers from local records, over UDP against the real server (docs/reference.md, "DNS
 //! behaviour"): every type, AA and TTL, NODATA, wildcards, CNAME chains, PTR, precedence.
 
 mod records_common;

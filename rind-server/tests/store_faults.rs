@@ -1,4 +1,4 @@
-//! The store under faults (CONTRACT.md, "Store failure safety"), against the real binary:
+//! The store under faults (docs/reference.md, "Durability and failures"), against the real binary:
 //! damaged copies of a real store, a start that sled never finishes, a big healthy store, a
 //! full disk (a size-limited tmpfs), and scheduled snapshots.
 

@@ -1,4 +1,4 @@
-//! Secondary zones (CONTRACT.md, "Zones and zone transfer"): rind pulling a zone from a rind
+//! Secondary zones (docs/reference.md, "Zones and zone transfer"): rind pulling a zone from a rind
 //! primary (TSIG, NOTIFY, IXFR), keeping it across restarts and a kill -9 mid-transfer, and
 //! giving it up once the SOA expire passes without its primary. A fake primary written
 //! here can stall a transfer halfway and go silent; tests/external/zones.sh checks Knot.

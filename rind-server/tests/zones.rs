@@ -1,5 +1,5 @@
-//! Zones and zone transfer against the real server (CONTRACT.md, "Zones and zone transfer
-//! (scale-out)"): the zones API, authoritative answers inside a zone, the serial, AXFR and
+//! Zones and zone transfer against the real server (docs/reference.md, "Zones and zone
+//! transfer"): the zones API, authoritative answers inside a zone, the serial, AXFR and
 //! IXFR over TCP, `allow_transfer`, TSIG and NOTIFY, each checked on the bytes a secondary or
 //! a resolver would see. Every wait is bounded; everything listens on 127.0.0.1 only.
 

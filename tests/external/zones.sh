@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Knot as a secondary of rind (CONTRACT.md, "Zones and zone transfer"): rind is the primary
+# Knot as a secondary of rind (docs/reference.md, "Zones and zone transfer"): rind is the primary
 # of home.lan (TSIG key xfr, NOTIFY to Knot); Knot bootstraps it by AXFR, then each write on
 # rind must reach Knot within 1 s through NOTIFY + IXFR (timed, median and max printed).
 # kdig checks that rind's transfers are refused unsigned and verify signed. Then a large zone:

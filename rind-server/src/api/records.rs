@@ -1,4 +1,4 @@
-//! The records API (CONTRACT.md, "REST API"): `/api/v1/records` create, list, read, replace
+//! The records API (docs/reference.md, "HTTP API"): `/api/v1/records` create, list, read, replace
 //! and delete, and `POST /api/v1/snapshot`.
 //!
 //! Bodies are read up to [`MAX_BODY`] bytes whether or not they declare a length (a chunked

@@ -1,4 +1,4 @@
-//! The zones API (CONTRACT.md, "Zones and zone transfer"): `/api/v1/zones` create and list,
+//! The zones API (docs/reference.md, "Zones and zone transfer"): `/api/v1/zones` create and list,
 //! `/api/v1/zones/{name}` read, replace settings, and delete (`?force=true` with records).
 
 use std::net::{IpAddr, SocketAddr};

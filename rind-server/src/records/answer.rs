@@ -1,4 +1,4 @@
-//! Answering from local records (CONTRACT.md, "DNS behaviour"):
+//! Answering from local records (docs/reference.md, "DNS behaviour"):
 //!
 //! - records of the asked type at the name: AA=1, each with its own TTL;
 //! - a name with local records but none of that type: NODATA (NOERROR, no answer, AA=1);

@@ -1,4 +1,4 @@
-//! DNS zones over the local records (CONTRACT.md, "Zones and zone transfer").
+//! DNS zones over the local records (docs/reference.md, "Zones and zone transfer").
 //!
 //! A zone makes rind the authority for a subtree: names in it without records get NXDOMAIN,
 //! types a name lacks get NODATA, both with the zone's SOA, and nothing under it is forwarded.
