@@ -1164,3 +1164,37 @@ fn notify_follows_each_change_and_is_retried_until_acknowledged() {
         "NOTIFY went on after it was acknowledged"
     );
 }
+
+#[test]
+fn notify_stops_for_a_target_taken_off_the_list_and_for_a_deleted_zone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream = FakeUpstream::start();
+    let secondary = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let target = secondary.local_addr().expect("addr");
+    let s = start(&dir, &upstream, &[]);
+    create_zone(
+        &s,
+        json!({"name": "home.lan", "notify": [target.to_string()]}),
+    );
+    // Unanswered: the first NOTIFY and a retry come...
+    next_notify(&secondary, "home.lan.", Duration::from_secs(3)).expect("NOTIFY on create");
+    next_notify(&secondary, "home.lan.", Duration::from_secs(3)).expect("a retry");
+    // ...until the target is taken off the list (the next retry was due within 2 s).
+    let put = s.call("PUT", "/api/v1/zones/home.lan", Some(r#"{"notify": []}"#));
+    assert_eq!(put.status, 200, "{}", put.json);
+    assert!(
+        next_notify(&secondary, "home.lan.", Duration::from_secs(4)).is_none(),
+        "NOTIFY went on to a target no longer listed"
+    );
+    // Listed again: NOTIFY again; then the zone is deleted and the retries stop.
+    let relist = json!({"notify": [target.to_string()]}).to_string();
+    let put = s.call("PUT", "/api/v1/zones/home.lan", Some(&relist));
+    assert_eq!(put.status, 200, "{}", put.json);
+    next_notify(&secondary, "home.lan.", Duration::from_secs(3)).expect("NOTIFY when relisted");
+    let deleted = s.call("DELETE", "/api/v1/zones/home.lan", None);
+    assert_eq!(deleted.status, 204, "{}", deleted.json);
+    assert!(
+        next_notify(&secondary, "home.lan.", Duration::from_secs(4)).is_none(),
+        "NOTIFY went on for a deleted zone"
+    );
+}

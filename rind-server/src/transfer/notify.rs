@@ -43,8 +43,11 @@ pub fn spawn(
         // was down hear about the zone at once.
         super::follow_zones(&records, changes, &shutdown.clone(), |name| {
             let Some(zone) = records.zone_named(name) else {
+                // Deleted: dropping its senders ends their tasks, retries and all.
+                senders.retain(|(apex, _), _| apex != name);
                 return;
             };
+            senders.retain(|(apex, target), _| apex != name || zone.notify.contains(target));
             for target in &zone.notify {
                 let key = (zone.name.clone(), *target);
                 if let Some(sender) = senders.get(&key) {
@@ -67,7 +70,8 @@ pub fn spawn(
     });
 }
 
-/// Notifies `target` of each serial `serials` gives, until it answers each.
+/// Notifies `target` of each serial `serials` gives, until it answers each; ends when the
+/// sender goes (the zone was deleted, or `target` left its `notify` list).
 async fn notify_target(
     zone: Name,
     target: SocketAddr,
@@ -91,7 +95,10 @@ async fn notify_target(
         let serial = *serials.borrow_and_update();
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = serials.changed() => continue,
+            changed = serials.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
             done = notify_until_answered(&socket, &zone, target, key.as_ref(), serial) => {
                 if !done {
                     tracing::warn!(%zone, %target, serial, "NOTIFY never answered; the secondary will find the change on its refresh timer");
