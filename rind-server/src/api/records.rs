@@ -16,7 +16,7 @@ use warp::{Buf, Filter, Stream};
 
 use super::{authorized, ApiError, ApiState};
 use crate::records::rdata::{parse_owner, parse_type};
-use crate::records::{Draft, LocalRecord, WriteError, DEFAULT_TTL};
+use crate::records::{Draft, IfMatch, LocalRecord, WriteError, DEFAULT_TTL};
 use crate::store::records::FlushError;
 
 /// Largest request body accepted.
@@ -83,11 +83,13 @@ pub fn routes(
     let replace = item
         .and(warp::put())
         .and(guarded.clone())
+        .and(if_match())
         .and(body())
         .and_then(replace);
     let delete = item
         .and(warp::delete())
         .and(guarded.clone())
+        .and(if_match())
         .and_then(delete);
     let snapshot = warp::path!("api" / "v1" / "snapshot")
         .and(warp::post())
@@ -118,31 +120,111 @@ async fn create(state: Arc<ApiState>, body: Vec<u8>) -> Result<Response, Rejecti
     let draft = record_from_json(&body, IdRule::New).map_err(bad_request)?;
     let record = state.records.create(draft).await.map_err(write_error)?;
     let location = format!("/api/v1/records/{}", record.id);
-    let reply = warp::reply::json(&RecordView::from(record.as_ref()));
-    let reply = warp::reply::with_header(reply, header::LOCATION, location);
+    let reply = warp::reply::with_header(with_etag(&record), header::LOCATION, location);
     Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
 }
+
+/// The record as JSON, with its `ETag`.
+fn with_etag(record: &LocalRecord) -> impl Reply {
+    warp::reply::with_header(
+        warp::reply::json(&RecordView::from(record)),
+        header::ETAG,
+        record.etag(),
+    )
+}
+
+/// The `If-Match` header, when there is one; 400 when it is not `*` or a list of strong tags.
+fn if_match() -> impl Filter<Extract = (Option<IfMatch>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>(header::IF_MATCH.as_str()).and_then(
+        |value: Option<String>| async move {
+            match value {
+                None => Ok(None),
+                Some(v) => IfMatch::parse(&v).map(Some).ok_or_else(|| {
+                    bad_request(format!(
+                        "If-Match {v:?} is not * or a list of quoted ETags such as \"3f2a...\""
+                    ))
+                }),
+            }
+        },
+    )
+}
+
+/// Most records one page may hold.
+pub const MAX_PAGE: usize = 10_000;
 
 async fn list(state: Arc<ApiState>, query: Vec<(String, String)>) -> Result<Response, Rejection> {
     let mut name = None;
     let mut rtype = None;
-    for (key, value) in query {
+    let mut limit = None;
+    let mut after = None;
+    for (key, value) in &query {
         match key.as_str() {
-            "name" => name = Some(parse_owner(&value).map_err(|e| bad_request(e.0))?),
-            "type" => rtype = Some(parse_type(&value).map_err(|e| bad_request(e.0))?),
+            "name" => name = Some(parse_owner(value).map_err(|e| bad_request(e.0))?),
+            "type" => rtype = Some(parse_type(value).map_err(|e| bad_request(e.0))?),
+            "limit" => {
+                let n = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        bad_request(format!("limit {value:?} is not a number from 1 to {MAX_PAGE}"))
+                    })?;
+                limit = Some(n);
+            }
+            "after" => after = Some(value.clone()),
             other => {
                 return Err(bad_request(format!(
-                    "unknown query parameter {other:?}; filter with name and type"
+                    "unknown query parameter {other:?}; filter with name and type, page with limit and after"
                 )))
             }
         }
     }
+    if after.is_some() && limit.is_none() {
+        return Err(bad_request("after pages a list: give limit with it"));
+    }
     let records = state.records.list(name.as_ref(), rtype);
-    let views: Vec<RecordView<'_>> = records
+    // Ids sort in creation order, and the list is in id order: a page starts past `after`,
+    // which need not exist any more (deleted since the last page).
+    let start = after.as_deref().map_or(0, |after| {
+        records.partition_point(|r| r.id.as_str() <= after)
+    });
+    let rest = records.get(start..).unwrap_or_default();
+    let page = match limit {
+        Some(n) => rest.get(..n.min(rest.len())).unwrap_or_default(),
+        None => rest,
+    };
+    let views: Vec<RecordView<'_>> = page.iter().map(|r| RecordView::from(r.as_ref())).collect();
+    let reply = warp::reply::json(&views).into_response();
+    match (limit, page.last()) {
+        (Some(n), Some(last)) if rest.len() > n => {
+            let mut next: Vec<(String, String)> =
+                query.into_iter().filter(|(k, _)| k != "after").collect();
+            next.push(("after".to_string(), last.id.to_string()));
+            let encoded = query_string(&next);
+            let link = format!("</api/v1/records?{encoded}>; rel=\"next\"");
+            Ok(warp::reply::with_header(reply, header::LINK, link).into_response())
+        }
+        _ => Ok(reply),
+    }
+}
+
+/// `key=value&...` with both percent-encoded (names and types need nothing more than that).
+fn query_string(pairs: &[(String, String)]) -> String {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    pairs
         .iter()
-        .map(|r| RecordView::from(r.as_ref()))
-        .collect();
-    Ok(warp::reply::json(&views).into_response())
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 async fn read(id: String, state: Arc<ApiState>) -> Result<Response, Rejection> {
@@ -150,21 +232,34 @@ async fn read(id: String, state: Arc<ApiState>) -> Result<Response, Rejection> {
         .records
         .get(&id)
         .ok_or_else(|| write_error(WriteError::NotFound(id)))?;
-    Ok(warp::reply::json(&RecordView::from(record.as_ref())).into_response())
+    Ok(with_etag(&record).into_response())
 }
 
-async fn replace(id: String, state: Arc<ApiState>, body: Vec<u8>) -> Result<Response, Rejection> {
+async fn replace(
+    id: String,
+    state: Arc<ApiState>,
+    if_match: Option<IfMatch>,
+    body: Vec<u8>,
+) -> Result<Response, Rejection> {
     let draft = record_from_json(&body, IdRule::Replaces(&id)).map_err(bad_request)?;
     let record = state
         .records
-        .update(&id, draft)
+        .update(&id, draft, if_match.as_ref())
         .await
         .map_err(write_error)?;
-    Ok(warp::reply::json(&RecordView::from(record.as_ref())).into_response())
+    Ok(with_etag(&record).into_response())
 }
 
-async fn delete(id: String, state: Arc<ApiState>) -> Result<Response, Rejection> {
-    state.records.delete(&id).await.map_err(write_error)?;
+async fn delete(
+    id: String,
+    state: Arc<ApiState>,
+    if_match: Option<IfMatch>,
+) -> Result<Response, Rejection> {
+    state
+        .records
+        .delete(&id, if_match.as_ref())
+        .await
+        .map_err(write_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -289,6 +384,7 @@ pub(super) fn write_error(e: WriteError) -> Rejection {
     let status = match &e {
         WriteError::NotFound(_) | WriteError::NoZone(_) => StatusCode::NOT_FOUND,
         WriteError::Conflict(_) => StatusCode::CONFLICT,
+        WriteError::Changed { .. } => StatusCode::PRECONDITION_FAILED,
         // The disk (or what sled made of it) refused: nothing was changed, and the same
         // request may succeed once there is room again.
         WriteError::Store(_)

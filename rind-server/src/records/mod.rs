@@ -128,6 +128,68 @@ pub struct LocalRecord {
     pub text: String,
 }
 
+impl LocalRecord {
+    /// A strong ETag (RFC 9110 §8.8.3) for this version of the record: a digest of its id,
+    /// name, type, TTL and data, so it is the same after a restart and changes with any field.
+    pub fn etag(&self) -> String {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        for part in [
+            self.id.as_str(),
+            &self.name.to_ascii(),
+            &self.rtype.to_string(),
+            &self.ttl.to_string(),
+            &self.text,
+        ] {
+            digest.update(part.as_bytes());
+            digest.update([0]);
+        }
+        let hash = digest.finalize();
+        let hex: String = hash.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        format!("\"{hex}\"")
+    }
+}
+
+/// An `If-Match` precondition (RFC 9110 §13.1.1): the write goes ahead only when the record's
+/// current ETag is one of these, or, for `Any`, when the record exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `If-Match: *`.
+    Any,
+    /// `If-Match: "tag1", "tag2"`.
+    Tags(Vec<String>),
+}
+
+impl IfMatch {
+    /// Parses an `If-Match` header value; `None` when it is not a list of quoted strong tags
+    /// or `*` (a weak tag never matches for a write, RFC 9110 §13.1.1).
+    pub fn parse(value: &str) -> Option<IfMatch> {
+        let value = value.trim();
+        if value == "*" {
+            return Some(IfMatch::Any);
+        }
+        let tags: Vec<String> = value
+            .split(',')
+            .map(str::trim)
+            .map(|t| {
+                let inner = t.strip_prefix('"')?.strip_suffix('"')?;
+                (!inner.contains('"')).then(|| t.to_string())
+            })
+            .collect::<Option<_>>()?;
+        (!tags.is_empty()).then_some(IfMatch::Tags(tags))
+    }
+
+    fn holds(&self, current: &LocalRecord) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Tags(tags) => {
+                let etag = current.etag();
+                tags.contains(&etag)
+            }
+        }
+    }
+}
+
 /// A valid record that has no id yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draft {
@@ -202,6 +264,16 @@ pub enum WriteError {
     /// No zone has the name.
     #[error("no zone named {0}")]
     NoZone(String),
+    /// `If-Match` did not hold: the record changed since the client read it.
+    #[error(
+        "record {id} changed since it was read: its ETag is now {current}; read it again and retry"
+    )]
+    Changed {
+        /// The record.
+        id: String,
+        /// Its ETag now.
+        current: String,
+    },
     /// The change would break a rule of the name's data.
     #[error(transparent)]
     Conflict(#[from] Conflict),
@@ -481,16 +553,18 @@ impl Records {
         .await
     }
 
-    /// Replaces the name, type, TTL and data of record `id`.
+    /// Replaces the name, type, TTL and data of record `id`, when `if_match` (if any) holds.
     pub async fn update(
         self: &Arc<Self>,
         id: &str,
         draft: Draft,
+        if_match: Option<&IfMatch>,
     ) -> Result<Arc<LocalRecord>, WriteError> {
         self.write(|index| {
             let old = index
                 .get(id)
                 .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
+            precondition(old, if_match)?;
             writable(index, &old.name)?;
             let record = Arc::new(draft.into_record(old.id.clone()));
             writable(index, &record.name)?;
@@ -500,12 +574,17 @@ impl Records {
         .await
     }
 
-    /// Deletes record `id`.
-    pub async fn delete(self: &Arc<Self>, id: &str) -> Result<(), WriteError> {
+    /// Deletes record `id`, when `if_match` (if any) holds.
+    pub async fn delete(
+        self: &Arc<Self>,
+        id: &str,
+        if_match: Option<&IfMatch>,
+    ) -> Result<(), WriteError> {
         self.write(|index| {
             let old = index
                 .get(id)
                 .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
+            precondition(old, if_match)?;
             writable(index, &old.name)?;
             Ok((vec![Change::Delete(old.id.clone())], ()))
         })
@@ -917,6 +996,18 @@ async fn finish<T>(task: tokio::task::JoinHandle<Result<T, WriteError>>) -> Resu
         .unwrap_or_else(|join| Err(WriteError::Task(join.to_string())))
 }
 
+/// Refuses a write to `current` whose `If-Match` does not hold (checked under the writer's
+/// lock, so no other write can come between the check and the change).
+fn precondition(current: &LocalRecord, if_match: Option<&IfMatch>) -> Result<(), WriteError> {
+    match if_match {
+        Some(expected) if !expected.holds(current) => Err(WriteError::Changed {
+            id: current.id.to_string(),
+            current: current.etag(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a record write at `name` when it falls in a secondary zone (its data is the
 /// primary's).
 fn writable(index: &Index, name: &Name) -> Result<(), WriteError> {
@@ -1167,6 +1258,7 @@ mod tests {
             .update(
                 created.id.as_str(),
                 draft("files.home.lan", "A", "10.0.0.2"),
+                None,
             )
             .await
             .expect("update");
@@ -1174,15 +1266,18 @@ mod tests {
         assert_eq!(visible(&records, "nas.home.lan."), 0);
         assert_eq!(visible(&records, "files.home.lan."), 1);
 
-        records.delete(created.id.as_str()).await.expect("delete");
+        records
+            .delete(created.id.as_str(), None)
+            .await
+            .expect("delete");
         assert_eq!(visible(&records, "files.home.lan."), 0);
         assert!(matches!(
-            records.delete(created.id.as_str()).await,
+            records.delete(created.id.as_str(), None).await,
             Err(WriteError::NotFound(_))
         ));
         assert!(matches!(
             records
-                .update("nope", draft("x.lan", "A", "10.0.0.1"))
+                .update("nope", draft("x.lan", "A", "10.0.0.1"), None)
                 .await,
             Err(WriteError::NotFound(_))
         ));
@@ -1208,7 +1303,11 @@ mod tests {
             .await
             .expect("create");
         let duplicate = records
-            .update(other.id.as_str(), draft("www.home.lan", "A", "10.0.0.1"))
+            .update(
+                other.id.as_str(),
+                draft("www.home.lan", "A", "10.0.0.1"),
+                None,
+            )
             .await;
         assert!(
             matches!(duplicate, Err(WriteError::Conflict(_))),
@@ -1377,7 +1476,11 @@ mod tests {
         assert_eq!(records.zone(&reverse).expect("zone").0.serial, rev0 + 1);
 
         records
-            .update(nas.id.as_str(), draft("nas.home.lan", "A", "192.168.1.11"))
+            .update(
+                nas.id.as_str(),
+                draft("nas.home.lan", "A", "192.168.1.11"),
+                None,
+            )
             .await
             .expect("update");
         let diffs = records
