@@ -1,11 +1,12 @@
-//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`], zones, cache; the
-//! query log and status in [`ops`]), as warp filters.
+//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`], their import and
+//! export, zones, cache; the query log and status in [`ops`]), as warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
 //! `Authorization: Bearer <token>`, compared in constant time.
 
 mod cache;
+mod files;
 pub mod ops;
 pub mod records;
 mod zones;
@@ -97,6 +98,7 @@ pub fn routes(
         });
     healthz
         .or(metrics)
+        .or(files::routes(Arc::clone(&state)))
         .or(records)
         .or(zones::routes(Arc::clone(&state)))
         .or(cache::routes(Arc::clone(&state)))

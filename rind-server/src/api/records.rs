@@ -276,26 +276,37 @@ async fn snapshot(state: Arc<ApiState>) -> Result<Response, Rejection> {
 
 /// The request body, at most [`MAX_BODY`] bytes.
 pub(super) fn body() -> impl Filter<Extract = (Vec<u8>,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>(header::CONTENT_LENGTH.as_str())
-        .and(warp::body::stream())
-        .and_then(read_body)
+    body_up_to(MAX_BODY)
 }
 
-async fn read_body<S, B>(declared: Option<u64>, stream: S) -> Result<Vec<u8>, Rejection>
+/// The request body, at most `limit` bytes.
+pub(super) fn body_up_to(
+    limit: usize,
+) -> impl Filter<Extract = (Vec<u8>,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>(header::CONTENT_LENGTH.as_str())
+        .and(warp::body::stream())
+        .and_then(move |declared, stream| read_body(declared, stream, limit))
+}
+
+async fn read_body<S, B>(
+    declared: Option<u64>,
+    stream: S,
+    limit: usize,
+) -> Result<Vec<u8>, Rejection>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_large());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
     }
     let mut stream = std::pin::pin!(stream);
     let mut body = Vec::new();
     while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
         let mut chunk =
             chunk.map_err(|e| bad_request(format!("cannot read the request body: {e}")))?;
-        if body.len() + chunk.remaining() > MAX_BODY {
-            return Err(too_large());
+        if body.len() + chunk.remaining() > limit {
+            return Err(too_large(limit));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -373,15 +384,25 @@ pub(super) fn bad_request(message: impl Into<String>) -> Rejection {
     warp::reject::custom(ApiError::new(StatusCode::BAD_REQUEST, message))
 }
 
-fn too_large() -> Rejection {
+fn too_large(limit: usize) -> Rejection {
+    let size = if limit >= 1 << 20 {
+        format!("{} MiB", limit >> 20)
+    } else {
+        format!("{} KiB", limit >> 10)
+    };
     warp::reject::custom(ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body is over {} KiB", MAX_BODY / 1024),
+        format!("the request body is over {size}"),
     ))
 }
 
 pub(super) fn write_error(e: WriteError) -> Rejection {
-    let status = match &e {
+    let status = status_of(&e);
+    warp::reject::custom(ApiError::new(status, e.to_string()))
+}
+
+fn status_of(e: &WriteError) -> StatusCode {
+    match e {
         WriteError::NotFound(_) | WriteError::NoZone(_) => StatusCode::NOT_FOUND,
         WriteError::Conflict(_) => StatusCode::CONFLICT,
         WriteError::Changed { .. } => StatusCode::PRECONDITION_FAILED,
@@ -398,6 +419,6 @@ pub(super) fn write_error(e: WriteError) -> Rejection {
             tracing::error!(error = %e, "write failed");
             StatusCode::INTERNAL_SERVER_ERROR
         }
-    };
-    warp::reject::custom(ApiError::new(status, e.to_string()))
+        WriteError::AtLine { error, .. } => status_of(error),
+    }
 }

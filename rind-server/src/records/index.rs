@@ -153,9 +153,20 @@ impl Index {
     /// Checks that `candidate` may be stored (replacing the record with its id, if any): no
     /// duplicate of its name, type and data, and no CNAME beside other data at its name.
     pub fn check(&self, candidate: &LocalRecord) -> Result<(), Conflict> {
+        self.check_beside(candidate, &[])
+    }
+
+    /// [`Index::check`], as if `pending` (records about to be stored with `candidate`, at
+    /// its name) were stored already.
+    pub fn check_beside(
+        &self,
+        candidate: &LocalRecord,
+        pending: &[Arc<LocalRecord>],
+    ) -> Result<(), Conflict> {
         let others: Vec<&Arc<LocalRecord>> = self
             .at(&candidate.name)
             .iter()
+            .chain(pending)
             .filter(|r| r.id != candidate.id)
             .collect();
         let name = candidate.name.to_ascii();

@@ -22,6 +22,7 @@
 
 pub mod answer;
 pub mod index;
+pub mod master;
 pub mod rdata;
 pub mod zone;
 
@@ -286,6 +287,14 @@ pub enum WriteError {
     /// The snapshot could not be written.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// An import's record at this line of its file was refused.
+    #[error("line {line}: {error}")]
+    AtLine {
+        /// The line, from 1.
+        line: usize,
+        /// Why.
+        error: Box<WriteError>,
+    },
     /// The task finishing the write or snapshot died.
     #[error("the write task failed: {0}")]
     Task(String),
@@ -318,6 +327,15 @@ pub struct Records {
     /// Told the apex of each zone that changed (settings, serial, data), once the change is
     /// published.
     zone_changes: Mutex<Vec<UnboundedSender<Name>>>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Imported {
+    /// Records stored.
+    pub created: usize,
+    /// Records left alone: already stored, or earlier in the same file.
+    pub unchanged: usize,
 }
 
 /// A zone's settings as given over the API, validated.
@@ -553,6 +571,52 @@ impl Records {
         .await
     }
 
+    /// Creates every record of an import that is not stored already (same name, type and
+    /// data, TTL aside), in one write: all of them or, when one is refused, none.
+    pub async fn import(
+        self: &Arc<Self>,
+        drafts: Vec<(usize, Draft)>,
+    ) -> Result<Imported, WriteError> {
+        self.write(|index| {
+            let mut added: HashMap<Name, Vec<Arc<LocalRecord>>> = HashMap::new();
+            let mut changes = Vec::new();
+            let mut unchanged = 0;
+            for (line, draft) in drafts {
+                let at_line = |error: WriteError| WriteError::AtLine {
+                    line,
+                    error: Box::new(error),
+                };
+                let pending = added.get(&draft.name).map_or(&[][..], Vec::as_slice);
+                let present = index
+                    .at(&draft.name)
+                    .iter()
+                    .chain(pending)
+                    .any(|r| r.rtype == draft.rtype && r.text == draft.text);
+                if present {
+                    unchanged += 1;
+                    continue;
+                }
+                let mut id = RecordId::generate();
+                while index.get(id.as_str()).is_some() {
+                    id = RecordId::generate();
+                }
+                let record = Arc::new(draft.into_record(id));
+                writable(index, &record.name).map_err(at_line)?;
+                index
+                    .check_beside(&record, pending)
+                    .map_err(|c| at_line(c.into()))?;
+                added
+                    .entry(record.name.clone())
+                    .or_default()
+                    .push(Arc::clone(&record));
+                changes.push(Change::Put(record));
+            }
+            let created = changes.len();
+            Ok((changes, Imported { created, unchanged }))
+        })
+        .await
+    }
+
     /// Replaces the name, type, TTL and data of record `id`, when `if_match` (if any) holds.
     pub async fn update(
         self: &Arc<Self>,
@@ -615,6 +679,14 @@ impl Records {
             _ => records_in(&live, &zone).len(),
         };
         Some((zone, count))
+    }
+
+    /// The zone with apex `name` and the local records in it (not in a zone below it).
+    pub fn zone_records(&self, name: &Name) -> Option<(Arc<Zone>, Vec<Arc<LocalRecord>>)> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        let zone = Arc::clone(live.zone(name)?);
+        let records = records_in(&live, &zone).into_iter().cloned().collect();
+        Some((zone, records))
     }
 
     /// The zone `name` falls in, if any.
