@@ -173,6 +173,24 @@ impl Client {
         decode(self.send(self.request(Method::PUT, path).json(body))?)
     }
 
+    /// POSTs `body` as it is to `path` (with `query` parameters) and decodes the JSON reply.
+    pub fn post_raw<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<T, RequestError> {
+        decode(self.send(self.request(Method::POST, path).query(query).body(body))?)
+    }
+
+    /// GETs `path` (with `query` parameters) and returns the reply's text.
+    pub fn get_text(&self, path: &str, query: &[(&str, &str)]) -> Result<String, RequestError> {
+        let response = self.send(self.request(Method::GET, path).query(query))?;
+        response
+            .text()
+            .map_err(|e| RequestError(format!("reading the server's reply failed: {e}")))
+    }
+
     /// DELETEs `path` (with `query` parameters).
     pub fn delete(&self, path: &str, query: &[(&str, &str)]) -> Result<(), RequestError> {
         self.send(self.request(Method::DELETE, path).query(query))?;

@@ -120,6 +120,27 @@ enum Command {
         /// RDATA (when several records share name and type).
         data: Option<String>,
     },
+    /// Import records from a zone (master) file or an /etc/hosts file: all of them, or none
+    /// when one line is wrong; records already there are left alone.
+    #[command(
+        after_help = "A file named hosts or *.hosts is read as a hosts file unless --format says otherwise.\n\nExamples:\n  rind-ctl import home.arpa.zone\n  rind-ctl import /etc/hosts\n  rind-ctl export --zone home.arpa | rind-ctl --server http://10.0.0.2:8053 import -"
+    )]
+    Import {
+        /// The file; - reads standard input.
+        file: std::path::PathBuf,
+        /// zone (RFC 1035 master file) or hosts.
+        #[arg(long, value_enum)]
+        format: Option<FileFormat>,
+    },
+    /// Print the records as a zone (master) file: all of them, or one zone's with its SOA.
+    #[command(
+        after_help = "Examples:\n  rind-ctl export > rind-records.zone\n  rind-ctl export --zone home.arpa"
+    )]
+    Export {
+        /// Only the records of this zone (one made with rind-ctl zone add).
+        #[arg(long)]
+        zone: Option<String>,
+    },
     /// Manage zones: rind answers for them with authority and serves them by zone transfer.
     #[command(subcommand)]
     Zone(ZoneCommand),
@@ -235,6 +256,15 @@ struct ZoneSettings {
     /// Make a secondary zone, pulled from this primary, IP[:PORT].
     #[arg(long, value_name = "IP:PORT")]
     primary: Option<String>,
+}
+
+/// The formats `import` sends.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum FileFormat {
+    /// An RFC 1035 master file.
+    Zone,
+    /// An /etc/hosts file.
+    Hosts,
 }
 
 #[derive(Subcommand, Debug)]
@@ -384,6 +414,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             rtype: Some(rtype),
             data,
         } => rm_by_name(&client, &id_or_name, &rtype, data.as_deref()),
+        Command::Import { file, format } => import(&client, &file, format, json),
+        Command::Export { zone } => {
+            let query: Vec<(&str, &str)> = zone.iter().map(|z| ("zone", z.as_str())).collect();
+            let text = client.get_text("/api/v1/records/export", &query)?;
+            Ok(io::stdout().lock().write_all(text.as_bytes())?)
+        }
         Command::Zone(command) => zone(&client, command, json),
         Command::Cache(CacheCommand::List { name }) => {
             let query: Vec<(&str, &str)> = name.iter().map(|n| ("name", n.as_str())).collect();
@@ -461,6 +497,54 @@ fn list(client: &Client, name: Option<&str>, rtype: Option<&str>) -> Result<Vec<
 }
 
 /// Deletes the one record with `name`, `rtype` (and `data`), refusing when that is ambiguous.
+/// What the server says an import did.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Imported {
+    created: u64,
+    unchanged: u64,
+    #[serde(default)]
+    skipped: u64,
+}
+
+fn import(
+    client: &Client,
+    file: &std::path::Path,
+    format: Option<FileFormat>,
+    json: bool,
+) -> Result<(), Failure> {
+    let body = if file.as_os_str() == "-" {
+        let mut body = Vec::new();
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut body)
+            .map_err(|e| Failure::Request(format!("cannot read standard input: {e}")))?;
+        body
+    } else {
+        std::fs::read(file)
+            .map_err(|e| Failure::Request(format!("cannot read {}: {e}", file.display())))?
+    };
+    let named_hosts = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "hosts" || n.ends_with(".hosts"));
+    let format = match format {
+        Some(FileFormat::Hosts) => "hosts",
+        Some(FileFormat::Zone) => "zone",
+        None if named_hosts => "hosts",
+        None => "zone",
+    };
+    let done: Imported = client.post_raw("/api/v1/records/import", &[("format", format)], body)?;
+    if json {
+        return Ok(output::json(&done)?);
+    }
+    let mut line = format!("{} created, {} already there", done.created, done.unchanged);
+    if done.skipped > 0 {
+        line.push_str(&format!(
+            ", {} SOA skipped (rind makes its own)",
+            done.skipped
+        ));
+    }
+    Ok(writeln!(io::stdout().lock(), "{line}")?)
+}
+
 fn rm_by_name(client: &Client, name: &str, rtype: &str, data: Option<&str>) -> Result<(), Failure> {
     let candidates = list(client, Some(name), Some(rtype))?;
     let matching: Vec<&Record> = candidates

@@ -109,6 +109,11 @@ async fn import(
             }
         }
     }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad_request(
+            "the body is empty; send the file itself, such as: nas.home.lan. 300 IN A 192.168.1.10",
+        ));
+    }
     let text = std::str::from_utf8(&body).map_err(|e| {
         let line = body
             .get(..e.valid_up_to())

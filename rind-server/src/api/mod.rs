@@ -29,6 +29,10 @@ use crate::metrics::Metrics;
 use crate::records::rdata::parse_owner;
 use crate::records::Records;
 
+/// The OpenAPI 3.1 document of every route (`tests/openapi.rs` keeps it and the routes in
+/// step).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// What the HTTP handlers share.
 #[derive(Debug)]
 pub struct ApiState {
@@ -96,8 +100,13 @@ pub fn routes(
                 )
             }
         });
+    let openapi = warp::path!("api" / "v1" / "openapi.json")
+        .and(warp::get())
+        .and(authorized(Arc::clone(&state)))
+        .map(|| warp::reply::with_header(OPENAPI, header::CONTENT_TYPE, "application/json"));
     healthz
         .or(metrics)
+        .or(openapi)
         .or(files::routes(Arc::clone(&state)))
         .or(records)
         .or(zones::routes(Arc::clone(&state)))

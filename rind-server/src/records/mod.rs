@@ -244,7 +244,8 @@ impl Draft {
         &self.text
     }
 
-    fn into_record(self, id: RecordId) -> LocalRecord {
+    /// The record this draft becomes under `id`.
+    pub fn into_record(self, id: RecordId) -> LocalRecord {
         LocalRecord {
             id,
             name: self.name,
