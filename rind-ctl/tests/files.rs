@@ -94,5 +94,9 @@ fn a_refused_file_is_one_line_naming_the_line_and_stores_nothing() {
         .assert_refused()
         .contains("cannot read /nonexistent/rind.zone"));
     let unknown = server.ctl(&["export", "--zone", "nowhere.arpa"]);
-    assert!(unknown.assert_refused().contains("HTTP 404"));
+    let line = unknown.assert_refused();
+    assert!(
+        line.contains("no zone named nowhere.arpa.") && line.contains("HTTP 404"),
+        "{line}"
+    );
 }

@@ -182,8 +182,9 @@ fn an_export_is_a_master_file_that_imports_as_the_same_records() {
         soa.starts_with("home.lan.\t300\tIN\tSOA\tns.home.lan. hostmaster.home.lan. "),
         "{soa}"
     );
-    let (status, _, _) = get_text(&s, "/api/v1/records/export?zone=nowhere.lan");
+    let (status, _, body) = get_text(&s, "/api/v1/records/export?zone=nowhere.lan");
     assert_eq!(status, 404);
+    assert!(body.contains("no zone named nowhere.lan."), "{body}");
 
     // Into a second, empty server: the same records, field for field.
     let dir2 = tempfile::tempdir().expect("tempdir");

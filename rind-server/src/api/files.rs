@@ -28,14 +28,28 @@ pub fn routes(
         .and(warp::get())
         .and(guarded.clone())
         .and(warp::query::<Vec<(String, String)>>())
-        .and_then(export);
+        .then(|state, query| answered(export(state, query)));
     let import = warp::path!("api" / "v1" / "records" / "import")
         .and(warp::post())
         .and(guarded)
         .and(warp::query::<Vec<(String, String)>>())
         .and(body_up_to(MAX_IMPORT))
-        .and_then(import);
+        .then(|state, query, body| answered(import(state, query, body)));
     export.or(import).unify()
+}
+
+/// The handler's reply, its refusal included: a rejection would let warp try the next
+/// routes, and `GET /api/v1/records/{id}` would answer for `export` with its own 404.
+async fn answered(
+    handler: impl std::future::Future<Output = Result<Response, Rejection>>,
+) -> Response {
+    match handler.await {
+        Ok(reply) => reply,
+        Err(rejection) => {
+            let Ok(reply) = super::recover(rejection).await;
+            reply.into_response()
+        }
+    }
 }
 
 async fn export(state: Arc<ApiState>, query: Vec<(String, String)>) -> Result<Response, Rejection> {

@@ -162,7 +162,7 @@ pub fn normalize_name(raw: &str) -> Result<Name, ApiError> {
     parse_owner(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.0))
 }
 
-async fn recover(rejection: Rejection) -> Result<impl Reply, Infallible> {
+pub(crate) async fn recover(rejection: Rejection) -> Result<impl Reply, Infallible> {
     let (status, message) = if let Some(e) = rejection.find::<ApiError>() {
         (e.status, e.message.clone())
     } else if rejection.is_not_found() {

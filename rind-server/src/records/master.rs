@@ -459,8 +459,9 @@ pub fn read_hosts(text: &str) -> Result<Parsed, SyntaxError> {
     Ok(parsed)
 }
 
-/// Writes records as a master file: absolute names, one record per line, sorted by name and
-/// type; `soa` (a zone's, when one zone is exported) comes first.
+/// Writes records as a master file: absolute names, one record per line, sorted by name (in
+/// DNSSEC canonical order, so a zone's names come together), type and data; `soa` (a
+/// zone's, when one zone is exported) comes first.
 pub fn write_master(records: &[Arc<LocalRecord>], soa: Option<&Record>, title: &str) -> String {
     let mut sorted: Vec<&LocalRecord> = records.iter().map(AsRef::as_ref).collect();
     sorted.sort_by(|a, b| {
