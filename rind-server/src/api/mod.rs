@@ -1,5 +1,5 @@
-//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`], zones, cache; the
-//! query log and status in [`ops`]), as warp filters.
+//! The HTTP side: `/healthz`, `/metrics`, the REST API ([`records`], zones, cache; the
+//! query log and status in [`ops`]) and the [`web`] page that drives it, as warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
@@ -8,6 +8,7 @@
 mod cache;
 pub mod ops;
 pub mod records;
+pub mod web;
 mod zones;
 
 use std::convert::Infallible;
@@ -101,6 +102,7 @@ pub fn routes(
         .or(zones::routes(Arc::clone(&state)))
         .or(cache::routes(Arc::clone(&state)))
         .or(ops::routes(state))
+        .or(web::routes())
         .recover(recover)
 }
 
