@@ -57,7 +57,7 @@ class Server:
     def dig(self, name, rtype="A"):
         """(rcode, answers) for a question asked over UDP."""
         out = subprocess.run(
-            ["dig", f"@127.0.0.1", "-p", str(self.dns), "+time=2", "+tries=1",
+            ["dig", "@127.0.0.1", "-p", str(self.dns), "+time=2", "+tries=1",
              "+noall", "+comments", "+answer", name, rtype],
             capture_output=True, text=True, timeout=10, check=False,
         ).stdout
@@ -263,7 +263,7 @@ def scenarios(run):
         expect(facts).to_contain_text(fresh["version"])
         expect(facts.locator("div", has_text="Local records")).to_contain_text(
             str(fresh["store"]["records"]))
-        expect(page.locator("#upstreams-table tbody tr")).to_contain_text(f"127.0.0.1:")
+        expect(page.locator("#upstreams-table tbody tr")).to_contain_text("127.0.0.1:")
 
     def escaping():
         # Record data is user input: markup in it must show as text, never run or render.
