@@ -436,6 +436,26 @@ def token_prompt(run):
     fresh.context.close()
 
 
+def pages(run):
+    """More records than one page (1000) of the list: the page follows Link: rel="next"."""
+    guarded = run.guarded
+    _, before, _ = guarded.api("GET", "/api/v1/records")
+    for i in range(1001):
+        status, answer, _ = guarded.api("POST", "/api/v1/records",
+                                        {"name": f"host{i}.bulk.home.arpa", "type": "A",
+                                         "data": f"10.1.{i // 256}.{i % 256}"})
+        assert status == 201, (status, answer)
+    total = len(before) + 1001
+    page = run.page(guarded)
+    page.get_by_label("API token").fill(run.args.token)
+    page.get_by_role("button", name="Use token").click()
+    expect(page.locator("#records-summary")).to_have_text(f"{total} records.", timeout=15000)
+    # The newest record is on the second page.
+    page.get_by_label("Search").fill("host1000.bulk")
+    expect(record_row(page, "host1000.bulk.home.arpa.")).to_contain_text("10.1.3.232")
+    page.context.close()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--browser", required=True)
@@ -452,6 +472,8 @@ def main():
         run.check("keyboard alone: add, edit, cancel and delete", lambda: keyboard(run))
         run.check("token prompt: asked, wrong token said, kept for the tab only",
                   lambda: token_prompt(run))
+        run.check("over a thousand records: every page of the list is shown",
+                  lambda: pages(run))
         run.check("no script errors or CSP violations in the browser", run.no_page_errors)
         run.browser.close()
     sys.exit(1 if run.failures else 0)

@@ -61,10 +61,23 @@ async function api(method, path, options = {}) {
   if (!response.ok) {
     const message = (data && typeof data.error === 'string') ? data.error
       : `the server answered ${response.status} ${response.statusText}`;
-    if (response.status === 401) askForToken(message);
+    // A request sent with a token since replaced says nothing about the new one.
+    if (response.status === 401 && token() === saved) askForToken(message);
     throw new ApiError(response.status, message);
   }
   return { status: response.status, data, headers: response.headers };
+}
+
+const generations = {};
+
+/**
+ * Starts a load of one panel; the returned check turns false once a newer load of it has
+ * started, so a slow answer (say, a 401 for a token since replaced) cannot paint over it.
+ */
+function begin(panel) {
+  const generation = (generations[panel] || 0) + 1;
+  generations[panel] = generation;
+  return () => generations[panel] === generation;
 }
 
 /** Says something in the page's status line (read out by screen readers). */
@@ -128,6 +141,7 @@ function nextPage(link) {
 
 async function loadRecords() {
   const summary = byId('records-summary');
+  const current = begin('records');
   try {
     let all = [];
     let path = `/api/v1/records?limit=${PAGE_SIZE}`;
@@ -136,9 +150,11 @@ async function loadRecords() {
       all = all.concat(Array.isArray(answer.data) ? answer.data : []);
       path = nextPage(answer.headers.get('Link'));
     }
+    if (!current()) return;
     records = all;
     renderRecords();
   } catch (e) {
+    if (!current()) return;
     records = [];
     byId('records-table').tBodies[0].replaceChildren();
     summary.textContent = failure(e);
@@ -396,8 +412,10 @@ async function openDelete(id) {
 async function loadZones() {
   const body = byId('zones-table').tBodies[0];
   const summary = byId('zones-summary');
+  const current = begin('zones');
   try {
     const zones = (await api('GET', '/api/v1/zones')).data || [];
+    if (!current()) return;
     body.replaceChildren(...zones.map((z) => {
       const role = z.primary ? `secondary of ${z.primary}${z.expired ? ' (expired)' : ''}` : 'primary';
       const row = el('tr');
@@ -415,6 +433,7 @@ async function loadZones() {
       ? 'No zones: records are answered one by one (add a zone with rind-ctl zone add).'
       : `${zones.length} zone${zones.length === 1 ? '' : 's'}.`;
   } catch (e) {
+    if (!current()) return;
     body.replaceChildren();
     summary.textContent = failure(e);
   }
@@ -431,8 +450,10 @@ async function loadCache() {
   const body = byId('cache-table').tBodies[0];
   const summary = byId('cache-summary');
   byId('cache-error').textContent = '';
+  const current = begin('cache');
   try {
     const entries = (await api('GET', '/api/v1/cache' + cacheQuery())).data || [];
+    if (!current()) return;
     body.replaceChildren(...entries.map((c) => {
       const row = el('tr');
       row.append(
@@ -446,6 +467,7 @@ async function loadCache() {
     summary.textContent = entries.length === 0 ? 'Nothing cached.'
       : `${entries.length} cached answer${entries.length === 1 ? '' : 's'}.`;
   } catch (e) {
+    if (!current()) return;
     body.replaceChildren();
     if (e.status === 400) byId('cache-error').textContent = e.message;
     summary.textContent = failure(e);
@@ -484,8 +506,10 @@ async function loadLog() {
   if (name) params.set('name', name);
   if (limit) params.set('limit', limit);
   const query = params.toString();
+  const current = begin('log');
   try {
     const entries = (await api('GET', '/api/v1/querylog' + (query ? '?' + query : ''))).data || [];
+    if (!current()) return;
     body.replaceChildren(...entries.map((q) => {
       const row = el('tr');
       row.append(
@@ -502,6 +526,7 @@ async function loadLog() {
     summary.textContent = entries.length === 0 ? 'No matching queries.'
       : `${entries.length} quer${entries.length === 1 ? 'y' : 'ies'}, newest first.`;
   } catch (e) {
+    if (!current()) return;
     body.replaceChildren();
     if (e.status === 400) byId('log-error').textContent = e.message;
     summary.textContent = e.status === 404 ? e.message : failure(e);
@@ -522,8 +547,10 @@ function duration(seconds) {
 async function loadStatus() {
   const list = byId('status-list');
   const body = byId('upstreams-table').tBodies[0];
+  const current = begin('status');
   try {
     const s = (await api('GET', '/api/v1/status')).data;
+    if (!current()) return;
     const ratio = s.cache.hit_ratio === null ? 'no lookups yet'
       : `${(s.cache.hit_ratio * 100).toFixed(1)} % (${s.cache.hits} hits, ${s.cache.misses} misses)`;
     const store = s.store.status === 'ok' ? 'ok' : `${s.store.status}: ${s.store.error || ''}`;
@@ -556,6 +583,7 @@ async function loadStatus() {
       return row;
     }));
   } catch (e) {
+    if (!current()) return;
     list.replaceChildren(el('div', failure(e)));
     body.replaceChildren();
   }
