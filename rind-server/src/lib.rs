@@ -44,7 +44,8 @@
 //! - [`store`]: the only code that touches sled (records tree and its integrity data,
 //!   group-committed flushes, the cache trees, snapshots, the directory fsyncs sled leaves out,
 //!   opening with a deadline, reopening after a write error);
-//! - [`api`]: the HTTP routes (REST records API, cache, snapshots, query log, status);
+//! - [`api`]: the HTTP routes (REST records API, cache, snapshots, query log, status) and
+//!   the web page that drives them ([`api::web`], its files in `api/web/`);
 //!   [`metrics`]: counters for `/metrics`;
 //! - [`querylog`]: the last `--query-log` queries in a fixed ring, filled by [`handler`]
 //!   with the source [`resolver`] reports for each answer;

@@ -22,7 +22,8 @@ fn shape(template: &str) -> String {
         .join("/")
 }
 
-/// The paths of every `warp::path!(...)` in `src/api`, as templates.
+/// The paths of every `warp::path!(...)` (and `warp::path::end()`, the root) in `src/api`, as
+/// templates.
 fn source_paths() -> BTreeSet<String> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
     let mut paths = BTreeSet::new();
@@ -32,6 +33,9 @@ fn source_paths() -> BTreeSet<String> {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("read source");
+        if text.contains("warp::path::end()") {
+            paths.insert("/".to_string());
+        }
         for (at, _) in text.match_indices("warp::path!(") {
             let rest = &text[at + "warp::path!(".len()..];
             let inside = &rest[..rest.find(')').expect("closing parenthesis")];

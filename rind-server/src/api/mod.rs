@@ -1,5 +1,6 @@
-//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`], their import and
-//! export, zones, cache; the query log and status in [`ops`]), as warp filters.
+//! The HTTP side: `/healthz`, `/metrics`, the REST API ([`records`], their import and
+//! export, zones, cache; the query log and status in [`ops`]) and the [`web`] page that
+//! drives it, as warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
@@ -9,6 +10,7 @@ mod cache;
 mod files;
 pub mod ops;
 pub mod records;
+pub mod web;
 mod zones;
 
 use std::convert::Infallible;
@@ -112,6 +114,7 @@ pub fn routes(
         .or(zones::routes(Arc::clone(&state)))
         .or(cache::routes(Arc::clone(&state)))
         .or(ops::routes(state))
+        .or(web::routes())
         .recover(recover)
 }
 
