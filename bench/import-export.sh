@@ -31,7 +31,7 @@ for i in range(n):
     if kind == 0:
         print(f"h{i} A 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
     elif kind == 1:
-        print(f"h{i} AAAA fd00::{i:x}")
+        print(f"h{i} AAAA fd00::{i >> 16:x}:{i & 0xffff:x}")
     elif kind == 2:
         print(f'h{i} 60 TXT "host {i}" "rack {i % 40}"')
     else:
