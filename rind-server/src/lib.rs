@@ -208,6 +208,7 @@ pub async fn bind(config: &Config) -> Result<Sockets, BindError> {
     let udp_upstreams = config
         .upstreams
         .iter()
+        .chain(config.forward_zones.iter().flat_map(|z| &z.upstreams))
         .filter(|u| u.protocol == Protocol::Udp)
         .map(|u| u.addr);
     let upstream_pool =
@@ -269,7 +270,9 @@ impl Pipeline {
         upstream_pool: UdpPool,
     ) -> Result<Pipeline, store::StoreError> {
         let metrics = Arc::new(Metrics::new(
-            config.upstreams.iter().map(ToString::to_string),
+            upstream::numbered(config)
+                .into_iter()
+                .map(|(zone, u)| (u.to_string(), zone.map(|z| z.to_ascii()))),
         ));
         let cache = Arc::new(Cache::new(
             CacheConfig {
@@ -288,6 +291,8 @@ impl Pipeline {
         ));
         let forwarder = Arc::new(Forwarder::new(
             &config.upstreams,
+            &config.forward_zones,
+            &config.upstream_tls,
             upstream_pool,
             config.max_upstream_queries,
             Arc::clone(&metrics),
