@@ -37,7 +37,8 @@
 //!   special-use names;
 //! - [`cache`]: the answer cache in memory, written behind to sled, warm on restart;
 //! - [`upstream`]: forwarding, upstream health, resends (RTT-based timeout), reply matching,
-//!   coalescing;
+//!   coalescing, forward zones (split DNS); `upstream::tls` and `upstream::https` for DNS
+//!   over TLS and over HTTPS, `upstream::trust` the one place their rustls settings are made;
 //! - [`response`]: writing the reply;
 //! - [`transfer`]: zone transfer out (AXFR, IXFR), NOTIFY out, and secondary zones pulled in;
 //!   [`tsig`]: the shared-key signatures on them;

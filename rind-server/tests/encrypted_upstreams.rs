@@ -88,6 +88,8 @@ enum Mode {
     Batch(usize),
     /// Answers one query per connection, then closes it.
     CloseAfterOne,
+    /// Reads queries and never answers.
+    Silent,
 }
 
 /// Counters of a fake server.
@@ -229,6 +231,7 @@ async fn serve_dot<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                     return;
                 }
             }
+            Mode::Silent => {}
             Mode::CloseAfterOne => {
                 let _ = write_frame(&mut stream, &reply).await;
                 let _ = stream.shutdown().await;
@@ -557,6 +560,47 @@ async fn a_dead_encrypted_upstream_fails_over() {
     )
     .await;
     assert!(failures >= 1.0, "the dead upstream's failures: {failures}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_encrypted_upstream_is_left_after_its_try() {
+    let ca = Ca::new();
+    let silent = dot_server(ca.server(&[SERVER_NAME], &[]), 1, Mode::Silent).await;
+    let good = dot_server(ca.server(&[SERVER_NAME], &[]), 2, Mode::Answer).await;
+    let server = start(
+        &ca,
+        &[dot_arg(&silent, SERVER_NAME), dot_arg(&good, SERVER_NAME)],
+        &[],
+    );
+    let asked = std::time::Instant::now();
+    let reply = ask_udp(
+        server.dns_addr(),
+        &query("stall.example.com.", RecordType::A),
+    )
+    .await;
+    assert_eq!(a_records(&reply), vec![Ipv4Addr::new(192, 0, 2, 2)]);
+    // The silent server got the query and held it for the whole 2 s try.
+    assert_eq!(silent.queries(), 1);
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "answered after {:?}: before the silent server's try was up",
+        asked.elapsed()
+    );
+
+    // Alone, a silent upstream means SERVFAIL within the contract's 5 s.
+    let alone = start(&ca, &[dot_arg(&silent, SERVER_NAME)], &[]);
+    let asked = std::time::Instant::now();
+    let reply = ask_udp(
+        alone.dns_addr(),
+        &query("stall2.example.com.", RecordType::A),
+    )
+    .await;
+    assert_eq!(rcode(&reply), ResponseCode::ServFail);
+    assert!(
+        asked.elapsed() < Duration::from_millis(5500),
+        "{:?}",
+        asked.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
