@@ -78,11 +78,14 @@ struct Waiting {
     /// Set (under this lock) when the connection ends; nothing is added after.
     closed: bool,
     by_id: HashMap<u16, Waiter>,
+    /// Numbers the waiters, so a finished query never removes a later one that drew its ID.
+    next_ticket: u64,
 }
 
 struct Waiter {
     query: Query,
     reply: oneshot::Sender<Message>,
+    ticket: u64,
 }
 
 impl Connection {
@@ -101,11 +104,19 @@ impl Connection {
 struct Registration<'a> {
     connection: &'a Connection,
     id: u16,
+    ticket: u64,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.connection.lock().by_id.remove(&self.id);
+        let mut waiting = self.connection.lock();
+        if waiting
+            .by_id
+            .get(&self.id)
+            .is_some_and(|w| w.ticket == self.ticket)
+        {
+            waiting.by_id.remove(&self.id);
+        }
     }
 }
 
@@ -237,7 +248,7 @@ impl DotClient {
         question: Question<'_>,
     ) -> Result<Message, ExchangeError> {
         let (reply, answered) = oneshot::channel();
-        let (id, bytes) = {
+        let (id, ticket, bytes) = {
             let mut waiting = connection.lock();
             if waiting.closed {
                 return Err(ExchangeError::Closed);
@@ -249,16 +260,23 @@ impl DotClient {
                 .find(|id| !waiting.by_id.contains_key(id))
                 .ok_or(ExchangeError::Closed)?;
             let bytes = exchange::encode_with_id(question, id)?;
+            let ticket = waiting.next_ticket;
+            waiting.next_ticket += 1;
             waiting.by_id.insert(
                 id,
                 Waiter {
                     query: question.query.clone(),
                     reply,
+                    ticket,
                 },
             );
-            (id, bytes)
+            (id, ticket, bytes)
         };
-        let _registration = Registration { connection, id };
+        let _registration = Registration {
+            connection,
+            id,
+            ticket,
+        };
         let framed = exchange::frame(&bytes)?;
         connection
             .queue
