@@ -527,9 +527,14 @@ async fn bad_certificates_are_failures_never_answers() {
     );
     assert_eq!(good.queries(), 1);
     let warnings = server.stderr_text();
+    let named = warnings.lines().any(|l| {
+        l.contains("cannot connect to the encrypted upstream")
+            && l.contains(&dot_arg(&wrong_name, SERVER_NAME))
+            && l.contains("certificate")
+    });
     assert!(
-        warnings.contains("cannot connect to the encrypted upstream"),
-        "the failed handshakes should be logged:\n{warnings}"
+        named,
+        "the failed handshake should be logged with the upstream and the cause:\n{warnings}"
     );
 }
 

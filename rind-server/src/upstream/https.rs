@@ -89,9 +89,10 @@ impl Drop for InFlight<'_> {
 }
 
 impl DohClient {
-    /// A client POSTing to `uri` at `addr`, checking the certificate against `name` with
+    /// A client POSTing to `uri` at `addr` (shown in logs as `label`), checking the certificate against `name` with
     /// `config` (which must offer ALPN `h2`); `on_connect` is called after each handshake.
     pub fn new(
+        label: String,
         addr: SocketAddr,
         name: ServerName<'static>,
         uri: String,
@@ -105,7 +106,7 @@ impl DohClient {
             connector: TlsConnector::from(config),
             connection: Mutex::new(None),
             opening: tokio::sync::Mutex::new(()),
-            backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
+            backoff: Backoff::new(label, BACKOFF_MIN, BACKOFF_MAX),
             on_connect,
         }
     }
@@ -149,7 +150,7 @@ impl DohClient {
                 opened
             }
             Err(e) => {
-                self.backoff.failed(&self.addr, &e);
+                self.backoff.failed(&e);
                 return Err(e);
             }
         };

@@ -429,12 +429,14 @@ impl Health {
         let transport = match &upstream.protocol {
             Protocol::Udp | Protocol::Tcp => Transport::Plain,
             Protocol::Tls { name } => Transport::Tls(tls::DotClient::new(
+                upstream.to_string(),
                 upstream.addr,
                 server_name(name.as_deref(), upstream),
                 Arc::clone(&tls.dot),
                 on_connect,
             )),
             Protocol::Https { host, path, .. } => Transport::Https(https::DohClient::new(
+                upstream.to_string(),
                 upstream.addr,
                 server_name(Some(host), upstream),
                 format!("https://{host}:{}{path}", upstream.addr.port()),
@@ -467,6 +469,8 @@ fn server_name(name: Option<&str>, upstream: &Upstream) -> ServerName<'static> {
 /// doubles from `min` to `max` and ends on a success.
 #[derive(Debug)]
 pub(crate) struct Backoff {
+    /// The upstream, as logs show it.
+    label: String,
     min: Duration,
     max: Duration,
     state: Mutex<BackoffState>,
@@ -479,8 +483,9 @@ struct BackoffState {
 }
 
 impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+    pub(crate) fn new(label: String, min: Duration, max: Duration) -> Self {
         Backoff {
+            label,
             min,
             max,
             state: Mutex::new(BackoffState::default()),
@@ -503,16 +508,17 @@ impl Backoff {
 
     /// Records a failed connect; the first of a run is logged as a warning with its cause
     /// (a certificate that does not check out is something the operator must see).
-    pub(crate) fn failed(&self, addr: &std::net::SocketAddr, error: &dyn std::fmt::Display) {
+    pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
+        let upstream = &self.label;
         let mut state = self.lock();
         let wait = match state.failed {
             Some((_, wait)) => (wait * 2).min(self.max),
             None => {
-                tracing::warn!(upstream = %addr, error = %error, "cannot connect to the encrypted upstream");
+                tracing::warn!(upstream = %upstream, error = %error, "cannot connect to the encrypted upstream");
                 self.min
             }
         };
-        tracing::debug!(upstream = %addr, error = %error, retry_in = ?wait, "connect failed");
+        tracing::debug!(upstream = %upstream, error = %error, retry_in = ?wait, "connect failed");
         state.failed = Some((Instant::now(), wait));
     }
 

@@ -121,9 +121,10 @@ impl Drop for Registration<'_> {
 }
 
 impl DotClient {
-    /// A client for `addr`, checking the certificate against `name` with `config`;
+    /// A client for `addr` (shown in logs as `label`), checking the certificate against `name` with `config`;
     /// `on_connect` is called after each completed handshake.
     pub fn new(
+        label: String,
         addr: SocketAddr,
         name: ServerName<'static>,
         config: Arc<rustls::ClientConfig>,
@@ -135,7 +136,7 @@ impl DotClient {
             connector: TlsConnector::from(config),
             connections: Mutex::new(Vec::new()),
             opening: tokio::sync::Mutex::new(()),
-            backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
+            backoff: Backoff::new(label, BACKOFF_MIN, BACKOFF_MAX),
             on_connect,
         }
     }
@@ -219,7 +220,7 @@ impl DotClient {
                 stream
             }
             Err(e) => {
-                self.backoff.failed(&self.addr, &e);
+                self.backoff.failed(&e);
                 return Err(ExchangeError::Io(e));
             }
         };
