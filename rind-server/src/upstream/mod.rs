@@ -27,11 +27,10 @@ pub mod trust;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::ops::Range;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -131,7 +130,7 @@ struct Health {
     upstream: Upstream,
     /// The forward zone it serves; `None` for a default upstream.
     zone: Option<Name>,
-    /// The connections of an encrypted upstream.
+    /// How it is reached (an encrypted one's client holds its connections).
     transport: Transport,
     failures_in_a_row: AtomicU32,
     /// Milliseconds after `epoch` until which this upstream is tried last.
