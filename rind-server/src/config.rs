@@ -8,12 +8,16 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use hickory_proto::rr::Name;
 use ipnet::IpNet;
+use rustls::RootCertStore;
 
 use crate::operations::{Operations, OperationsArgs, OperationsError};
+use crate::upstream::trust::{self, TrustError};
 
 /// The contract's default client networks: loopback, RFC 1918, RFC 6598, ULA, link-local.
 const DEFAULT_ALLOW: &str =
@@ -36,14 +40,30 @@ pub struct Args {
     #[arg(long, env = "RIND_HTTP_ADDR", default_value = "127.0.0.1:8053")]
     pub http_addr: SocketAddr,
 
-    /// Upstream resolver: IP[:port] (UDP, TCP when truncated) or tcp://IP[:port] (TCP only).
+    /// Upstream resolver: IP[:port] (UDP, TCP when truncated), tcp://IP[:port] (TCP only),
+    /// tls://IP[:port][#NAME] (DNS over TLS) or https://HOST[:port]/PATH[#IP] (DNS over HTTPS).
     #[arg(
         long = "upstream",
         env = "RIND_UPSTREAMS",
         value_delimiter = ',',
         default_value = "1.1.1.1:53,1.0.0.1:53"
     )]
-    pub upstreams: Vec<Upstream>,
+    // Parsed in `validate`, so a bad value is refused in one line (clap's message has three).
+    pub upstreams: Vec<String>,
+
+    /// PEM file of the CA certificates that tls:// and https:// upstreams are checked against,
+    /// instead of the system's.
+    #[arg(long, env = "RIND_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Split DNS: ZONE=UPSTREAM[,UPSTREAM...] sends names at or below ZONE only to those
+    /// upstreams (the most specific zone wins).
+    #[arg(
+        long = "forward-zone",
+        env = "RIND_FORWARD_ZONES",
+        value_delimiter = ';'
+    )]
+    pub forward_zones: Vec<String>,
 
     /// The sled directory holding local records and the persistent cache.
     #[arg(long, env = "RIND_DATA_DIR", default_value = "./rind-data")]
@@ -156,16 +176,37 @@ impl fmt::Display for LogLevel {
 }
 
 /// How rind talks to one upstream resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protocol {
     /// UDP, retried over TCP when the reply is truncated.
     Udp,
     /// TCP only.
     Tcp,
+    /// DNS over TLS (RFC 7858); the certificate must be valid for `name`, else for the IP.
+    Tls {
+        /// The `#NAME` part.
+        name: Option<String>,
+    },
+    /// DNS over HTTPS (RFC 8484): HTTP/2 POSTs to `https://host:port/path`.
+    Https {
+        /// The host of the URL, which the certificate must be valid for.
+        host: String,
+        /// The path of the URL, with its leading `/` (and query string, if any).
+        path: String,
+        /// Whether the address came from `#IP` rather than from resolving `host`.
+        pinned: bool,
+    },
 }
 
-/// One `--upstream` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Protocol {
+    /// Whether the transport is encrypted (and so needs trusted certificates).
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self, Protocol::Tls { .. } | Protocol::Https { .. })
+    }
+}
+
+/// One upstream resolver, its address known.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     /// Address and port of the resolver.
     pub addr: SocketAddr,
@@ -175,42 +216,255 @@ pub struct Upstream {
 
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.protocol {
+        match &self.protocol {
             Protocol::Udp => write!(f, "{}", self.addr),
             Protocol::Tcp => write!(f, "tcp://{}", self.addr),
+            Protocol::Tls { name: None } => write!(f, "tls://{}", self.addr),
+            Protocol::Tls { name: Some(name) } => write!(f, "tls://{}#{name}", self.addr),
+            Protocol::Https { host, path, pinned } => {
+                let port = self.addr.port();
+                write!(f, "https://{host}:{port}{path}")?;
+                if *pinned {
+                    write!(f, "#{}", self.addr.ip())?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
-impl FromStr for Upstream {
+/// One `--upstream` value as written: an [`Upstream`], or an `https://` URL whose host is
+/// still to be resolved (done once, at start, by [`Args::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamArg {
+    /// The address is known.
+    Ready(Upstream),
+    /// `https://HOST[:port]/PATH` without `#IP`.
+    Resolve {
+        /// The URL's host name.
+        host: String,
+        /// The URL's port (443 when left out).
+        port: u16,
+        /// The URL's path.
+        path: String,
+    },
+}
+
+impl UpstreamArg {
+    /// The upstream, resolving an `https://` host through the system resolver when needed.
+    fn resolve(self) -> Result<Upstream, ConfigError> {
+        let (host, port, path) = match self {
+            UpstreamArg::Ready(upstream) => return Ok(upstream),
+            UpstreamArg::Resolve { host, port, path } => (host, port, path),
+        };
+        let shown = format!("https://{host}:{port}{path}");
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .map_err(|e| ConfigError::Unresolved(shown.clone(), e.to_string()))?
+            .next()
+            .ok_or_else(|| ConfigError::Unresolved(shown, "no address".to_string()))?;
+        Ok(Upstream {
+            addr,
+            protocol: Protocol::Https {
+                host,
+                path,
+                pinned: false,
+            },
+        })
+    }
+}
+
+impl fmt::Display for UpstreamArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamArg::Ready(upstream) => upstream.fmt(f),
+            UpstreamArg::Resolve { host, port, path } => write!(f, "https://{host}:{port}{path}"),
+        }
+    }
+}
+
+/// `IP` or `IP:port`; a bare IPv6 address has colons but no port, so it is tried first.
+fn ip_and_port(s: &str, default_port: u16) -> Option<SocketAddr> {
+    let addr = match s.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, default_port),
+        Err(_) => s.parse::<SocketAddr>().ok()?,
+    };
+    (addr.port() != 0).then_some(addr)
+}
+
+/// The name a certificate is checked against: `name` (trailing dot dropped) as rustls reads it.
+pub fn certificate_name(name: &str) -> Option<rustls::pki_types::ServerName<'static>> {
+    rustls::pki_types::ServerName::try_from(name.trim_end_matches('.').to_string()).ok()
+}
+
+/// Whether `s` is a host name a certificate can name: LDH labels separated by dots.
+fn is_host_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+impl FromStr for UpstreamArg {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let (protocol, rest) = match s.strip_prefix("tcp://") {
-            Some(rest) => (Protocol::Tcp, rest),
-            None if s.contains("://") => {
-                return Err(format!(
-                    "upstream {s:?}: only IP[:port] and tcp://IP[:port] are supported"
-                ))
-            }
-            None => (Protocol::Udp, s),
-        };
-        // A bare IPv6 address has colons but no port; try it before IP:port.
-        let addr = if let Ok(ip) = rest.parse::<IpAddr>() {
-            SocketAddr::new(ip, 53)
-        } else if let Ok(addr) = rest.parse::<SocketAddr>() {
-            addr
-        } else {
-            return Err(format!(
+        let not_ip = || {
+            format!(
                 "upstream {s:?} is not IP[:port] (a name cannot be used: rind would need a resolver to find it)"
-            ));
+            )
         };
-        if addr.port() == 0 {
-            return Err(format!("upstream {s:?}: port 0 is not a port to send to"));
+        let ready = |addr, protocol| Ok(UpstreamArg::Ready(Upstream { addr, protocol }));
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            return ready(ip_and_port(rest, 53).ok_or_else(not_ip)?, Protocol::Tcp);
         }
-        Ok(Upstream { addr, protocol })
+        if let Some(rest) = s.strip_prefix("tls://") {
+            let (addr, name) = match rest.split_once('#') {
+                Some((addr, name)) => (addr, Some(name)),
+                None => (rest, None),
+            };
+            let addr = ip_and_port(addr, 853).ok_or_else(|| {
+                format!("upstream {s:?}: a tls:// upstream is tls://IP[:port][#NAME]")
+            })?;
+            if let Some(name) = name.filter(|n| !is_host_name(n) || certificate_name(n).is_none()) {
+                return Err(format!(
+                    "upstream {s:?}: {name:?} is not a host name to check the certificate against"
+                ));
+            }
+            let name = name.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+            return ready(addr, Protocol::Tls { name });
+        }
+        if let Some(rest) = s.strip_prefix("https://") {
+            return parse_https(s, rest);
+        }
+        if s.contains("://") {
+            return Err(format!(
+                "upstream {s:?}: the schemes are tcp://, tls:// and https:// (plain IP[:port] is UDP)"
+            ));
+        }
+        ready(ip_and_port(s, 53).ok_or_else(not_ip)?, Protocol::Udp)
     }
+}
+
+/// The part of an `https://` upstream after the scheme: `HOST[:port]/PATH[#IP]`.
+fn parse_https(whole: &str, rest: &str) -> Result<UpstreamArg, String> {
+    let bad = |why: &str| format!("upstream {whole:?}: {why} (https://HOST[:port]/PATH[#IP])");
+    let (url, pin) = match rest.split_once('#') {
+        Some((url, pin)) => (url, Some(pin)),
+        None => (rest, None),
+    };
+    let slash = url.find('/').ok_or_else(|| bad("no path"))?;
+    let (authority, path) = url.split_at(slash);
+    // The path goes into a metrics label and a request line: no quotes, spaces or escapes.
+    if path
+        .bytes()
+        .any(|b| b.is_ascii_control() || b" \"\\<>`{}|^".contains(&b))
+    {
+        return Err(bad("the path has characters a URL cannot carry"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (ip, after) = v6.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => Some(port),
+            None if after.is_empty() => None,
+            None => return Err(bad("junk after ]")),
+        };
+        (ip, port)
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => 443,
+        Some(port) => match port.parse::<u16>() {
+            Ok(port) if port != 0 => port,
+            _ => return Err(bad("bad port")),
+        },
+    };
+    let host_ip = host.parse::<IpAddr>().ok();
+    if host_ip.is_none() && !(is_host_name(host) && certificate_name(host).is_some()) {
+        return Err(bad("bad host"));
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let ip = match (pin, host_ip) {
+        (Some(pin), _) => Some(
+            pin.parse::<IpAddr>()
+                .map_err(|_| bad("#IP is not an IP address"))?,
+        ),
+        (None, ip) => ip,
+    };
+    let path = path.to_string();
+    Ok(match ip {
+        Some(ip) => UpstreamArg::Ready(Upstream {
+            addr: SocketAddr::new(ip, port),
+            protocol: Protocol::Https {
+                host,
+                path,
+                pinned: pin.is_some(),
+            },
+        }),
+        None => UpstreamArg::Resolve { host, port, path },
+    })
+}
+
+/// One `--forward-zone ZONE=UPSTREAM[,UPSTREAM...]` as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardZoneArg {
+    /// The zone, lower-cased and fully qualified.
+    pub zone: Name,
+    /// Its upstreams, in the order given.
+    pub upstreams: Vec<UpstreamArg>,
+}
+
+impl FromStr for ForwardZoneArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (zone, list) = s
+            .split_once('=')
+            .ok_or_else(|| format!("forward zone {s:?} is not ZONE=UPSTREAM[,UPSTREAM...]"))?;
+        let zone = zone.trim();
+        let mut name = Name::from_str(zone)
+            .map_err(|e| format!("forward zone {s:?}: {zone:?} is not a domain name: {e}"))?
+            .to_lowercase();
+        name.set_fqdn(true);
+        if name.is_root() {
+            return Err(format!(
+                "forward zone {s:?}: the root zone is what --upstream is for"
+            ));
+        }
+        let upstreams = list
+            .split(',')
+            .filter(|u| !u.trim().is_empty())
+            .map(UpstreamArg::from_str)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("forward zone {zone}: {e}"))?;
+        if upstreams.is_empty() {
+            return Err(format!("forward zone {s:?} names no upstream"));
+        }
+        Ok(ForwardZoneArg {
+            zone: name,
+            upstreams,
+        })
+    }
+}
+
+/// A forward zone with its upstreams' addresses known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardZone {
+    /// The zone, lower-cased and fully qualified.
+    pub zone: Name,
+    /// Its upstreams, in the order given.
+    pub upstreams: Vec<Upstream>,
 }
 
 /// Validated settings: what [`Args`] becomes once every cross-flag rule holds.
@@ -222,6 +476,11 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Upstream resolvers in the order given.
     pub upstreams: Vec<Upstream>,
+    /// Forward zones, each with its own upstreams.
+    pub forward_zones: Vec<ForwardZone>,
+    /// The client settings for encrypted upstreams (with no CA at all when none is
+    /// encrypted and no `--upstream-ca` was given: every certificate would fail).
+    pub upstream_tls: trust::UpstreamTls,
     /// The sled directory.
     pub data_dir: PathBuf,
     /// API token, never empty when set.
@@ -291,6 +550,20 @@ pub enum ConfigError {
     /// An operations flag out of range.
     #[error(transparent)]
     Operations(#[from] OperationsError),
+    /// An `https://` upstream's host has no address.
+    #[error(
+        "upstream {0}: cannot resolve its host ({1}); give the address as https://HOST/PATH#IP"
+    )]
+    Unresolved(String, String),
+    /// An `--upstream` or `--forward-zone` value that does not parse.
+    #[error("{0}")]
+    BadValue(String),
+    /// Two `--forward-zone`s for one zone.
+    #[error("--forward-zone {0} is given twice; give all its upstreams in one")]
+    DuplicateZone(String),
+    /// No usable CA certificates for the encrypted upstreams.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
 }
 
 impl Args {
@@ -329,6 +602,45 @@ impl Args {
                 return Err(ConfigError::DuplicateKey(key.name.to_ascii()));
             }
         }
+        let mut forward_zones: Vec<ForwardZone> = Vec::with_capacity(self.forward_zones.len());
+        for arg in &self.forward_zones {
+            let arg = arg
+                .parse::<ForwardZoneArg>()
+                .map_err(ConfigError::BadValue)?;
+            if forward_zones.iter().any(|z| z.zone == arg.zone) {
+                return Err(ConfigError::DuplicateZone(arg.zone.to_ascii()));
+            }
+            let upstreams = arg
+                .upstreams
+                .into_iter()
+                .map(UpstreamArg::resolve)
+                .collect::<Result<_, _>>()?;
+            forward_zones.push(ForwardZone {
+                zone: arg.zone,
+                upstreams,
+            });
+        }
+        let upstreams: Vec<Upstream> = self
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.parse::<UpstreamArg>()
+                    .map_err(ConfigError::BadValue)?
+                    .resolve()
+            })
+            .collect::<Result<_, _>>()?;
+        let encrypted = upstreams
+            .iter()
+            .chain(forward_zones.iter().flat_map(|z| &z.upstreams))
+            .any(|u| u.protocol.is_encrypted());
+        // A CA file that cannot be read is refused even with no encrypted upstream: the
+        // operator meant something by it.
+        let roots = match (&self.upstream_ca, encrypted) {
+            (Some(file), _) => trust::roots_from_file(file)?,
+            (None, true) => trust::system_roots()?,
+            (None, false) => Arc::new(RootCertStore::empty()),
+        };
+        let upstream_tls = trust::UpstreamTls::new(roots)?;
         let operations = self.operations.validate()?;
         let snapshot_dir = self.snapshot_dir.unwrap_or_else(|| {
             let mut dir = self.data_dir.clone().into_os_string();
@@ -338,7 +650,9 @@ impl Args {
         Ok(Config {
             dns_addr: self.dns_addr,
             http_addr: self.http_addr,
-            upstreams: self.upstreams,
+            upstreams,
+            forward_zones,
+            upstream_tls,
             data_dir: self.data_dir,
             api_token,
             allow: self.allow,
@@ -413,20 +727,89 @@ mod tests {
             ("[2620:fe::fe]:54", "[2620:fe::fe]:54"),
             ("tcp://9.9.9.9", "tcp://9.9.9.9:53"),
             ("tcp://[::1]:5300", "tcp://[::1]:5300"),
+            ("tls://9.9.9.9", "tls://9.9.9.9:853"),
+            (
+                "tls://9.9.9.9#Dns.Quad9.net.",
+                "tls://9.9.9.9:853#dns.quad9.net",
+            ),
+            ("tls://[::1]:8853#dns.test", "tls://[::1]:8853#dns.test"),
+            (
+                "https://cloudflare-dns.com/dns-query#1.1.1.1",
+                "https://cloudflare-dns.com:443/dns-query#1.1.1.1",
+            ),
+            (
+                "https://dns.test:8443/q?x=1#::1",
+                "https://dns.test:8443/q?x=1#::1",
+            ),
+            (
+                "https://127.0.0.1/dns-query",
+                "https://127.0.0.1:443/dns-query",
+            ),
         ];
         for (input, shown) in cases {
-            let u: Upstream = input.parse().expect(input);
+            let u: UpstreamArg = input.parse().expect(input);
+            assert!(
+                matches!(u, UpstreamArg::Ready(_)),
+                "{input} needs no lookup"
+            );
             assert_eq!(u.to_string(), shown, "{input}");
         }
+        let unresolved: UpstreamArg = "https://dns.test/dns-query".parse().expect("parses");
+        assert!(matches!(unresolved, UpstreamArg::Resolve { port: 443, .. }));
         for bad in [
             "dns.google",
             "udp://1.1.1.1",
+            "quic://1.1.1.1",
             "1.1.1.1:0",
-            "tls://1.1.1.1",
+            "tls://dns.google",
+            "tls://1.1.1.1#not a name",
+            "tls://1.1.1.1:0",
+            "https://dns.test",
+            "https://dns.test:0/q",
+            "https://dns test/q",
+            "https://dns.test/q#not-an-ip",
+            "https://dns.test/a\"b",
             "",
         ] {
-            assert!(bad.parse::<Upstream>().is_err(), "{bad:?} accepted");
+            assert!(bad.parse::<UpstreamArg>().is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn forward_zones() {
+        let c = parse(&[
+            "--forward-zone",
+            "Corp.Example=10.8.0.1,tls://10.8.0.2#ns.corp.example",
+            "--forward-zone",
+            "168.192.in-addr.arpa.=192.168.1.1",
+        ])
+        .expect("valid");
+        assert_eq!(c.forward_zones.len(), 2);
+        assert_eq!(c.forward_zones[0].zone.to_ascii(), "corp.example.");
+        let shown: Vec<String> = c.forward_zones[0]
+            .upstreams
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.8.0.1:53", "tls://10.8.0.2:853#ns.corp.example"]);
+        for bad in [
+            "corp.example",
+            "corp.example=",
+            ".=1.1.1.1",
+            "a..b=1.1.1.1",
+            "x=quic://1.1.1.1",
+        ] {
+            let e = parse(&["--forward-zone", bad]).expect_err(bad);
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let twice = parse(&[
+            "--forward-zone",
+            "a.test=1.1.1.1",
+            "--forward-zone",
+            "A.test.=1.1.1.2",
+        ])
+        .expect_err("twice");
+        assert!(twice.contains("given twice"), "{twice}");
     }
 
     #[test]

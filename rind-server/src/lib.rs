@@ -37,7 +37,8 @@
 //!   special-use names;
 //! - [`cache`]: the answer cache in memory, written behind to sled, warm on restart;
 //! - [`upstream`]: forwarding, upstream health, resends (RTT-based timeout), reply matching,
-//!   coalescing;
+//!   coalescing, forward zones (split DNS); `upstream::tls` and `upstream::https` for DNS
+//!   over TLS and over HTTPS, `upstream::trust` the one place their rustls settings are made;
 //! - [`response`]: writing the reply;
 //! - [`transfer`]: zone transfer out (AXFR, IXFR), NOTIFY out, and secondary zones pulled in;
 //!   [`tsig`]: the shared-key signatures on them;
@@ -209,6 +210,7 @@ pub async fn bind(config: &Config) -> Result<Sockets, BindError> {
     let udp_upstreams = config
         .upstreams
         .iter()
+        .chain(config.forward_zones.iter().flat_map(|z| &z.upstreams))
         .filter(|u| u.protocol == Protocol::Udp)
         .map(|u| u.addr);
     let upstream_pool =
@@ -270,7 +272,9 @@ impl Pipeline {
         upstream_pool: UdpPool,
     ) -> Result<Pipeline, store::StoreError> {
         let metrics = Arc::new(Metrics::new(
-            config.upstreams.iter().map(ToString::to_string),
+            upstream::numbered(config)
+                .into_iter()
+                .map(|(zone, u)| (u.to_string(), zone.map(|z| z.to_ascii()))),
         ));
         let cache = Arc::new(Cache::new(
             CacheConfig {
@@ -289,6 +293,8 @@ impl Pipeline {
         ));
         let forwarder = Arc::new(Forwarder::new(
             &config.upstreams,
+            &config.forward_zones,
+            &config.upstream_tls,
             upstream_pool,
             config.max_upstream_queries,
             Arc::clone(&metrics),

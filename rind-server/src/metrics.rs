@@ -156,8 +156,10 @@ pub struct Metrics {
 
 #[derive(Debug)]
 struct UpstreamMetrics {
-    label: String,
+    /// The series' labels: `upstream="…"`, and `zone="…"` for a forward zone's upstream.
+    labels: String,
     queries: AtomicU64,
+    connections: AtomicU64,
     resends: AtomicU64,
     failures: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -166,8 +168,9 @@ struct UpstreamMetrics {
 }
 
 impl Metrics {
-    /// Creates zeroed metrics with one set of upstream series per upstream label.
-    pub fn new(upstream_labels: impl IntoIterator<Item = String>) -> Self {
+    /// Creates zeroed metrics with one set of series per upstream, each given as the
+    /// upstream's text and the forward zone it serves (`None` for a default upstream).
+    pub fn new(upstream_labels: impl IntoIterator<Item = (String, Option<String>)>) -> Self {
         Metrics {
             queries: Default::default(),
             responses: Default::default(),
@@ -177,9 +180,15 @@ impl Metrics {
             upstream_overloaded: AtomicU64::new(0),
             upstreams: upstream_labels
                 .into_iter()
-                .map(|label| UpstreamMetrics {
-                    label,
+                .map(|(upstream, zone)| UpstreamMetrics {
+                    // Upstream texts and zone names carry no quote or backslash (config.rs
+                    // refuses them), so they need no escaping.
+                    labels: match zone {
+                        Some(zone) => format!("upstream=\"{upstream}\",zone=\"{zone}\""),
+                        None => format!("upstream=\"{upstream}\""),
+                    },
                     queries: AtomicU64::new(0),
+                    connections: AtomicU64::new(0),
                     resends: AtomicU64::new(0),
                     failures: AtomicU64::new(0),
                     latency_buckets: Default::default(),
@@ -246,6 +255,13 @@ impl Metrics {
     pub fn upstream_query(&self, index: usize) {
         if let Some(u) = self.upstreams.get(index) {
             u.queries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one connection (TLS handshake) opened to encrypted upstream `index`.
+    pub fn upstream_connection(&self, index: usize) {
+        if let Some(u) = self.upstreams.get(index) {
+            u.connections.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -324,8 +340,8 @@ impl Metrics {
         for u in &self.upstreams {
             writeln!(
                 out,
-                "{name}{{upstream=\"{}\"}} {}",
-                u.label,
+                "{name}{{{}}} {}",
+                u.labels,
                 value(u).load(Ordering::Relaxed)
             )?;
         }
@@ -429,6 +445,12 @@ impl Metrics {
             "Upstream tries that gave no usable answer.",
             |u| &u.failures,
         )?;
+        self.upstream_counter(
+            out,
+            "rind_upstream_connections_total",
+            "Connections (TLS handshakes) opened to each tls:// and https:// upstream.",
+            |u| &u.connections,
+        )?;
         writeln!(
             out,
             "# HELP rind_upstream_latency_seconds Time to a usable upstream answer."
@@ -438,27 +460,27 @@ impl Metrics {
             for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&u.latency_buckets) {
                 writeln!(
                     out,
-                    "rind_upstream_latency_seconds_bucket{{upstream=\"{}\",le=\"{bound}\"}} {}",
-                    u.label,
+                    "rind_upstream_latency_seconds_bucket{{{},le=\"{bound}\"}} {}",
+                    u.labels,
                     bucket.load(Ordering::Relaxed)
                 )?;
             }
             let count = u.latency_count.load(Ordering::Relaxed);
             writeln!(
                 out,
-                "rind_upstream_latency_seconds_bucket{{upstream=\"{}\",le=\"+Inf\"}} {count}",
-                u.label
+                "rind_upstream_latency_seconds_bucket{{{},le=\"+Inf\"}} {count}",
+                u.labels
             )?;
             let sum = u.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
             writeln!(
                 out,
-                "rind_upstream_latency_seconds_sum{{upstream=\"{}\"}} {sum}",
-                u.label
+                "rind_upstream_latency_seconds_sum{{{}}} {sum}",
+                u.labels
             )?;
             writeln!(
                 out,
-                "rind_upstream_latency_seconds_count{{upstream=\"{}\"}} {count}",
-                u.label
+                "rind_upstream_latency_seconds_count{{{}}} {count}",
+                u.labels
             )?;
         }
         Ok(())
@@ -471,7 +493,7 @@ mod tests {
 
     #[test]
     fn renders_counted_series() {
-        let m = Metrics::new(["127.0.0.1:53".to_string()]);
+        let m = Metrics::new([("127.0.0.1:53".to_string(), None)]);
         m.query(Transport::Udp, RecordType::A);
         m.query(Transport::Udp, RecordType::A);
         m.query(Transport::Tcp, RecordType::NULL);

@@ -1,7 +1,8 @@
 //! The resolver: where the answer to one question comes from, in order.
 //!
 //! 1. local records ([`Records`]): they beat everything below;
-//! 2. special-use names (`localhost.`, `home.arpa.`, private reverse zones), answered here;
+//! 2. special-use names (`localhost.`, `home.arpa.`, private reverse zones), answered here,
+//!    except below a forward zone the operator set at or inside one of them;
 //! 3. the cache, whose hits come back as finished reply bytes;
 //! 4. the upstream resolvers, through the [`Forwarder`]; their answers go into the cache, and
 //!    when none answers, a stale cache entry may stand in (RFC 8767).
@@ -79,7 +80,7 @@ impl Resolver {
                 Some(tail) => Now::Ready(Ready::Answer(chase.finish(tail)), Source::Local),
                 None => Now::Later(Pending::Chase(chase)),
             },
-            None => match self.special.answer(&request.query) {
+            None => match self.special_answer(&request.query) {
                 Some(answer) => Now::Ready(Ready::Answer(answer), Source::Special),
                 None => match self.cached(request) {
                     Some((ready, source)) => Now::Ready(ready, source),
@@ -173,9 +174,23 @@ impl Resolver {
 
     /// The answer for the target of a local CNAME chain, from special names or the cache.
     fn answer_target_now(&self, target: &Query) -> Option<Answer> {
-        self.special
-            .answer(target)
+        self.special_answer(target)
             .or_else(|| self.cache.answer(target))
+    }
+
+    /// The special-use answer, unless a forward zone takes the name over: one at or below the
+    /// special zone the name is in. A broader forward zone (`arpa.`) does not, so private
+    /// reverse names still stay home unless the operator named their zone.
+    fn special_answer(&self, query: &Query) -> Option<Answer> {
+        let forwarded = self.forwarder.zone_of(&query.name).is_some_and(|forward| {
+            self.special
+                .zone_of(&query.name)
+                .is_some_and(|special| special.zone_of(forward))
+        });
+        if forwarded {
+            return None;
+        }
+        self.special.answer(query)
     }
 
     /// The answer for the target of a local CNAME chain from upstream, cached on the way.

@@ -8,7 +8,9 @@
 //!   the zone's SOA so clients can cache the denial (RFC 2308), and PTR `localhost.` for the
 //!   loopback addresses.
 //!
-//! Local records, when a later stage adds them, are consulted before this module.
+//! Local records, when a later stage adds them, are consulted before this module. A forward
+//! zone at or below one of these zones (`--forward-zone 168.192.in-addr.arpa=192.168.1.1`)
+//! takes its names over: the resolver asks [`SpecialNames::zone_of`] and forwards them.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -73,6 +75,12 @@ impl SpecialNames {
                 ),
             ],
         }
+    }
+
+    /// The special-use zone `name` is in that a forward zone may take over (all but
+    /// `localhost.`, which always means this host, RFC 6761 §6.3).
+    pub fn zone_of(&self, name: &Name) -> Option<&Name> {
+        self.zones.iter().find(|z| z.zone_of(name))
     }
 
     /// The answer for a special-use name, or `None` when the name is not special.

@@ -235,6 +235,9 @@ struct StoreStatus {
 #[derive(Debug, Serialize)]
 struct UpstreamStatus {
     upstream: String,
+    /// The forward zone it serves; left out for a default upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zone: Option<String>,
     /// `ok`, `failing` (its last try failed) or `down` (failed often enough to be tried last).
     status: &'static str,
     failures_in_a_row: u32,
@@ -269,6 +272,7 @@ fn status(state: &ApiState) -> Status {
         )
         .map(|(health, totals)| UpstreamStatus {
             upstream: health.upstream,
+            zone: health.zone,
             status: if health.tried_last {
                 "down"
             } else if health.failures_in_a_row > 0 {

@@ -1,5 +1,6 @@
-//! One question, one upstream, one try: the wire exchange over UDP or TCP and the rules for
-//! which reply counts.
+//! One question, one upstream, one try: the wire exchange over UDP or TCP (DoT and DoH have
+//! their own modules, [`super::tls`] and [`super::https`]) and the rules for which reply
+//! counts.
 //!
 //! Spoofing defences (RFC 5452): every try uses a fresh random ID and a socket drawn at random
 //! from the [`UdpPool`] (each on its own kernel-chosen random port), connected to the upstream
@@ -38,6 +39,27 @@ pub enum ExchangeError {
     /// The query could not be encoded (a name too long for the wire, say).
     #[error("cannot encode the query: {0}")]
     Encode(#[from] hickory_proto::ProtoError),
+    /// The connection ended before the reply came.
+    #[error("the connection closed before the reply")]
+    Closed,
+    /// Connecting failed moments ago; the next attempt waits out a backoff.
+    #[error("not reconnecting yet: the last connect failed {0:?} ago")]
+    Backoff(std::time::Duration),
+    /// A DoH reply that is not a DNS answer (HTTP status, content type, HTTP/2 error).
+    #[error("{0}")]
+    Http(String),
+}
+
+/// How one upstream is reached: plain DNS through the shared UDP pool or a fresh TCP
+/// connection, or a client holding its encrypted connections.
+#[derive(Debug)]
+pub enum Transport {
+    /// UDP (TCP when truncated) or TCP only, as the upstream's protocol says.
+    Plain,
+    /// DNS over TLS.
+    Tls(super::tls::DotClient),
+    /// DNS over HTTPS.
+    Https(super::https::DohClient),
 }
 
 /// What one exchange asks: the question, with DO=1 always and CD as the client set it.
@@ -62,13 +84,15 @@ pub struct Resend<'a> {
 pub async fn exchange(
     pool: &UdpPool,
     upstream: &Upstream,
+    transport: &Transport,
     question: Question<'_>,
     deadline: Instant,
     resend: Resend<'_>,
 ) -> Result<Message, ExchangeError> {
-    match upstream.protocol {
-        Protocol::Tcp => tcp(upstream.addr, question, deadline).await,
-        Protocol::Udp => {
+    match (transport, &upstream.protocol) {
+        (Transport::Tls(client), _) => client.exchange(question, deadline).await,
+        (Transport::Https(client), _) => client.exchange(question, deadline).await,
+        (Transport::Plain, Protocol::Udp) => {
             let reply = udp(pool, upstream.addr, question, deadline, resend).await?;
             if reply.metadata.truncation {
                 tcp(upstream.addr, question, deadline).await
@@ -76,12 +100,18 @@ pub async fn exchange(
                 Ok(reply)
             }
         }
+        (Transport::Plain, _) => tcp(upstream.addr, question, deadline).await,
     }
 }
 
 /// Encodes the question with a fresh random ID; returns the ID and the bytes.
 fn encode(question: Question<'_>) -> Result<(u16, Vec<u8>), ExchangeError> {
     let id: u16 = rand::random();
+    Ok((id, encode_with_id(question, id)?))
+}
+
+/// The question's bytes with message ID `id`, DO=1 and CD as asked.
+pub fn encode_with_id(question: Question<'_>, id: u16) -> Result<Vec<u8>, ExchangeError> {
     let mut msg = Message::query();
     msg.metadata.id = id;
     msg.metadata.recursion_desired = true;
@@ -91,7 +121,17 @@ fn encode(question: Question<'_>) -> Result<(u16, Vec<u8>), ExchangeError> {
     edns.set_max_payload(MAX_UDP_PAYLOAD);
     edns.set_dnssec_ok(true);
     msg.set_edns(edns);
-    Ok((id, msg.to_vec()?))
+    Ok(msg.to_vec()?)
+}
+
+/// The message with the two-byte length in front that DNS over TCP and TLS use.
+pub fn frame(bytes: &[u8]) -> Result<Vec<u8>, ExchangeError> {
+    let len = u16::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query over 64 KiB"))?;
+    let mut framed = Vec::with_capacity(bytes.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(bytes);
+    Ok(framed)
 }
 
 /// Whether `reply` answers the question we sent with `id`.
@@ -100,7 +140,7 @@ fn encode(question: Question<'_>) -> Result<(u16, Vec<u8>), ExchangeError> {
 /// message by other rules (an empty RDATA is allowed there), and records read that way, copied
 /// into our reply, would make a packet the client cannot parse (found by the `handler` fuzz
 /// target).
-fn matches(reply: &Message, id: u16, query: &Query) -> bool {
+pub fn matches(reply: &Message, id: u16, query: &Query) -> bool {
     reply.metadata.id == id
         && reply.metadata.message_type == MessageType::Response
         && reply.metadata.op_code == OpCode::Query
@@ -170,12 +210,7 @@ async fn tcp(
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let len = u16::try_from(bytes.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query over 64 KiB"))?;
-        let mut framed = Vec::with_capacity(bytes.len() + 2);
-        framed.extend_from_slice(&len.to_be_bytes());
-        framed.extend_from_slice(&bytes);
-        stream.write_all(&framed).await?;
+        stream.write_all(&frame(&bytes)?).await?;
         loop {
             let len = stream.read_u16().await?;
             let mut buf = vec![0u8; usize::from(len)];

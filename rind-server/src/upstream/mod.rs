@@ -12,27 +12,38 @@
 //! - Every question goes up with DO=1, whatever the client set, so its answer keeps the
 //!   DNSSEC records and one cache entry serves DO=0 and DO=1 clients (as Unbound does); CD
 //!   goes up as the client set it.
+//! - Split DNS: a name at or below a forward zone goes only to that zone's upstreams (the
+//!   zone with the most labels wins), never to the default ones. Each zone's upstreams have
+//!   their own health, even when the same server is also a default upstream.
+//! - Upstreams are reached over UDP/TCP ([`exchange`]), TLS ([`tls`]) or HTTPS ([`https`]);
+//!   the rules above are the same for all.
 
 mod exchange;
+pub mod https;
 pub mod pool;
 mod rtt;
+pub mod tls;
+pub mod trust;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
+use rustls::pki_types::ServerName;
 use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-use crate::config::Upstream;
+use crate::config::{Config, ForwardZone, Protocol, Upstream};
 use crate::metrics::Metrics;
-use exchange::Resend;
+use exchange::{ExchangeError, Resend, Transport};
 use pool::UdpPool;
 use rtt::Rtt;
+use trust::UpstreamTls;
 
 /// Longest wait for one upstream.
 pub const TRY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,7 +108,14 @@ struct Key(Name, RecordType, DNSClass, bool);
 /// The upstream resolvers with their health, and the questions in flight.
 #[derive(Debug)]
 pub struct Forwarder {
+    /// The default upstreams first, then each forward zone's; an upstream's index here is its
+    /// index in the metrics.
     upstreams: Vec<Health>,
+    /// The default upstreams' range in `upstreams`.
+    default: Range<usize>,
+    /// Forward zones, most labels first, so the first zone that holds a name is the most
+    /// specific one.
+    zones: Vec<(Name, Range<usize>)>,
     in_flight: Mutex<HashMap<Key, Vec<oneshot::Sender<Outcome>>>>,
     /// One permit per distinct question waiting on upstreams (`--max-upstream-queries`).
     slots: Semaphore,
@@ -110,6 +128,10 @@ pub struct Forwarder {
 #[derive(Debug)]
 struct Health {
     upstream: Upstream,
+    /// The forward zone it serves; `None` for a default upstream.
+    zone: Option<Name>,
+    /// How it is reached (an encrypted one's client holds its connections).
+    transport: Transport,
     failures_in_a_row: AtomicU32,
     /// Milliseconds after `epoch` until which this upstream is tried last.
     demoted_until_ms: AtomicU64,
@@ -120,32 +142,67 @@ struct Health {
     rtt: Rtt,
 }
 
+/// Every upstream of `config` with the forward zone it serves, in the order the forwarder
+/// and the metrics number them: the default upstreams, then each zone's.
+pub fn numbered(config: &Config) -> Vec<(Option<&Name>, &Upstream)> {
+    config
+        .upstreams
+        .iter()
+        .map(|u| (None, u))
+        .chain(
+            config
+                .forward_zones
+                .iter()
+                .flat_map(|z| z.upstreams.iter().map(move |u| (Some(&z.zone), u))),
+        )
+        .collect()
+}
+
 impl Forwarder {
-    /// A forwarder over `upstreams`, asked in the order given while they are healthy, with
-    /// UDP sockets from `pool` and at most `max_in_flight` distinct questions at once.
+    /// A forwarder over `upstreams` and the `zones`' upstreams, asked in the order given while
+    /// they are healthy, with UDP sockets from `pool`, encrypted ones connecting with `tls`,
+    /// and at most `max_in_flight` distinct questions at once.
     pub fn new(
         upstreams: &[Upstream],
+        zones: &[ForwardZone],
+        tls: &UpstreamTls,
         pool: UdpPool,
         max_in_flight: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let mut all = Vec::new();
+        for upstream in upstreams {
+            all.push(Health::new(upstream, None, all.len(), tls, &metrics));
+        }
+        let default = 0..all.len();
+        let mut ranges = Vec::new();
+        for zone in zones {
+            let start = all.len();
+            for upstream in &zone.upstreams {
+                let health = Health::new(upstream, Some(&zone.zone), all.len(), tls, &metrics);
+                all.push(health);
+            }
+            ranges.push((zone.zone.clone(), start..all.len()));
+        }
+        ranges.sort_by_key(|(zone, _)| std::cmp::Reverse(zone.num_labels()));
         Forwarder {
-            upstreams: upstreams
-                .iter()
-                .map(|u| Health {
-                    upstream: *u,
-                    failures_in_a_row: AtomicU32::new(0),
-                    demoted_until_ms: AtomicU64::new(0),
-                    reported_down_ms: AtomicU64::new(0),
-                    rtt: Rtt::default(),
-                })
-                .collect(),
+            upstreams: all,
+            default,
+            zones: ranges,
             in_flight: Mutex::new(HashMap::new()),
             slots: Semaphore::new(max_in_flight),
             pool,
             metrics,
             epoch: Instant::now(),
         }
+    }
+
+    /// The forward zone `name` is at or below (the most specific one), if any.
+    pub fn zone_of(&self, name: &Name) -> Option<&Name> {
+        self.zones
+            .iter()
+            .find(|(zone, _)| zone.zone_of(name))
+            .map(|(zone, _)| zone)
     }
 
     /// Asks the upstreams `query` with CD as given; identical questions in flight share one
@@ -223,7 +280,12 @@ impl Forwarder {
 
     async fn ask_upstreams(&self, query: &Query, checking_disabled: bool) -> Outcome {
         let give_up = Instant::now() + TOTAL_BUDGET;
-        for index in self.order() {
+        let group = self
+            .zones
+            .iter()
+            .find(|(zone, _)| zone.zone_of(&query.name))
+            .map_or_else(|| self.default.clone(), |(_, range)| range.clone());
+        for index in self.order(group) {
             let now = Instant::now();
             if now >= give_up {
                 break;
@@ -241,8 +303,14 @@ impl Forwarder {
                 query,
                 checking_disabled,
             };
-            let reply =
-                exchange::exchange(&self.pool, &health.upstream, question, deadline, resend);
+            let reply = exchange::exchange(
+                &self.pool,
+                &health.upstream,
+                &health.transport,
+                question,
+                deadline,
+                resend,
+            );
             match reply.await {
                 Ok(reply) if usable(reply.metadata.response_code) => {
                     self.metrics.upstream_latency(index, now.elapsed());
@@ -262,15 +330,15 @@ impl Forwarder {
         Err(ForwardError::NoAnswer)
     }
 
-    /// Upstream indexes to try: healthy ones in configured order, then demoted ones.
-    fn order(&self) -> Vec<usize> {
+    /// Upstream indexes of `group` to try: healthy ones in configured order, then demoted
+    /// ones.
+    fn order(&self, group: Range<usize>) -> Vec<usize> {
         let now = self.now_ms();
-        let (healthy, demoted): (Vec<usize>, Vec<usize>) =
-            (0..self.upstreams.len()).partition(|&i| {
-                self.upstreams
-                    .get(i)
-                    .is_some_and(|h| h.demoted_until_ms.load(Ordering::Relaxed) <= now)
-            });
+        let (healthy, demoted): (Vec<usize>, Vec<usize>) = group.partition(|&i| {
+            self.upstreams
+                .get(i)
+                .is_some_and(|h| h.demoted_until_ms.load(Ordering::Relaxed) <= now)
+        });
         healthy.into_iter().chain(demoted).collect()
     }
 
@@ -320,6 +388,7 @@ impl Forwarder {
             .iter()
             .map(|h| UpstreamHealth {
                 upstream: h.upstream.to_string(),
+                zone: h.zone.as_ref().map(Name::to_ascii),
                 failures_in_a_row: h.failures_in_a_row.load(Ordering::Relaxed),
                 tried_last: h.demoted_until_ms.load(Ordering::Relaxed) > now,
             })
@@ -334,12 +403,128 @@ impl Forwarder {
 /// One upstream's health as [`Forwarder::health`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamHealth {
-    /// The upstream as configured (`IP:port` or `tcp://IP:port`).
+    /// The upstream as configured (`IP:port`, `tcp://IP:port`, `tls://…`, `https://…`).
     pub upstream: String,
+    /// The forward zone it serves; `None` for a default upstream.
+    pub zone: Option<String>,
     /// Tries in a row that gave no usable answer; 0 after one that did.
     pub failures_in_a_row: u32,
     /// Whether it failed [`DEMOTE_AFTER`] tries in a row and is tried after the others.
     pub tried_last: bool,
+}
+
+impl Health {
+    fn new(
+        upstream: &Upstream,
+        zone: Option<&Name>,
+        index: usize,
+        tls: &UpstreamTls,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
+        let on_connect = {
+            let metrics = Arc::clone(metrics);
+            Box::new(move || metrics.upstream_connection(index))
+        };
+        let transport = match &upstream.protocol {
+            Protocol::Udp | Protocol::Tcp => Transport::Plain,
+            Protocol::Tls { name } => Transport::Tls(tls::DotClient::new(
+                upstream.to_string(),
+                upstream.addr,
+                server_name(name.as_deref(), upstream),
+                Arc::clone(&tls.dot),
+                on_connect,
+            )),
+            Protocol::Https { host, path, .. } => Transport::Https(https::DohClient::new(
+                upstream.to_string(),
+                upstream.addr,
+                server_name(Some(host), upstream),
+                format!("https://{host}:{}{path}", upstream.addr.port()),
+                Arc::clone(&tls.doh),
+                on_connect,
+            )),
+        };
+        Health {
+            upstream: upstream.clone(),
+            zone: zone.cloned(),
+            transport,
+            failures_in_a_row: AtomicU32::new(0),
+            demoted_until_ms: AtomicU64::new(0),
+            reported_down_ms: AtomicU64::new(0),
+            rtt: Rtt::default(),
+        }
+    }
+}
+
+/// The name an upstream's certificate must carry: `name` (a host name or an IP literal), else
+/// the upstream's IP.
+fn server_name(name: Option<&str>, upstream: &Upstream) -> ServerName<'static> {
+    // config.rs accepts only names rustls accepts; were one refused here, the IP (which no
+    // public certificate names) fails closed rather than skipping the check.
+    name.and_then(crate::config::certificate_name)
+        .unwrap_or_else(|| ServerName::IpAddress(upstream.addr.ip().into()))
+}
+
+/// When an encrypted upstream may be connected to again after failed connects: the wait
+/// doubles from `min` to `max` and ends on a success.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    /// The upstream, as logs show it.
+    label: String,
+    min: Duration,
+    max: Duration,
+    state: Mutex<BackoffState>,
+}
+
+#[derive(Debug, Default)]
+struct BackoffState {
+    /// When the last connect failed, and the wait before the next.
+    failed: Option<(Instant, Duration)>,
+}
+
+impl Backoff {
+    pub(crate) fn new(label: String, min: Duration, max: Duration) -> Self {
+        Backoff {
+            label,
+            min,
+            max,
+            state: Mutex::new(BackoffState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BackoffState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a connect may be tried now.
+    pub(crate) fn check(&self) -> Result<(), ExchangeError> {
+        match self.lock().failed {
+            Some((at, wait)) if at.elapsed() < wait => Err(ExchangeError::Backoff(at.elapsed())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a failed connect; the first of a run is logged as a warning with its cause
+    /// (a certificate that does not check out is something the operator must see).
+    pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
+        let upstream = &self.label;
+        let mut state = self.lock();
+        let wait = match state.failed {
+            Some((_, wait)) => (wait * 2).min(self.max),
+            None => {
+                tracing::warn!(upstream = %upstream, error = %error, "cannot connect to the encrypted upstream");
+                self.min
+            }
+        };
+        tracing::debug!(upstream = %upstream, error = %error, retry_in = ?wait, "connect failed");
+        state.failed = Some((Instant::now(), wait));
+    }
+
+    /// Records a successful connect.
+    pub(crate) fn succeeded(&self) {
+        self.lock().failed = None;
+    }
 }
 
 /// Whether a reply with this rcode ends the search; the rest mean "ask someone else".
@@ -402,9 +587,11 @@ mod tests {
         let pool = UdpPool::new(8, [addr]).expect("pool");
         let forwarder = Arc::new(Forwarder::new(
             &[upstream],
+            &[],
+            &UpstreamTls::new(Arc::new(rustls::RootCertStore::empty())).expect("settings"),
             pool,
             16,
-            Arc::new(Metrics::new([addr.to_string()])),
+            Arc::new(Metrics::new([(addr.to_string(), None)])),
         ));
         let query = Query::query(
             Name::from_str("herd.example.").expect("name"),
