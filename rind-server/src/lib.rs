@@ -6,9 +6,9 @@
 //! stage can be tested alone and [`handler::Handler`] drives the whole path without sockets.
 //!
 //! ```text
-//! listener::{udp,tcp} ─bytes─▶ request ─Request─▶ resolver ─Answer─▶ response ─bytes─▶ client
-//!  framing, limits,            drop, NOTIMP,      local records       ID/RD/0x20 echo,
-//!  timeouts                    FORMERR, REFUSED,  special-use names   OPT and DO echo, TC=1,
+//! listener::{udp,tcp, ─bytes─▶ request ─Request─▶ resolver ─Answer─▶ response ─bytes─▶ client
+//!  tls,https}                  drop, NOTIMP,      local records       ID/RD/0x20 echo,
+//!  framing, limits, timeouts   FORMERR, REFUSED,  special-use names   OPT and DO echo, TC=1,
 //!                              BADVERS,           cache ─────────────────────────▶ (hit: bytes)
 //!                              rate limit;        upstream (coalesced) DNSSEC records and AD
 //!                              DO, CD, AD read                         per client
@@ -29,7 +29,9 @@
 //! ```
 //!
 //! - [`config`]: every flag with its env twin, validated into a [`config::Config`];
-//! - [`listener`]: DNS over UDP and TCP;
+//! - [`listener`]: DNS over UDP and TCP; DNS over TLS (`listener::tcp` behind a handshake) and
+//!   DNS over HTTPS (`listener::https`, hyper), sharing the certificate of `listener::tls`,
+//!   which SIGHUP reloads;
 //! - [`request`]: the staged packet checks and the ACL; [`ratelimit`]: per-client limits;
 //! - [`handler`]: bytes in → bytes out, tying the stages together;
 //! - [`resolver`]: the order of answer sources; [`records`] for local records and zones (index,
