@@ -127,6 +127,8 @@ fn client_config(trusted: &[&TestCert], alpn: &[&[u8]]) -> Arc<rustls::ClientCon
     for cert in trusted {
         roots.add(cert.der.clone()).expect("trust test cert");
     }
+    // Deprecated from rustls 0.23.48 on (no post-quantum key exchange), as in the server.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hickory_proto::op::Message;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::Body;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -145,12 +145,17 @@ async fn connection(
     let _ = timeout(tcp::WRITE_TIMEOUT, conn).await;
 }
 
-/// One DoH request → one HTTP response.
-async fn answer(
-    request: Request<Incoming>,
+/// One DoH request from `peer` → one HTTP response. Generic over the body so the fuzz target
+/// and tests can pass an in-memory one.
+pub async fn answer<B>(
+    request: Request<B>,
     peer: SocketAddr,
     handler: &Handler,
-) -> Response<Full<Bytes>> {
+) -> Response<Full<Bytes>>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if request.uri().path() != PATH {
         return error(
             StatusCode::NOT_FOUND,
@@ -209,7 +214,11 @@ fn from_get(query: Option<&str>) -> Result<Vec<u8>, (StatusCode, &'static str)> 
 
 /// The DNS message in a POST's body, which must be `application/dns-message` and at most
 /// 64 KiB.
-async fn from_post(request: Request<Incoming>) -> Result<Vec<u8>, (StatusCode, &'static str)> {
+async fn from_post<B>(request: Request<B>) -> Result<Vec<u8>, (StatusCode, &'static str)>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let headers = request.headers();
     let essence = headers
         .get(CONTENT_TYPE)

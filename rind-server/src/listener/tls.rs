@@ -82,6 +82,9 @@ pub struct Certificate {
 impl Certificate {
     /// Loads `cert` (PEM chain, leaf first) and `key` (PEM private key).
     pub fn load(cert: &Path, key: &Path) -> Result<Self, CertError> {
+        // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange;
+        // the aws-lc-rs one has it but needs cmake and nasm to build.
+        #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let current = read_pair(cert, key, &provider)?;
         Ok(Certificate {
