@@ -2,8 +2,10 @@
 """Writes the seed corpora in corpus/<target>/ (run from anywhere; overwrites the seeds).
 
 handler inputs are [flags, len_hi, len_lo, query, upstream reply] (see fuzz_targets/handler.rs);
-tcp_framing inputs are a client's byte stream; record_json inputs are request bodies.
+tcp_framing inputs are a client's byte stream; doh_request inputs are a method byte, a shape
+byte and a query string or body; record_json inputs are request bodies.
 """
+import base64
 import json
 import os
 import struct
@@ -185,6 +187,25 @@ write("tcp_framing", {
     "half-prefix": b"\x00",
     "dropped-then-answered": framed(header(1, 0x8100) + question("a.lan", A)) + framed(query("www.home.lan", A, ident=2)),
     "formerr-and-notimp": framed(header(3, 0x0100, qd=2)) + framed(query("home.lan", SOA, ident=4, opcode=4)),
+})
+
+# doh_request: method byte (0 GET, 1 POST, 2 PUT), shape byte (bit 0: wrong path; bits 1-2:
+# content type 0 dns-message, 1 with a parameter, 2 text/plain), then query string or body.
+b64 = lambda m: base64.urlsafe_b64encode(m).rstrip(b"=")
+write("doh_request", {
+    "get": b"\x00\x00dns=" + b64(query("www.home.lan", A, ident=0)),
+    "get-padded-other-params": b"\x00\x00ct=x&dns=" + base64.urlsafe_b64encode(query("cached.example", A, ident=0)),
+    "get-no-dns": b"\x00\x00name=www.home.lan",
+    "get-bad-base64": b"\x00\x00dns=%%%",
+    "get-forward": b"\x00\x00dns=" + b64(query("forward.example", A, ident=0)),
+    "post": b"\x01\x00" + query("www.home.lan", A, ident=0),
+    "post-param": b"\x01\x02" + query("big.home.lan", TXT, ident=7),
+    "post-text": b"\x01\x04" + query("www.home.lan", A),
+    "post-short": b"\x01\x00\x12\x34\x01",
+    "post-response": b"\x01\x00" + header(0, 0x8100) + question("a.lan", A),
+    "post-formerr": b"\x01\x00" + header(3, 0x0100, qd=2),
+    "other-path": b"\x00\x01dns=" + b64(query("www.home.lan", A, ident=0)),
+    "put": b"\x02\x00" + query("www.home.lan", A),
 })
 
 write("record_json", {

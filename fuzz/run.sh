@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One fuzz target for a while: fuzz/run.sh <target> [seconds] [libFuzzer args...]
-#   targets: handler, tcp_framing, record_json, master_file (cargo fuzz list)
+#   targets: handler, tcp_framing, doh_request, record_json, master_file (cargo fuzz list)
 #   seconds: how long to fuzz (default 600); libFuzzer prints its final stats at the end.
 # Seeds come from corpus/<target>/ (committed, never written); new inputs go to work/<target>/
 # (git-ignored), crashes to artifacts/<target>/. Replay inputs (a crash reproduces, a fixed

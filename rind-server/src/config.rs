@@ -143,6 +143,24 @@ pub struct Args {
         hide_env_values = true
     )]
     pub tsig_keys: Vec<crate::tsig::Key>,
+
+    /// Address for DNS over TLS (RFC 7858), usually port 853; needs --tls-cert and --tls-key.
+    #[arg(long, env = "RIND_DOT_ADDR")]
+    pub dot_addr: Option<SocketAddr>,
+
+    /// Address for DNS over HTTPS (RFC 8484, path /dns-query), usually port 443; needs
+    /// --tls-cert and --tls-key.
+    #[arg(long, env = "RIND_DOH_ADDR")]
+    pub doh_addr: Option<SocketAddr>,
+
+    /// PEM certificate chain for --dot-addr and --doh-addr, leaf first; reread on SIGHUP.
+    #[arg(long, env = "RIND_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert; reread on SIGHUP.
+    #[arg(long, env = "RIND_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
     /// The query log and the log format (see [`crate::operations`]).
     #[command(flatten)]
     pub operations: OperationsArgs,
@@ -519,6 +537,21 @@ pub struct Config {
     pub tsig_keys: crate::tsig::Keyring,
     /// The query log and the log format.
     pub operations: Operations,
+    /// The encrypted listeners, when `--dot-addr` or `--doh-addr` is given.
+    pub encrypted: Option<Encrypted>,
+}
+
+/// The DNS-over-TLS and DNS-over-HTTPS listeners and the certificate they share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encrypted {
+    /// DNS over TLS listen address.
+    pub dot_addr: Option<SocketAddr>,
+    /// DNS over HTTPS listen address.
+    pub doh_addr: Option<SocketAddr>,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// A flag combination the server refuses to start with.
@@ -547,6 +580,9 @@ pub enum ConfigError {
     /// Two `--tsig-key`s with one name.
     #[error("--tsig-key {0} is given twice; key names must differ")]
     DuplicateKey(String),
+    /// `--dot-addr` or `--doh-addr` without a certificate or key to serve.
+    #[error("{0} needs --tls-cert and --tls-key (PEM files)")]
+    NoCertificate(&'static str),
     /// An operations flag out of range.
     #[error(transparent)]
     Operations(#[from] OperationsError),
@@ -642,6 +678,17 @@ impl Args {
         };
         let upstream_tls = trust::UpstreamTls::new(roots)?;
         let operations = self.operations.validate()?;
+        let encrypted = match (self.dot_addr, self.doh_addr, self.tls_cert, self.tls_key) {
+            (None, None, _, _) => None,
+            (dot_addr, doh_addr, Some(cert), Some(key)) => Some(Encrypted {
+                dot_addr,
+                doh_addr,
+                cert,
+                key,
+            }),
+            (Some(_), _, _, _) => return Err(ConfigError::NoCertificate("--dot-addr")),
+            (None, Some(_), _, _) => return Err(ConfigError::NoCertificate("--doh-addr")),
+        };
         let snapshot_dir = self.snapshot_dir.unwrap_or_else(|| {
             let mut dir = self.data_dir.clone().into_os_string();
             dir.push("-snapshots");
@@ -673,6 +720,7 @@ impl Args {
             rate_limit: self.rate_limit,
             tsig_keys: crate::tsig::Keyring::new(self.tsig_keys),
             operations,
+            encrypted,
         })
     }
 }
@@ -837,6 +885,32 @@ mod tests {
         assert!(!big.contains('\n'), "{big}");
         assert!(parse(&["--query-log", "-1"]).is_err());
         assert!(parse(&["--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn encrypted_listeners_need_a_certificate() {
+        assert_eq!(parse(&[]).expect("defaults").encrypted, None);
+        let c = parse(&[
+            "--doh-addr",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .expect("valid");
+        let encrypted = c.encrypted.expect("doh configured");
+        assert_eq!(encrypted.dot_addr, None);
+        assert_eq!(encrypted.doh_addr, "127.0.0.1:8443".parse().ok());
+        let no_key =
+            parse(&["--dot-addr", "127.0.0.1:853", "--tls-cert", "c.pem"]).expect_err("no key");
+        assert_eq!(
+            no_key,
+            "--dot-addr needs --tls-cert and --tls-key (PEM files)"
+        );
+        let no_cert = parse(&["--doh-addr", "127.0.0.1:443"]).expect_err("no cert");
+        assert!(no_cert.starts_with("--doh-addr needs"), "{no_cert}");
+        assert!(parse(&["--dot-addr", "localhost:853"]).is_err());
     }
 
     #[test]

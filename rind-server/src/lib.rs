@@ -6,9 +6,9 @@
 //! stage can be tested alone and [`handler::Handler`] drives the whole path without sockets.
 //!
 //! ```text
-//! listener::{udp,tcp} ─bytes─▶ request ─Request─▶ resolver ─Answer─▶ response ─bytes─▶ client
-//!  framing, limits,            drop, NOTIMP,      local records       ID/RD/0x20 echo,
-//!  timeouts                    FORMERR, REFUSED,  special-use names   OPT and DO echo, TC=1,
+//! listener::{udp,tcp, ─bytes─▶ request ─Request─▶ resolver ─Answer─▶ response ─bytes─▶ client
+//!  tls,https}                  drop, NOTIMP,      local records       ID/RD/0x20 echo,
+//!  framing, limits, timeouts   FORMERR, REFUSED,  special-use names   OPT and DO echo, TC=1,
 //!                              BADVERS,           cache ─────────────────────────▶ (hit: bytes)
 //!                              rate limit;        upstream (coalesced) DNSSEC records and AD
 //!                              DO, CD, AD read                         per client
@@ -29,7 +29,9 @@
 //! ```
 //!
 //! - [`config`]: every flag with its env twin, validated into a [`config::Config`];
-//! - [`listener`]: DNS over UDP and TCP;
+//! - [`listener`]: DNS over UDP and TCP; DNS over TLS (`listener::tcp` behind a handshake) and
+//!   DNS over HTTPS (`listener::https`, hyper), sharing the certificate of `listener::tls`,
+//!   which SIGHUP reloads;
 //! - [`request`]: the staged packet checks and the ACL; [`ratelimit`]: per-client limits;
 //! - [`handler`]: bytes in → bytes out, tying the stages together;
 //! - [`resolver`]: the order of answer sources; [`records`] for local records and zones (index,
@@ -95,6 +97,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -137,6 +140,22 @@ pub struct Sockets {
     pub http: TcpListener,
     /// Sockets for queries to UDP upstreams.
     pub upstream_pool: UdpPool,
+    /// DNS over TLS and DNS over HTTPS, when configured.
+    pub encrypted: Option<EncryptedSockets>,
+}
+
+/// The encrypted listeners, bound, with the certificate they serve.
+#[derive(Debug)]
+pub struct EncryptedSockets {
+    /// DNS over TLS, with its TLS settings (ALPN `dot`).
+    pub dot: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// DNS over HTTPS, with its TLS settings (ALPN `h2`, `http/1.1`).
+    pub doh: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// The certificate and key both serve.
+    pub certificate: Arc<listener::tls::Certificate>,
+    /// SIGHUP, which reloads the certificate; registered at bind time so that an early
+    /// SIGHUP does not end the process.
+    pub hangup: tokio::signal::unix::Signal,
 }
 
 /// A listen address that could not be bound.
@@ -158,6 +177,30 @@ pub enum BindError {
         /// Why it failed.
         source: io::Error,
     },
+    /// The DNS-over-TLS address.
+    #[error("cannot listen for DNS over TLS on {addr}: {source} (choose another with --dot-addr)")]
+    Dot {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The DNS-over-HTTPS address.
+    #[error(
+        "cannot listen for DNS over HTTPS on {addr}: {source} (choose another with --doh-addr)"
+    )]
+    Doh {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The certificate or key of the encrypted listeners.
+    #[error(transparent)]
+    Certificate(#[from] listener::tls::CertError),
+    /// The SIGHUP handler for certificate reloads.
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Hangup(io::Error),
     /// The pool of upstream sockets.
     #[error("cannot open {count} sockets for upstream queries: {source} (raise the open-files limit, e.g. ulimit -n 8192)")]
     UpstreamPool {
@@ -169,11 +212,16 @@ pub enum BindError {
 }
 
 /// Binds the DNS (UDP and TCP, one port) and HTTP listeners of `config`, and the upstream
-/// socket pool.
+/// socket pool; with `--dot-addr` or `--doh-addr`, loads the certificate first and binds
+/// those too.
 ///
 /// The UDP sockets share their port through `SO_REUSEPORT`; the TCP listener does not, so
 /// another server already on the port is still detected by the TCP bind.
 pub async fn bind(config: &Config) -> Result<Sockets, BindError> {
+    let certificate = match &config.encrypted {
+        Some(e) => Some(Arc::new(listener::tls::Certificate::load(&e.cert, &e.key)?)),
+        None => None,
+    };
     let dns = config.dns_addr;
     let dns_error = |source| BindError::Dns { addr: dns, source };
     let copies = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -218,12 +266,49 @@ pub async fn bind(config: &Config) -> Result<Sockets, BindError> {
             count: POOL_SIZE,
             source,
         })?;
+    let encrypted = match (&config.encrypted, certificate) {
+        (Some(e), Some(certificate)) => {
+            let dot = bind_optional(e.dot_addr, |addr, source| BindError::Dot { addr, source });
+            let dot = match dot.await? {
+                Some(l) => Some((l, certificate.server_config(&[listener::tls::ALPN_DOT])?)),
+                None => None,
+            };
+            let doh = bind_optional(e.doh_addr, |addr, source| BindError::Doh { addr, source });
+            let doh = match doh.await? {
+                Some(l) => Some((l, certificate.server_config(&listener::tls::ALPN_DOH)?)),
+                None => None,
+            };
+            let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(BindError::Hangup)?;
+            Some(EncryptedSockets {
+                dot,
+                doh,
+                certificate,
+                hangup,
+            })
+        }
+        _ => None,
+    };
     Ok(Sockets {
         udp,
         tcp,
         http,
         upstream_pool,
+        encrypted,
     })
+}
+
+async fn bind_optional(
+    addr: Option<SocketAddr>,
+    error: fn(SocketAddr, io::Error) -> BindError,
+) -> Result<Option<TcpListener>, BindError> {
+    match addr {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(source) => Err(error(addr, source)),
+        },
+        None => Ok(None),
+    }
 }
 
 /// A UDP socket on `addr` that other sockets of this process can share.
@@ -394,16 +479,21 @@ pub async fn run(
         shutdown.clone(),
         &tracker,
     );
+    let limits = listener::tcp::Limits {
+        max_connections: config.max_tcp_connections,
+        idle_timeout: config.tcp_idle_timeout,
+    };
     listener::tcp::spawn(
         sockets.tcp,
-        listener::tcp::Limits {
-            max_connections: config.max_tcp_connections,
-            idle_timeout: config.tcp_idle_timeout,
-        },
-        handler,
+        limits,
+        Arc::clone(&handler),
         shutdown.clone(),
         &tracker,
     );
+    let encrypted_addrs = match sockets.encrypted {
+        Some(encrypted) => spawn_encrypted(encrypted, limits, handler, &shutdown, &tracker),
+        None => String::new(),
+    };
     transfer::notify::spawn(
         Arc::clone(&records),
         config.tsig_keys.clone(),
@@ -450,7 +540,7 @@ pub async fn run(
             .run(),
     );
     tracing::info!(
-        "listening dns={} http={}",
+        "listening dns={} http={}{encrypted_addrs}",
         show_addr(dns_addr),
         show_addr(http_addr)
     );
@@ -490,6 +580,46 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// Starts the DoT and DoH listeners and the SIGHUP reloads of their certificate; returns
+/// their part of the `listening` line (` dot=ADDR doh=ADDR`).
+fn spawn_encrypted(
+    encrypted: EncryptedSockets,
+    limits: listener::tcp::Limits,
+    handler: Arc<Handler>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> String {
+    let mut addrs = String::new();
+    if let Some((socket, tls)) = encrypted.dot {
+        addrs.push_str(&format!(" dot={}", show_addr(socket.local_addr().ok())));
+        let acceptor = TlsAcceptor::from(tls);
+        let handler = Arc::clone(&handler);
+        listener::tcp::spawn_tls(socket, acceptor, limits, handler, shutdown.clone(), tracker);
+    }
+    if let Some((socket, tls)) = encrypted.doh {
+        addrs.push_str(&format!(" doh={}", show_addr(socket.local_addr().ok())));
+        let acceptor = TlsAcceptor::from(tls);
+        listener::https::spawn(socket, acceptor, limits, handler, shutdown.clone(), tracker);
+    }
+    let (mut hangup, certificate, shutdown) =
+        (encrypted.hangup, encrypted.certificate, shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = hangup.recv() => if received.is_none() { return },
+            }
+            match certificate.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; still serving the previous certificate")
+                }
+            }
+        }
+    });
+    addrs
 }
 
 /// Reopens the store after a failed write, every [`REPAIR_PERIOD`] until it works again.

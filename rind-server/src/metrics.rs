@@ -123,7 +123,7 @@ pub enum DropReason {
 /// Totals since start, for the status route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// Well-formed queries received, over UDP and TCP.
+    /// Well-formed queries received, over every transport.
     pub queries: u64,
     /// Answers served fresh from the cache.
     pub cache_hits: u64,
@@ -145,7 +145,7 @@ pub struct UpstreamSummary {
 /// Everything `/metrics` shows.
 #[derive(Debug)]
 pub struct Metrics {
-    queries: [[AtomicU64; QTYPE_SLOTS]; 2],
+    queries: [[AtomicU64; QTYPE_SLOTS]; Transport::ALL.len()],
     responses: [AtomicU64; RCODE_SLOTS],
     dropped: [AtomicU64; 2],
     cache: [AtomicU64; CACHE_EVENTS.len()],
@@ -205,11 +205,11 @@ impl Metrics {
             .iter()
             .position(|t| *t == qtype)
             .unwrap_or(QTYPES.len());
-        let row = match transport {
-            Transport::Udp => &self.queries[0],
-            Transport::Tcp => &self.queries[1],
-        };
-        if let Some(c) = row.get(slot) {
+        if let Some(c) = self
+            .queries
+            .get(transport.index())
+            .and_then(|row| row.get(slot))
+        {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -365,7 +365,7 @@ impl Metrics {
             "# HELP rind_queries_total DNS queries received, by transport and query type."
         )?;
         writeln!(out, "# TYPE rind_queries_total counter")?;
-        for (transport, row) in ["udp", "tcp"].iter().zip(&self.queries) {
+        for (transport, row) in Transport::ALL.iter().map(|t| t.label()).zip(&self.queries) {
             for (slot, count) in row.iter().enumerate() {
                 let qtype = QTYPES
                     .get(slot)

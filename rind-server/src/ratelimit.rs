@@ -102,7 +102,7 @@ impl RateLimiter {
         }
         drop(buckets);
         match transport {
-            Transport::Tcp => Verdict::Refuse,
+            Transport::Tcp | Transport::Tls | Transport::Https => Verdict::Refuse,
             Transport::Udp if self.slip.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) => {
                 Verdict::Truncate
             }

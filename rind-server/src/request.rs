@@ -32,6 +32,46 @@ pub enum Transport {
     Udp,
     /// TCP: replies may use the full 64 KiB.
     Tcp,
+    /// DNS over TLS (RFC 7858): TCP's framing and limits inside TLS.
+    Tls,
+    /// DNS over HTTPS (RFC 8484): one reply per HTTP request, up to 64 KiB.
+    Https,
+}
+
+impl Transport {
+    /// Every transport, in the order of [`Transport::index`].
+    pub const ALL: [Transport; 4] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Https,
+    ];
+
+    /// The name in metrics labels and the query log.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Https => "https",
+        }
+    }
+
+    /// A small index, for per-transport counters.
+    pub fn index(self) -> usize {
+        match self {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
+            Transport::Tls => 2,
+            Transport::Https => 3,
+        }
+    }
+
+    /// Whether one query may get a series of messages back (a zone transfer): a byte
+    /// stream may, a datagram or an HTTP response carries one.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
 }
 
 /// The smallest UDP payload every client must accept (RFC 1035 §4.2.1).
@@ -162,7 +202,7 @@ pub fn check(packet: &[u8], client: IpAddr, transport: Transport, acl: &Acl) -> 
         return reject(&metadata, Some(&query), client_edns, ResponseCode::BADVERS);
     }
     let max_size = match transport {
-        Transport::Tcp => u16::MAX,
+        Transport::Tcp | Transport::Tls | Transport::Https => u16::MAX,
         Transport::Udp => edns.map_or(MIN_UDP_PAYLOAD, |e| {
             e.payload.clamp(MIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
         }),

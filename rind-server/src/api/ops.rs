@@ -83,10 +83,7 @@ impl From<Logged> for LogEntry {
             seq: e.seq,
             time: rfc3339_micros(e.unix_micros),
             client: e.client,
-            transport: match e.transport {
-                crate::request::Transport::Udp => "udp",
-                crate::request::Transport::Tcp => "tcp",
-            },
+            transport: e.transport.label(),
             name: e.name,
             qtype: e.qtype.to_string(),
             rcode: e.rcode.map(rcode_text),

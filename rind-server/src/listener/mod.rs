@@ -1,5 +1,7 @@
-//! Transports: DNS over UDP and over TCP. They own framing, limits, timeouts and concurrency,
-//! and hand every packet to the [`Handler`](crate::handler::Handler).
+//! Transports: DNS over UDP, TCP, TLS and HTTPS. They own framing, limits, timeouts and
+//! concurrency, and hand every packet to the [`Handler`](crate::handler::Handler).
 
+pub mod https;
 pub mod tcp;
+pub mod tls;
 pub mod udp;

@@ -14,6 +14,9 @@
 //! - a client that does not read its replies is dropped after [`WRITE_TIMEOUT`].
 //!
 //! A half-closed connection (the client shut its sending side) still gets every reply.
+//!
+//! DNS over TLS (RFC 7858) is this listener with a TLS handshake in front ([`spawn_tls`]):
+//! the same framing and limits, with its own connection count.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +29,10 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use tokio_rustls::TlsAcceptor;
+
 use crate::handler::{Handler, Step};
+use crate::listener::tls;
 use crate::request::Transport;
 
 /// Time for the rest of a query once its length prefix has arrived.
@@ -55,20 +61,110 @@ pub fn spawn(
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let connections = tracker.clone();
-    tracker.spawn(async move {
-        accept_loop(listener, limits, handler, shutdown, connections).await;
-    });
+    let stop = shutdown.clone();
+    spawn_accept_loop(
+        listener,
+        limits.max_connections,
+        stop,
+        tracker,
+        move |stream, peer| {
+            let (handler, shutdown) = (Arc::clone(&handler), shutdown.clone());
+            async move {
+                // Replies are small and latency matters more than packet count.
+                let _ = stream.set_nodelay(true);
+                // Owned halves: dropping the writer sends FIN at once, even while the reader goes on.
+                let (reader, writer) = stream.into_split();
+                let transport = Transport::Tcp;
+                serve_as(
+                    transport,
+                    reader,
+                    writer,
+                    peer,
+                    limits.idle_timeout,
+                    handler,
+                    shutdown,
+                )
+                .await;
+            }
+        },
+    );
 }
 
-async fn accept_loop(
+/// Accepts DNS-over-TLS connections on `listener` until `shutdown`: a TLS handshake (at most
+/// [`tls::HANDSHAKE_TIMEOUT`]), then the same framing and limits as [`spawn`].
+pub fn spawn_tls(
     listener: TcpListener,
+    acceptor: TlsAcceptor,
     limits: Limits,
     handler: Arc<Handler>,
     shutdown: CancellationToken,
-    tracker: TaskTracker,
+    tracker: &TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let stop = shutdown.clone();
+    spawn_accept_loop(
+        listener,
+        limits.max_connections,
+        stop,
+        tracker,
+        move |stream, peer| {
+            let (acceptor, handler) = (acceptor.clone(), Arc::clone(&handler));
+            let shutdown = shutdown.clone();
+            async move {
+                let _ = stream.set_nodelay(true);
+                let handshake = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    done = tls::handshake(&acceptor, stream, peer) => done,
+                };
+                let Some(stream) = handshake else { return };
+                // The halves share the TLS state under a lock; dropping the writer sends
+                // close_notify and FIN once every reply is out.
+                let (reader, writer) = tokio::io::split(stream);
+                let transport = Transport::Tls;
+                serve_as(
+                    transport,
+                    reader,
+                    writer,
+                    peer,
+                    limits.idle_timeout,
+                    handler,
+                    shutdown,
+                )
+                .await;
+            }
+        },
+    );
+}
+
+/// Accepts connections on `listener` until `shutdown`, at most `max_connections` open at
+/// once (more are closed on accept), each served by `serve` in a task `tracker` follows.
+/// Shared by DNS over TCP, DNS over TLS and DNS over HTTPS.
+pub fn spawn_accept_loop<F, Fut>(
+    listener: TcpListener,
+    max_connections: usize,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let connections = tracker.clone();
+    tracker.spawn(async move {
+        accept_loop(listener, max_connections, shutdown, connections, serve).await;
+    });
+}
+
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    max_connections: usize,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_connections));
     let mut backoff = Duration::from_millis(10);
     loop {
         let (stream, peer) = tokio::select! {
@@ -88,31 +184,16 @@ async fn accept_loop(
             },
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "TCP connection limit reached; closing the new connection");
+            tracing::debug!(%peer, "connection limit reached; closing the new connection");
             drop(stream);
             continue;
         };
-        let handler = Arc::clone(&handler);
-        let shutdown = shutdown.clone();
+        let served = serve(stream, peer);
         tracker.spawn(async move {
-            connection(stream, peer, limits.idle_timeout, handler, shutdown).await;
+            served.await;
             drop(slot);
         });
     }
-}
-
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    idle_timeout: Duration,
-    handler: Arc<Handler>,
-    shutdown: CancellationToken,
-) {
-    // Replies are small and latency matters more than packet count.
-    let _ = stream.set_nodelay(true);
-    // Owned halves: dropping the writer sends FIN at once, even while the reader goes on.
-    let (reader, writer) = stream.into_split();
-    serve(reader, writer, peer, idle_timeout, handler, shutdown).await;
 }
 
 /// Serves one connection given as its two halves: length-prefixed queries read from `reader`,
@@ -131,15 +212,51 @@ pub async fn serve<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let transport = Transport::Tcp;
+    serve_as(
+        transport,
+        reader,
+        writer,
+        peer,
+        idle_timeout,
+        handler,
+        shutdown,
+    )
+    .await;
+}
+
+/// [`serve`] for queries that arrived over `transport` (TCP or TLS: the framing is the same).
+pub async fn serve_as<R, W>(
+    transport: Transport,
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    idle_timeout: Duration,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (replies, outbox) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT);
     let write_side = tokio::spawn(write_replies(writer, outbox));
-    read_queries(reader, peer, idle_timeout, &handler, &shutdown, replies).await;
+    read_queries(
+        reader,
+        transport,
+        peer,
+        idle_timeout,
+        &handler,
+        &shutdown,
+        replies,
+    )
+    .await;
     // The writer ends once every query task has sent its reply and dropped its sender.
     let _ = write_side.await;
 }
 
 async fn read_queries(
     mut reader: impl AsyncRead + Unpin,
+    transport: Transport,
     peer: SocketAddr,
     idle_timeout: Duration,
     handler: &Arc<Handler>,
@@ -175,7 +292,7 @@ async fn read_queries(
         let replies = replies.clone();
         tokio::spawn(async move {
             // A closed writer means the client is gone; replies have nowhere to go.
-            match handler.begin(&packet, peer.ip(), Transport::Tcp) {
+            match handler.begin(&packet, peer.ip(), transport) {
                 Step::Done(None) => {}
                 Step::Done(Some(reply)) => {
                     let _ = replies.send(reply).await;

@@ -21,7 +21,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::records::zone::{Diff, Zone};
 use crate::records::Records;
-use crate::request::{Acl, Request, Transport};
+use crate::request::{Acl, Request};
 use crate::response::{self, Answer};
 use crate::tsig::{self, Keyring, Signer, Verdict};
 
@@ -183,7 +183,7 @@ impl Transfers {
             None
         };
         let signer = signer.map(|(s, _)| s);
-        if request.transport == Transport::Udp {
+        if !request.transport.is_stream() {
             return match since {
                 // RFC 1995 §2: a reply that does not fit UDP is the SOA alone.
                 Some(_) => {

@@ -93,13 +93,20 @@ impl UpstreamTls {
     }
 }
 
+/// The cryptography both TLS sides use: ring's.
+pub fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange; the
+    // aws-lc-rs one has it but needs cmake and nasm to build.
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// Client settings over `roots`, offering the ALPN protocols `alpn` (e.g. `h2`).
 pub fn client_config(
     roots: Arc<RootCertStore>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TrustError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(ring_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TrustError::Settings(e.to_string()))?
         .with_root_certificates(roots)

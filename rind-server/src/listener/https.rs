@@ -1,0 +1,441 @@
+//! DNS over HTTPS (RFC 8484): `GET /dns-query?dns=<base64url>` and `POST /dns-query` with an
+//! `application/dns-message` body, over HTTP/2 or HTTP/1.1 (ALPN), each answered by the
+//! [`Handler`] like a TCP query from the same client.
+//!
+//! Limits, as for DNS over TCP: at most `--max-tcp-connections` connections (a count of
+//! their own), [`tls::HANDSHAKE_TIMEOUT`] for the handshake, a connection with no bytes
+//! either way and no request open for `--tcp-idle-timeout` is closed, at most
+//! [`tcp::MAX_IN_FLIGHT`] HTTP/2 streams per connection, [`tcp::MESSAGE_TIMEOUT`] for a
+//! request's head and body.
+//!
+//! Requests that are not DoH get HTTP errors, never a DNS answer: 404 for another path, 405
+//! for another method, 415 for a POST body of another type, 413 for a body over 64 KiB,
+//! 414 for a longer `dns` parameter, 400 for a missing or undecodable `dns` parameter or a
+//! message rind drops (a response, or no header). Everything DNS says about a query that
+//! parses (FORMERR, REFUSED, SERVFAIL) is a 200 with that DNS message, as RFC 8484 §4.2.1
+//! asks.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hickory_proto::op::Message;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::handler::{Handler, Step};
+use crate::listener::{tcp, tls};
+use crate::request::Transport;
+
+/// The one path DoH is served on (RFC 8484 §3 leaves it to the server; every client's
+/// default is this one).
+pub const PATH: &str = "/dns-query";
+/// The media type of a DNS message (RFC 8484 §6).
+pub const DNS_MESSAGE: &str = "application/dns-message";
+/// The largest DNS message: what a TCP length prefix can say.
+const MAX_MESSAGE: usize = u16::MAX as usize;
+/// base64url without padding of [`MAX_MESSAGE`] bytes.
+const MAX_GET_PARAM: usize = MAX_MESSAGE.div_ceil(3) * 4;
+/// How often an open connection is checked for idleness.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
+
+/// Accepts DoH connections on `listener` until `shutdown`, with the TCP listener's `limits`.
+pub fn spawn(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    limits: tcp::Limits,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let stop = shutdown.clone();
+    tcp::spawn_accept_loop(listener, limits.max_connections, stop, tracker, {
+        move |stream, peer| {
+            let (acceptor, handler) = (acceptor.clone(), Arc::clone(&handler));
+            let shutdown = shutdown.clone();
+            connection(
+                stream,
+                peer,
+                acceptor,
+                limits.idle_timeout,
+                handler,
+                shutdown,
+            )
+        }
+    });
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    idle_timeout: Duration,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        done = tls::handshake(&acceptor, stream, peer) => done,
+    };
+    let Some(stream) = handshake else { return };
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    });
+    let service = {
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |request| {
+            let handler = Arc::clone(&handler);
+            let open = Open::new(&activity);
+            async move {
+                let response = answer(request, peer, &handler).await;
+                drop(open);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(tcp::MESSAGE_TIMEOUT)
+        .http2()
+        .max_concurrent_streams(u32::try_from(tcp::MAX_IN_FLIGHT).unwrap_or(u32::MAX));
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut check = tokio::time::interval(IDLE_CHECK);
+    let closing = loop {
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!(%peer, error = %e, "DoH connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled() => break "shutting down",
+            _ = check.tick() => {
+                if activity.idle_for(idle_timeout) {
+                    break "idle";
+                }
+            }
+        }
+    };
+    tracing::debug!(%peer, reason = closing, "closing DoH connection");
+    // HTTP/2 gets a GOAWAY, HTTP/1.1 a close after any response under way; a client that
+    // does not take them is cut off.
+    conn.as_mut().graceful_shutdown();
+    let _ = timeout(tcp::WRITE_TIMEOUT, conn).await;
+}
+
+/// One DoH request from `peer` → one HTTP response. Generic over the body so the fuzz target
+/// and tests can pass an in-memory one.
+pub async fn answer<B>(
+    request: Request<B>,
+    peer: SocketAddr,
+    handler: &Handler,
+) -> Response<Full<Bytes>>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if request.uri().path() != PATH {
+        return error(
+            StatusCode::NOT_FOUND,
+            "DNS over HTTPS is served on /dns-query",
+        );
+    }
+    let query = match *request.method() {
+        Method::GET => from_get(request.uri().query()),
+        Method::POST => from_post(request).await,
+        _ => {
+            let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
+            return response;
+        }
+    };
+    let packet = match query {
+        Ok(packet) => packet,
+        Err((status, why)) => return error(status, why),
+    };
+    let reply = match handler.begin(&packet, peer.ip(), Transport::Https) {
+        Step::Done(Some(reply)) => reply,
+        Step::Forward(waiting) => handler.finish(waiting).await,
+        Step::Done(None) => {
+            return error(StatusCode::BAD_REQUEST, "not a DNS query");
+        }
+        // Not reached: the transfer module answers a transport without streams in one
+        // message. Said plainly in case that ever changes.
+        Step::Transfer(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "zone transfers need DNS over TCP or TLS",
+            );
+        }
+    };
+    dns_response(reply)
+}
+
+/// The DNS message in a GET's `dns` parameter (RFC 8484 §4.1: base64url, no padding; padding
+/// is forgiven).
+fn from_get(query: Option<&str>) -> Result<Vec<u8>, (StatusCode, &'static str)> {
+    let param = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("dns="))
+        .ok_or((StatusCode::BAD_REQUEST, "no dns parameter"))?;
+    let encoded = param.trim_end_matches('=');
+    if encoded.len() > MAX_GET_PARAM {
+        return Err((StatusCode::URI_TOO_LONG, "dns parameter over 64 KiB"));
+    }
+    data_encoding::BASE64URL_NOPAD
+        .decode(encoded.as_bytes())
+        .map_err(|_| (StatusCode::BAD_REQUEST, "dns parameter is not base64url"))
+}
+
+/// The DNS message in a POST's body, which must be `application/dns-message` and at most
+/// 64 KiB.
+async fn from_post<B>(request: Request<B>) -> Result<Vec<u8>, (StatusCode, &'static str)>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let headers = request.headers();
+    let essence = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    if !essence.is_some_and(|t| t.eq_ignore_ascii_case(DNS_MESSAGE)) {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be application/dns-message",
+        ));
+    }
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_big = (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "a DNS message is at most 64 KiB",
+    );
+    if declared.is_some_and(|n| n > MAX_MESSAGE as u64) {
+        return Err(too_big);
+    }
+    let body = Limited::new(request.into_body(), MAX_MESSAGE);
+    match timeout(tcp::MESSAGE_TIMEOUT, body.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_big),
+        Ok(Err(_)) => Err((StatusCode::BAD_REQUEST, "the body could not be read")),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time",
+        )),
+    }
+}
+
+fn dns_response(reply: Vec<u8>) -> Response<Full<Bytes>> {
+    let max_age = freshness(&reply);
+    let mut response = Response::new(Full::new(Bytes::from(reply)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
+    if let Ok(value) = HeaderValue::from_str(&format!("max-age={max_age}")) {
+        headers.insert(CACHE_CONTROL, value);
+    }
+    response
+}
+
+/// Seconds an HTTP cache may keep `reply` (RFC 8484 §5.1): the smallest TTL in the answer
+/// section; for an answer without records (NXDOMAIN, NODATA) the SOA's in the authority
+/// section, which the cache already counts down and caps as RFC 2308 says; 0 when there is
+/// neither, or the reply does not parse.
+pub fn freshness(reply: &[u8]) -> u32 {
+    let Ok(message) = Message::from_vec(reply) else {
+        return 0;
+    };
+    let section = if message.answers.is_empty() {
+        &message.authorities
+    } else {
+        &message.answers
+    };
+    section.iter().map(|r| r.ttl).min().unwrap_or(0)
+}
+
+fn error(status: StatusCode, why: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(why.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// When a connection last moved a byte, and how many of its requests are open.
+#[derive(Debug)]
+struct Activity {
+    since: Instant,
+    /// Milliseconds after `since` of the last byte read or written.
+    last_millis: AtomicU64,
+    open: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            since: Instant::now(),
+            last_millis: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.store(now, Ordering::Relaxed);
+    }
+
+    /// No request open and no byte for `limit`. A request waiting on upstreams moves no
+    /// bytes but is not idleness.
+    fn idle_for(&self, limit: Duration) -> bool {
+        let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+        self.open.load(Ordering::Relaxed) == 0 && self.since.elapsed().saturating_sub(last) >= limit
+    }
+}
+
+/// A request open on a connection, from its head until its response is handed over.
+struct Open(Arc<Activity>);
+
+impl Open {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.open.fetch_add(1, Ordering::Relaxed);
+        Open(Arc::clone(activity))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// A stream that notes in [`Activity`] each time bytes move.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_parameter_forms() {
+        let wire = [
+            0u8, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1,
+        ];
+        let encoded = data_encoding::BASE64URL_NOPAD.encode(&wire);
+        assert_eq!(from_get(Some(&format!("dns={encoded}"))), Ok(wire.to_vec()));
+        assert_eq!(
+            from_get(Some(&format!("ct=x&dns={encoded}=="))),
+            Ok(wire.to_vec())
+        );
+        let status = |q: Option<&str>| from_get(q).map_err(|(s, _)| s).err();
+        assert_eq!(status(None), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status(Some("name=x")), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status(Some("dns=a+b/")), Some(StatusCode::BAD_REQUEST));
+        let long = format!("dns={}", "A".repeat(MAX_GET_PARAM + 4));
+        assert_eq!(status(Some(&long)), Some(StatusCode::URI_TOO_LONG));
+    }
+
+    #[test]
+    fn freshness_is_the_smallest_answer_ttl() {
+        use hickory_proto::rr::{rdata::A, Name, RData, Record};
+        let name = Name::from_ascii("a.example.").expect("name");
+        let mut message = Message::response(0, hickory_proto::op::OpCode::Query);
+        for ttl in [300, 60, 120] {
+            message.add_answer(Record::from_rdata(
+                name.clone(),
+                ttl,
+                RData::A(A::new(192, 0, 2, 1)),
+            ));
+        }
+        assert_eq!(freshness(&message.to_vec().expect("encode")), 60);
+        let empty = Message::response(0, hickory_proto::op::OpCode::Query);
+        assert_eq!(freshness(&empty.to_vec().expect("encode")), 0);
+        assert_eq!(freshness(b"\x00\x01"), 0);
+    }
+}
