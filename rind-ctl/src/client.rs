@@ -164,6 +164,17 @@ impl Client {
         decode(self.send(self.request(Method::POST, path).json(body))?)
     }
 
+    /// POSTs `body` to `path` and decodes the JSON reply, waiting up to `wait` (a server
+    /// fetching a large blocklist takes longer than the usual request).
+    pub fn post_slow<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        wait: Duration,
+    ) -> Result<T, RequestError> {
+        decode(self.send(self.request(Method::POST, path).json(body).timeout(wait))?)
+    }
+
     /// PUTs `body` to `path` and decodes the JSON reply.
     pub fn put<B: Serialize, T: DeserializeOwned>(
         &self,

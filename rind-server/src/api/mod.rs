@@ -1,10 +1,11 @@
-//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`], zones, cache; the
-//! query log and status in [`ops`]), as warp filters.
+//! The HTTP side: `/healthz`, `/metrics` and the REST API ([`records`], zones, cache,
+//! blocklists and the allowlist; the query log and status in [`ops`]), as warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
 //! `Authorization: Bearer <token>`, compared in constant time.
 
+mod blocking;
 mod cache;
 pub mod ops;
 pub mod records;
@@ -23,6 +24,7 @@ use warp::Filter;
 
 use hickory_proto::rr::Name;
 
+use crate::blocklist::Blocking;
 use crate::cache::Cache;
 use crate::metrics::Metrics;
 use crate::records::rdata::parse_owner;
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub snapshot_keep: usize,
     /// The TSIG keys a zone may name.
     pub tsig_keys: crate::tsig::Keyring,
+    /// The blocklists and the allowlist.
+    pub blocking: Arc<Blocking>,
     /// The query log and what the status route reports.
     pub ops: ops::OpsState,
 }
@@ -100,6 +104,7 @@ pub fn routes(
         .or(records)
         .or(zones::routes(Arc::clone(&state)))
         .or(cache::routes(Arc::clone(&state)))
+        .or(blocking::routes(Arc::clone(&state)))
         .or(ops::routes(state))
         .recover(recover)
 }
