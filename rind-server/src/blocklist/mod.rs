@@ -516,6 +516,7 @@ pub fn spawn_refresher(blocking: Arc<Blocking>, interval: Duration, shutdown: Ca
 
 /// The set of every stored list's rules.
 fn build(lists: &BlocklistStore) -> Result<DomainSet, StoreError> {
+    let started = std::time::Instant::now();
     let stored = lists.lists()?;
     let total = stored.iter().map(|l| l.domains).sum();
     let mut set = DomainSet::with_capacity(total);
@@ -526,6 +527,16 @@ fn build(lists: &BlocklistStore) -> Result<DomainSet, StoreError> {
                 set.insert(name.as_bytes(), flags);
             }
         })?;
+    }
+    set.shrink_to_fit();
+    if !stored.is_empty() {
+        tracing::info!(
+            lists = stored.len(),
+            names = set.len(),
+            mib = set.heap_bytes() >> 20,
+            took_ms = started.elapsed().as_millis(),
+            "blocklists loaded"
+        );
     }
     Ok(set)
 }

@@ -27,7 +27,7 @@ impl DomainSet {
     /// An empty set with room for `names` names before it grows.
     pub fn with_capacity(names: usize) -> Self {
         DomainSet {
-            arena: Vec::with_capacity(names.saturating_mul(24)),
+            arena: Vec::with_capacity(names.saturating_mul(32)),
             slots: vec![0; table_size(names)],
             len: 0,
             any_subtree: false,
@@ -42,6 +42,11 @@ impl DomainSet {
     /// Whether it holds no name.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Gives back the arena's spare room once every name is in.
+    pub fn shrink_to_fit(&mut self) {
+        self.arena.shrink_to_fit();
     }
 
     /// Bytes held on the heap.
