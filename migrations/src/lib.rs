@@ -15,7 +15,7 @@ pub mod integrity;
 use sled::Db;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// Tree holding store-wide metadata.
 pub const META_TREE: &str = "meta";
 /// Key of the schema version in [`META_TREE`].
@@ -26,12 +26,18 @@ pub const ZONES_TREE: &str = "zones";
 pub const JOURNAL_TREE: &str = "zone_journal";
 /// Tree of the secondary zones' data: apex, 0, chunk number → records as transferred.
 pub const SECONDARY_TREE: &str = "secondary_zones";
+/// Tree of the blocklists: id → the list's settings and fetch state.
+pub const BLOCKLISTS_TREE: &str = "blocklists";
+/// Tree of the blocklists' rules: id, 0, chunk number → rules, one a line.
+pub const BLOCKLIST_RULES_TREE: &str = "blocklist_rules";
+/// Tree of the allowlist: domain → nothing.
+pub const ALLOWLIST_TREE: &str = "allowlist";
 
 /// One step: brings a store from version `n` to `n + 1` (`n` is its index in [`STEPS`]).
 type Step = fn(&Db) -> sled::Result<()>;
 
 /// The steps, in order; `STEPS.len()` equals [`SCHEMA_VERSION`].
-const STEPS: [Step; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3];
+const STEPS: [Step; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4];
 
 /// What went wrong while migrating.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +114,15 @@ fn v1_to_v2(db: &Db) -> sled::Result<()> {
 /// records under a zone without moving its serial, and secondaries would miss the change.
 fn v2_to_v3(db: &Db) -> sled::Result<()> {
     for tree in [ZONES_TREE, JOURNAL_TREE, SECONDARY_TREE] {
+        db.open_tree(tree)?;
+    }
+    Ok(())
+}
+
+/// Version 4: blocklists and the allowlist. A rind from before them must not open the store:
+/// it would forward the names the operator asked to block.
+fn v3_to_v4(db: &Db) -> sled::Result<()> {
+    for tree in [BLOCKLISTS_TREE, BLOCKLIST_RULES_TREE, ALLOWLIST_TREE] {
         db.open_tree(tree)?;
     }
     Ok(())

@@ -129,6 +129,10 @@ pub struct Client {
 impl Client {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:8053`).
     pub fn new(base: &str, token: Option<String>) -> Result<Client, RequestError> {
+        // Built in one workspace with rind-server, reqwest has rustls without a crypto
+        // provider of its own (the server gives it ring's): name the same one here.
+        #[allow(deprecated)]
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = Http::builder()
             .timeout(Duration::from_secs(30))
             // A host that drops packets should not keep a person waiting for 30 s.
@@ -162,6 +166,17 @@ impl Client {
         body: &B,
     ) -> Result<T, RequestError> {
         decode(self.send(self.request(Method::POST, path).json(body))?)
+    }
+
+    /// POSTs `body` to `path` and decodes the JSON reply, waiting up to `wait` (a server
+    /// fetching a large blocklist takes longer than the usual request).
+    pub fn post_slow<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        wait: Duration,
+    ) -> Result<T, RequestError> {
+        decode(self.send(self.request(Method::POST, path).json(body).timeout(wait))?)
     }
 
     /// PUTs `body` to `path` and decodes the JSON reply.

@@ -1,9 +1,11 @@
-//! `rind-ctl`: manage rind's local records, zones and cache from the command line.
+//! `rind-ctl`: manage rind's local records, zones, cache, blocklists and allowlist from the
+//! command line.
 //!
 //! A client of the REST API and nothing else (the contract is the interface): one function
 //! per command, [`client`] for HTTP, [`output`] for tables and `--json`. Exit status: 0 done,
 //! 1 the request failed (the server refused it or could not be reached), 2 usage.
 
+mod block;
 mod client;
 mod ops;
 mod output;
@@ -147,6 +149,12 @@ enum Command {
     /// Inspect or flush the answer cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Manage blocklists: names on them are answered 0.0.0.0/:: (or NXDOMAIN), not forwarded.
+    #[command(subcommand)]
+    Block(block::BlockCommand),
+    /// Manage the allowlist: names on it (and below) are never blocked.
+    #[command(subcommand)]
+    Allow(block::AllowCommand),
     /// Ask the server for a consistent copy of its store; prints the copy's path.
     #[command(after_help = "Example:\n  rind-ctl snapshot")]
     Snapshot,
@@ -444,6 +452,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Ok(())
             }
         }
+        Command::Block(command) => block::block(&client, command, json),
+        Command::Allow(command) => block::allow(&client, command, json),
         Command::Status => Ok(ops::status(&client, json)?),
         Command::Log {
             follow,

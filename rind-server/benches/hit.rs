@@ -9,6 +9,9 @@
 //! The server's flags come from the environment as for `rind-server`: the query log is on
 //! (its default); `RIND_QUERY_LOG=0` measures without it. `HIT_CASES=cache_hit_udp,...`
 //! runs only those cases, so `valgrind --tool=callgrind` counts one case at a time.
+//! `HIT_BLOCKLIST=N` loads a blocklist of N names (half of them `||name^` rules, so every
+//! parent of the asked name is looked up too) before the hits: the cost a blocklist adds to
+//! a name that is not on it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -26,6 +29,7 @@ use rind_server::cache::Clock;
 use rind_server::config::Args;
 use rind_server::handler::{Handler, Step};
 use rind_server::request::Transport;
+use rind_server::store::blocklists::{BlocklistStore, StoredList};
 use rind_server::store::Store;
 use rind_server::upstream::pool::UdpPool;
 use rind_server::Pipeline;
@@ -67,6 +71,12 @@ fn handler_with_cached(name: &Name, signed: &Name, data_dir: &std::path::Path) -
         .expect("config");
     // The local records come first on every query, so the bench pays for that lookup too.
     let store = Store::open(data_dir).expect("store");
+    if let Some(names) = std::env::var("HIT_BLOCKLIST")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        store_blocklist(&store, names);
+    }
     let pool = UdpPool::new(1, config.upstreams.iter().map(|u| u.addr)).expect("pool");
     let pipeline =
         Pipeline::assemble(&config, &store, Clock::default(), None, pool).expect("pipeline");
@@ -91,6 +101,30 @@ fn handler_with_cached(name: &Name, signed: &Name, data_dir: &std::path::Path) -
             .expect("cacheable");
     }
     pipeline.handler
+}
+
+/// Stores a list of `names` generated names, as if fetched, for the pipeline to load.
+fn store_blocklist(store: &Store, names: usize) {
+    let mut rules = String::with_capacity(names * 32);
+    for i in 0..names {
+        let subtree = if i % 2 == 0 { "|" } else { "" };
+        rules.push_str(&format!("{subtree}ads{i}.tracker{}.example\n", i % 1000));
+    }
+    let lists = BlocklistStore::open(store).expect("blocklist trees");
+    let list = StoredList {
+        id: "1".into(),
+        name: "bench".into(),
+        url: None,
+        domains: names,
+        skipped: 0,
+        etag: None,
+        last_modified: None,
+        updated: 0,
+        checked: None,
+        error: None,
+    };
+    lists.put(&list, Some(&rules)).expect("store the list");
+    println!("blocklist: {names} names");
 }
 
 /// An ECDSA-sized RRSIG over A records, expiring in 2065 (opaque RDATA, as rind reads it).

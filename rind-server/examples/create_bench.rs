@@ -84,6 +84,7 @@ fn main() -> anyhow::Result<()> {
 
 /// Sends creates until `stop`; returns the latency of each 201 and the number of failures.
 fn client(url: &str, id: usize, stop: &AtomicBool) -> (Vec<Duration>, usize) {
+    rind_server::upstream::trust::install_ring_default();
     let http = reqwest::blocking::Client::new();
     let mut latencies = Vec::new();
     let mut errors = 0;

@@ -16,6 +16,7 @@ use hickory_proto::rr::Name;
 use ipnet::IpNet;
 use rustls::RootCertStore;
 
+use crate::blocklist::BlockMode;
 use crate::operations::{Operations, OperationsArgs, OperationsError};
 use crate::upstream::trust::{self, TrustError};
 
@@ -160,6 +161,15 @@ pub struct Args {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert; reread on SIGHUP.
     #[arg(long, env = "RIND_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+
+    /// How a name on a blocklist is answered: null (A 0.0.0.0, AAAA ::, other types NODATA)
+    /// or nxdomain.
+    #[arg(long, env = "RIND_BLOCK_MODE", value_enum, default_value_t = BlockMode::Null)]
+    pub block_mode: BlockMode,
+
+    /// Seconds between refreshes of each blocklist fetched by URL.
+    #[arg(long, env = "RIND_BLOCKLIST_REFRESH", default_value_t = 86_400)]
+    pub blocklist_refresh: u64,
 
     /// The query log and the log format (see [`crate::operations`]).
     #[command(flatten)]
@@ -535,6 +545,10 @@ pub struct Config {
     pub rate_limit: u32,
     /// The TSIG keys zones may name.
     pub tsig_keys: crate::tsig::Keyring,
+    /// How a blocked name is answered.
+    pub block_mode: BlockMode,
+    /// Time between refreshes of each fetched blocklist.
+    pub blocklist_refresh: Duration,
     /// The query log and the log format.
     pub operations: Operations,
     /// The encrypted listeners, when `--dot-addr` or `--doh-addr` is given.
@@ -633,6 +647,9 @@ impl Args {
         if self.snapshot_keep == 0 {
             return Err(ConfigError::Zero("--snapshot-keep"));
         }
+        if self.blocklist_refresh == 0 {
+            return Err(ConfigError::Zero("--blocklist-refresh"));
+        }
         for (i, key) in self.tsig_keys.iter().enumerate() {
             if self.tsig_keys.iter().take(i).any(|k| k.name == key.name) {
                 return Err(ConfigError::DuplicateKey(key.name.to_ascii()));
@@ -719,6 +736,8 @@ impl Args {
             max_upstream_queries: self.max_upstream_queries,
             rate_limit: self.rate_limit,
             tsig_keys: crate::tsig::Keyring::new(self.tsig_keys),
+            block_mode: self.block_mode,
+            blocklist_refresh: Duration::from_secs(self.blocklist_refresh),
             operations,
             encrypted,
         })
@@ -755,6 +774,19 @@ mod tests {
         assert_eq!(c.snapshot_interval, Some(Duration::from_secs(86_400)));
         assert_eq!(c.snapshot_keep, 7);
         assert_eq!(c.allow.len(), 8);
+        assert_eq!(c.block_mode, BlockMode::Null);
+        assert_eq!(c.blocklist_refresh, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn blocking_flags() {
+        let c = parse(&["--block-mode", "nxdomain", "--blocklist-refresh", "60"]).expect("valid");
+        assert_eq!(c.block_mode, BlockMode::Nxdomain);
+        assert_eq!(c.blocklist_refresh, Duration::from_secs(60));
+        let zero = parse(&["--blocklist-refresh", "0"]).expect_err("refresh 0");
+        assert!(zero.contains("--blocklist-refresh"), "{zero}");
+        assert!(parse(&["--block-mode", "refused"]).is_err());
+        assert!(parse(&["--blocklist-refresh", "-5"]).is_err());
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //! listener::{udp,tcp, ─bytes─▶ request ─Request─▶ resolver ─Answer─▶ response ─bytes─▶ client
 //!  tls,https}                  drop, NOTIMP,      local records       ID/RD/0x20 echo,
 //!  framing, limits, timeouts   FORMERR, REFUSED,  special-use names   OPT and DO echo, TC=1,
-//!                              BADVERS,           cache ─────────────────────────▶ (hit: bytes)
-//!                              rate limit;        upstream (coalesced) DNSSEC records and AD
-//!                              DO, CD, AD read                         per client
+//!                              BADVERS,           blocklists          DNSSEC records and AD
+//!                              rate limit;        cache ───────────── per client ▶ (hit: bytes)
+//!                              DO, CD, AD read    upstream (coalesced)
 //! ```
 //!
 //! DNSSEC passes through: every question goes upstream with DO=1, one cache entry serves
@@ -36,7 +36,8 @@
 //! - [`handler`]: bytes in → bytes out, tying the stages together;
 //! - [`resolver`]: the order of answer sources; [`records`] for local records and zones (index,
 //!   answering rules, RDATA, zones and their serials, the write path); [`special`] for
-//!   special-use names;
+//!   special-use names; [`blocklist`] for blocklists and the allowlist (list formats, the
+//!   compact name set the query path checks, fetching and refreshing by URL);
 //! - [`cache`]: the answer cache in memory, written behind to sled, warm on restart;
 //! - [`upstream`]: forwarding, upstream health, resends (RTT-based timeout), reply matching,
 //!   coalescing, forward zones (split DNS); `upstream::tls` and `upstream::https` for DNS
@@ -45,10 +46,11 @@
 //! - [`transfer`]: zone transfer out (AXFR, IXFR), NOTIFY out, and secondary zones pulled in;
 //!   [`tsig`]: the shared-key signatures on them;
 //! - [`store`]: the only code that touches sled (records tree and its integrity data,
-//!   group-committed flushes, the cache trees, snapshots, the directory fsyncs sled leaves out,
+//!   group-committed flushes, the cache trees, the blocklist trees, snapshots, the directory fsyncs sled leaves out,
 //!   opening with a deadline, reopening after a write error);
-//! - [`api`]: the HTTP routes (REST records API, cache, snapshots, query log, status) and
-//!   the web page that drives them ([`api::web`], its files in `api/web/`);
+//! - [`api`]: the HTTP routes (REST records API, zones, cache, blocklists and allowlist,
+//!   snapshots, query log, status) and the web page that drives them ([`api::web`], its
+//!   files in `api/web/`);
 //!   [`metrics`]: counters for `/metrics`;
 //! - [`querylog`]: the last `--query-log` queries in a fixed ring, filled by [`handler`]
 //!   with the source [`resolver`] reports for each answer;
@@ -71,6 +73,7 @@
 )]
 
 pub mod api;
+pub mod blocklist;
 pub mod cache;
 pub mod config;
 pub mod handler;
@@ -101,6 +104,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::blocklist::Blocking;
 use crate::cache::{persist, Cache, CacheConfig, Clock, TtlPolicy};
 use crate::config::{Config, Protocol};
 use crate::handler::Handler;
@@ -343,12 +347,15 @@ pub struct Pipeline {
     pub forwarder: Arc<Forwarder>,
     /// The query log; `None` with `--query-log 0`.
     pub query_log: Option<Arc<QueryLog>>,
+    /// The blocklists and the allowlist.
+    pub blocking: Arc<Blocking>,
 }
 
 impl Pipeline {
     /// Builds the pipeline as [`run`] serves it; benches, fuzz targets and tests build the
-    /// same thing without sockets. Loads the local records from `store` (so call it inside a
-    /// tokio runtime: the record store starts its flusher task), not the cache.
+    /// same thing without sockets. Loads the local records and the blocklists from `store` (so
+    /// call it inside a tokio runtime: the record store starts its flusher task), not the
+    /// cache.
     pub fn assemble(
         config: &Config,
         store: &Store,
@@ -390,6 +397,11 @@ impl Pipeline {
             Arc::clone(&records),
             config.tsig_keys.clone(),
         ));
+        let blocking = Arc::new(Blocking::load(
+            store,
+            config.block_mode,
+            Arc::clone(&metrics),
+        )?);
         let query_log = QueryLog::new(config.operations.query_log).map(Arc::new);
         let handler = Arc::new(
             Handler::new(
@@ -398,6 +410,7 @@ impl Pipeline {
                     Arc::clone(&cache),
                     Arc::clone(&forwarder),
                     Arc::clone(&records),
+                    Arc::clone(&blocking),
                 ),
                 Arc::clone(&transfers),
                 Arc::clone(&metrics),
@@ -413,6 +426,7 @@ impl Pipeline {
             metrics,
             forwarder,
             query_log,
+            blocking,
         })
     }
 }
@@ -436,6 +450,7 @@ pub async fn run(
         metrics,
         forwarder,
         query_log,
+        blocking,
     } = Pipeline::assemble(
         &config,
         &store,
@@ -510,6 +525,11 @@ pub async fn run(
         &tracker,
     );
     spawn_repairs(Arc::clone(&records), shutdown.clone());
+    blocklist::spawn_refresher(
+        Arc::clone(&blocking),
+        config.blocklist_refresh,
+        shutdown.clone(),
+    );
     if let Some(interval) = config.snapshot_interval {
         spawn_snapshots(
             Arc::clone(&records),
@@ -527,6 +547,7 @@ pub async fn run(
         snapshot_dir: config.snapshot_dir.clone(),
         snapshot_keep: config.snapshot_keep,
         tsig_keys: config.tsig_keys.clone(),
+        blocking,
         ops: api::ops::OpsState {
             query_log,
             forwarder,

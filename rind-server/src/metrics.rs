@@ -151,6 +151,8 @@ pub struct Metrics {
     cache: [AtomicU64; CACHE_EVENTS.len()],
     rate_limited: [AtomicU64; 3],
     upstream_overloaded: AtomicU64,
+    blocked: AtomicU64,
+    blocklist_domains: AtomicU64,
     upstreams: Vec<UpstreamMetrics>,
 }
 
@@ -178,6 +180,8 @@ impl Metrics {
             cache: Default::default(),
             rate_limited: Default::default(),
             upstream_overloaded: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+            blocklist_domains: AtomicU64::new(0),
             upstreams: upstream_labels
                 .into_iter()
                 .map(|(upstream, zone)| UpstreamMetrics {
@@ -249,6 +253,17 @@ impl Metrics {
     /// Counts one question refused because `--max-upstream-queries` were in flight.
     pub fn upstream_overloaded(&self) {
         self.upstream_overloaded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one query answered as blocked.
+    pub fn blocked(&self) {
+        self.blocked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets how many names the blocklists hold (the set in use).
+    pub fn blocklist_domains(&self, names: usize) {
+        self.blocklist_domains
+            .store(names as u64, Ordering::Relaxed);
     }
 
     /// Counts one query sent to upstream number `index`.
@@ -426,6 +441,26 @@ impl Metrics {
             out,
             "rind_upstream_overloaded_total {}",
             self.upstream_overloaded.load(Ordering::Relaxed)
+        )?;
+        writeln!(
+            out,
+            "# HELP rind_blocked_total Queries answered as blocked by a blocklist."
+        )?;
+        writeln!(out, "# TYPE rind_blocked_total counter")?;
+        writeln!(
+            out,
+            "rind_blocked_total {}",
+            self.blocked.load(Ordering::Relaxed)
+        )?;
+        writeln!(
+            out,
+            "# HELP rind_blocklist_domains Distinct names in the blocklists in use."
+        )?;
+        writeln!(out, "# TYPE rind_blocklist_domains gauge")?;
+        writeln!(
+            out,
+            "rind_blocklist_domains {}",
+            self.blocklist_domains.load(Ordering::Relaxed)
         )?;
         self.upstream_counter(
             out,

@@ -42,6 +42,8 @@ pub enum Source {
     Failed,
     /// Over `--rate-limit`: dropped, answered TC=1, or REFUSED.
     RateLimited,
+    /// On a blocklist (and not on the allowlist): answered `0.0.0.0`/`::`, NODATA or NXDOMAIN.
+    Blocked,
 }
 
 impl Source {
@@ -55,6 +57,7 @@ impl Source {
             Source::Stale => "stale",
             Source::Failed => "failed",
             Source::RateLimited => "ratelimited",
+            Source::Blocked => "blocked",
         }
     }
 }

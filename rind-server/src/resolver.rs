@@ -3,8 +3,10 @@
 //! 1. local records ([`Records`]): they beat everything below;
 //! 2. special-use names (`localhost.`, `home.arpa.`, private reverse zones), answered here,
 //!    except below a forward zone the operator set at or inside one of them;
-//! 3. the cache, whose hits come back as finished reply bytes;
-//! 4. the upstream resolvers, through the [`Forwarder`]; their answers go into the cache, and
+//! 3. the blocklists ([`Blocking`]): a blocked name is answered here, never from the cache
+//!    nor upstream;
+//! 4. the cache, whose hits come back as finished reply bytes;
+//! 5. the upstream resolvers, through the [`Forwarder`]; their answers go into the cache, and
 //!    when none answers, a stale cache entry may stand in (RFC 8767).
 //!
 //! Sources that need no waiting are asked in [`Resolver::answer_now`], so a listener can
@@ -16,6 +18,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 
+use crate::blocklist::Blocking;
 use crate::cache::{Cache, Entry, Lookup};
 use crate::querylog::Source;
 use crate::records::answer::{Chase, Local};
@@ -30,6 +33,7 @@ use crate::upstream::Forwarder;
 pub struct Resolver {
     records: Arc<Records>,
     special: SpecialNames,
+    blocking: Arc<Blocking>,
     cache: Arc<Cache>,
     forwarder: Arc<Forwarder>,
 }
@@ -62,11 +66,17 @@ pub enum Pending {
 }
 
 impl Resolver {
-    /// A resolver over `records`, the special-use names, `cache` and `forwarder`.
-    pub fn new(cache: Arc<Cache>, forwarder: Arc<Forwarder>, records: Arc<Records>) -> Self {
+    /// A resolver over `records`, the special-use names, `blocking`, `cache` and `forwarder`.
+    pub fn new(
+        cache: Arc<Cache>,
+        forwarder: Arc<Forwarder>,
+        records: Arc<Records>,
+        blocking: Arc<Blocking>,
+    ) -> Self {
         Resolver {
             records,
             special: SpecialNames::new(),
+            blocking,
             cache,
             forwarder,
         }
@@ -80,13 +90,21 @@ impl Resolver {
                 Some(tail) => Now::Ready(Ready::Answer(chase.finish(tail)), Source::Local),
                 None => Now::Later(Pending::Chase(chase)),
             },
-            None => match self.special_answer(&request.query) {
-                Some(answer) => Now::Ready(Ready::Answer(answer), Source::Special),
-                None => match self.cached(request) {
-                    Some((ready, source)) => Now::Ready(ready, source),
-                    None => Now::Later(Pending::Forward),
-                },
-            },
+            None => self.answer_unowned(request),
+        }
+    }
+
+    /// [`Resolver::answer_now`] for a name without local records.
+    fn answer_unowned(&self, request: &Request) -> Now {
+        if let Some(answer) = self.special_answer(&request.query) {
+            return Now::Ready(Ready::Answer(answer), Source::Special);
+        }
+        if let Some(answer) = self.blocking.answer(&request.query) {
+            return Now::Ready(Ready::Answer(answer), Source::Blocked);
+        }
+        match self.cached(request) {
+            Some((ready, source)) => Now::Ready(ready, source),
+            None => Now::Later(Pending::Forward),
         }
     }
 

@@ -83,6 +83,7 @@ fn fits(template: &str, concrete: &str) -> bool {
 fn the_document_and_the_routes_describe_each_other() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), no_upstream(), &["--api-token", TOKEN]);
+    rind_server::upstream::trust::install_ring_default();
     let http = reqwest::blocking::Client::builder()
         .no_proxy()
         .build()

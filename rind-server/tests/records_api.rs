@@ -385,6 +385,7 @@ fn post_chunked(s: &Server, body: &[u8]) -> String {
 fn the_token_guards_the_api_but_not_healthz() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = server(&dir, &["--api-token", "s3cret"]);
+    rind_server::upstream::trust::install_ring_default();
     let client = reqwest::blocking::Client::new();
     let body = json!({"name": "a.lan", "type": "A", "data": "10.0.0.1"}).to_string();
     for (method, path) in [

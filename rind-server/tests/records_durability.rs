@@ -70,6 +70,7 @@ fn writer(
     acked: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) -> WriterLog {
+    rind_server::upstream::trust::install_ring_default();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

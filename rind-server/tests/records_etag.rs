@@ -8,6 +8,7 @@ use records_common::{no_upstream, Server};
 use serde_json::{json, Value};
 
 fn client() -> reqwest::blocking::Client {
+    rind_server::upstream::trust::install_ring_default();
     reqwest::blocking::Client::builder()
         .no_proxy()
         .build()

@@ -21,6 +21,7 @@ _sip._tcp SRV 0 5 5060 nas\n";
 
 /// Raw text of a GET, with its content type.
 fn get_text(s: &Server, path: &str) -> (u16, String, String) {
+    rind_server::upstream::trust::install_ring_default();
     let r = reqwest::blocking::Client::builder()
         .no_proxy()
         .build()

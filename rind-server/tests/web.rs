@@ -17,6 +17,7 @@ const ASSETS: [(&str, &str); 3] = [
 ];
 
 fn client() -> reqwest::Client {
+    rind_server::upstream::trust::install_ring_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))

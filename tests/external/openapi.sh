@@ -26,6 +26,13 @@ fi
 
 dns_port=$(free_port)
 http_port=$(free_port)
+list_port=$(free_port)
+# Blocklists are fetched from here only: openapi_hooks.py points every fetchable URL at it.
+mkdir -p "$work/lists"
+printf '0.0.0.0 ads.openapi.test\n||tracker.openapi.test^\n' > "$work/lists/list.txt"
+(cd "$work/lists" && exec python3 -m http.server --bind 127.0.0.1 "$list_port") \
+    > "$work/lists.log" 2>&1 &
+pids+=($!)
 token=openapi-check
 # The upstream is a closed local port: nothing generated here leaves the machine.
 "$rind" --dns-addr "127.0.0.1:$dns_port" --http-addr "127.0.0.1:$http_port" \
@@ -37,9 +44,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+hooks="$PWD/tests/external"
 checks=not_a_server_error,status_code_conformance,content_type_conformance
 checks+=,response_headers_conformance,response_schema_conformance,negative_data_rejection
-if (cd "$work" && "$venv/bin/schemathesis" run \
+if (cd "$work" && PYTHONPATH="$hooks" SCHEMATHESIS_HOOKS=openapi_hooks \
+        RIND_LIST_URL="http://127.0.0.1:$list_port/list.txt" "$venv/bin/schemathesis" run \
         "http://127.0.0.1:$http_port/api/v1/openapi.json" \
         -H "Authorization: Bearer $token" \
         --checks "$checks" \

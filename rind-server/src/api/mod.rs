@@ -1,11 +1,12 @@
 //! The HTTP side: `/healthz`, `/metrics`, the REST API ([`records`], their import and
-//! export, zones, cache; the query log and status in [`ops`]) and the [`web`] page that
-//! drives it, as warp filters.
+//! export, zones, cache, blocklists and the allowlist; the query log and status in [`ops`])
+//! and the [`web`] page that drives it, as warp filters.
 //!
 //! Every error leaves as JSON `{"error": "<what is wrong>"}` with the contract's status code.
 //! When `--api-token` is set, `/metrics` and every `/api/` route need
 //! `Authorization: Bearer <token>`, compared in constant time.
 
+mod blocking;
 mod cache;
 mod files;
 pub mod ops;
@@ -26,6 +27,7 @@ use warp::Filter;
 
 use hickory_proto::rr::Name;
 
+use crate::blocklist::Blocking;
 use crate::cache::Cache;
 use crate::metrics::Metrics;
 use crate::records::rdata::parse_owner;
@@ -52,6 +54,8 @@ pub struct ApiState {
     pub snapshot_keep: usize,
     /// The TSIG keys a zone may name.
     pub tsig_keys: crate::tsig::Keyring,
+    /// The blocklists and the allowlist.
+    pub blocking: Arc<Blocking>,
     /// The query log and what the status route reports.
     pub ops: ops::OpsState,
 }
@@ -113,6 +117,7 @@ pub fn routes(
         .or(records)
         .or(zones::routes(Arc::clone(&state)))
         .or(cache::routes(Arc::clone(&state)))
+        .or(blocking::routes(Arc::clone(&state)))
         .or(ops::routes(state))
         .or(web::routes())
         .recover(recover)

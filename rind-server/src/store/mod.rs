@@ -11,12 +11,14 @@
 //!   the snapshot to restore from;
 //! - [`check`]: the generation file that catches sled opening an older state of the store;
 //! - [`dirs`]: the directory fsyncs sled leaves out;
-//! - [`zones`]: the zones and their change journal (IXFR).
+//! - [`zones`]: the zones and their change journal (IXFR);
+//! - [`blocklists`]: the blocklists' settings and rules, and the allowlist.
 //!
 //! After a failed write (a full disk) sled refuses every operation until it is reopened:
 //! [`Store`] keeps sled where [`Store::reopen`] can replace it, and remembers the failure in
 //! words until then ([`Store::fault`]).
 
+pub mod blocklists;
 pub mod check;
 mod dirs;
 pub mod open;

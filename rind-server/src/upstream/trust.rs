@@ -101,6 +101,16 @@ pub fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes ring's provider the process default, for the TLS settings rind does not build
+/// itself: reqwest's clients (rind-ctl's, the tests') take theirs from the default, and none
+/// is compiled in since rind gives its one reqwest client, the blocklist fetcher, its own.
+pub fn install_ring_default() {
+    #[allow(deprecated)]
+    let ring = rustls::crypto::ring::default_provider();
+    // An error means a default is installed already, which is all this asks.
+    let _ = ring.install_default();
+}
+
 /// Client settings over `roots`, offering the ALPN protocols `alpn` (e.g. `h2`).
 pub fn client_config(
     roots: Arc<RootCertStore>,

@@ -19,6 +19,7 @@ impl HttpReply {
 }
 
 fn client() -> reqwest::Client {
+    rind_server::upstream::trust::install_ring_default();
     reqwest::Client::builder()
         // A proxy from the environment must not intercept loopback requests.
         .no_proxy()

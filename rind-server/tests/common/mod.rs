@@ -8,11 +8,13 @@
 pub mod clock;
 pub mod dns;
 pub mod http;
+pub mod lists;
 pub mod server;
 pub mod upstream;
 
 pub use clock::*;
 pub use dns::*;
 pub use http::*;
+pub use lists::*;
 pub use server::*;
 pub use upstream::*;

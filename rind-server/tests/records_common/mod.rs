@@ -74,6 +74,7 @@ impl Server {
             .windows(2)
             .find(|w| w[0] == "--api-token")
             .map(|w| w[1].to_string());
+        rind_server::upstream::trust::install_ring_default();
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
