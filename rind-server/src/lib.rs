@@ -400,6 +400,7 @@ impl Pipeline {
         let blocking = Arc::new(Blocking::load(
             store,
             config.block_mode,
+            Arc::clone(&cache),
             Arc::clone(&metrics),
         )?);
         let query_log = QueryLog::new(config.operations.query_log).map(Arc::new);
@@ -460,8 +461,8 @@ pub async fn run(
     )
     .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
     let warmed = {
-        let (cache, store) = (Arc::clone(&cache), store.clone());
-        tokio::task::spawn_blocking(move || cache.warm(&store)).await
+        let (cache, store, blocking) = (Arc::clone(&cache), store.clone(), Arc::clone(&blocking));
+        tokio::task::spawn_blocking(move || cache.warm(&store, |name| blocking.blocks(name))).await
     };
     match warmed {
         Ok(Ok(loaded)) => tracing::info!(loaded, "cache loaded from disk"),

@@ -4,7 +4,8 @@
 //! 2. special-use names (`localhost.`, `home.arpa.`, private reverse zones), answered here,
 //!    except below a forward zone the operator set at or inside one of them;
 //! 3. the blocklists ([`Blocking`]): a blocked name is answered here, never from the cache
-//!    nor upstream;
+//!    nor upstream. The cache is asked first all the same, because it never holds a blocked
+//!    name (a list change drops them), so a hit costs no blocking lookup;
 //! 4. the cache, whose hits come back as finished reply bytes;
 //! 5. the upstream resolvers, through the [`Forwarder`]; their answers go into the cache, and
 //!    when none answers, a stale cache entry may stand in (RFC 8767).
@@ -59,8 +60,9 @@ pub enum Now {
 /// What a question still needs from upstream.
 #[derive(Debug)]
 pub enum Pending {
-    /// The question itself goes upstream.
-    Forward,
+    /// The question itself goes upstream; the blocking generation read before its name was
+    /// found unblocked.
+    Forward(u64),
     /// A local CNAME chain ends outside the local data: its last target goes upstream.
     Chase(Chase),
 }
@@ -99,12 +101,14 @@ impl Resolver {
         if let Some(answer) = self.special_answer(&request.query) {
             return Now::Ready(Ready::Answer(answer), Source::Special);
         }
-        if let Some(answer) = self.blocking.answer(&request.query) {
-            return Now::Ready(Ready::Answer(answer), Source::Blocked);
+        // The cache holds no blocked name (see `Blocking`), so a hit skips the check.
+        if let Some((ready, source)) = self.cached(request) {
+            return Now::Ready(ready, source);
         }
-        match self.cached(request) {
-            Some((ready, source)) => Now::Ready(ready, source),
-            None => Now::Later(Pending::Forward),
+        let generation = self.blocking.generation();
+        match self.blocking.answer(&request.query) {
+            Some(answer) => Now::Ready(Ready::Answer(answer), Source::Blocked),
+            None => Now::Later(Pending::Forward(generation)),
         }
     }
 
@@ -112,7 +116,7 @@ impl Resolver {
     /// the answer came from.
     pub async fn answer_later(&self, request: &Request, pending: Pending) -> (Ready, Source) {
         match pending {
-            Pending::Forward => self.answer_forwarded(request).await,
+            Pending::Forward(generation) => self.answer_forwarded(request, generation).await,
             Pending::Chase(chase) => {
                 let tail = self.answer_target_forwarded(chase.target()).await;
                 (Ready::Answer(chase.finish(tail)), Source::Local)
@@ -146,7 +150,7 @@ impl Resolver {
 
     /// Asks upstream and caches the answer; when no upstream answers, a stale entry or
     /// SERVFAIL.
-    async fn answer_forwarded(&self, request: &Request) -> (Ready, Source) {
+    async fn answer_forwarded(&self, request: &Request, generation: u64) -> (Ready, Source) {
         let query = &request.query;
         let checking_disabled = request.checking_disabled();
         let mut led = false;
@@ -155,7 +159,11 @@ impl Resolver {
             led = true;
             stored = self.cache.insert(query, checking_disabled, reply);
         });
-        match outcome.await {
+        let outcome = outcome.await;
+        if led && self.blocking.changed_since(generation) {
+            self.blocking.uncache_if_blocked(&query.name);
+        }
+        match outcome {
             Ok(reply) => {
                 // Clients that shared the leader's upstream query read back what it stored.
                 let entry = if led {
@@ -218,7 +226,10 @@ impl Resolver {
         let outcome = self.forwarder.forward(target, false, |reply| {
             self.cache.insert(target, false, reply);
         });
-        match outcome.await {
+        let outcome = outcome.await;
+        // Local CNAMEs may point at a blocked name; its answer must not become a cache hit.
+        self.blocking.uncache_if_blocked(&target.name);
+        match outcome {
             Ok(reply) => from_upstream(&reply),
             Err(e) => {
                 tracing::debug!(name = %target.name, error = %e, "CNAME target unresolved; SERVFAIL");
@@ -236,6 +247,7 @@ impl Resolver {
         let query = query.clone();
         let cache = Arc::clone(&self.cache);
         let forwarder = Arc::clone(&self.forwarder);
+        let blocking = Arc::clone(&self.blocking);
         let checking_disabled = claimed.fetched().checking_disabled;
         runtime.spawn(async move {
             let mut stored = false;
@@ -245,6 +257,10 @@ impl Resolver {
             // Unless this refresh stored a new entry, free the slot of the one it claimed (if
             // another asker led and stored, that old entry is out of the cache anyway).
             let answered = outcome.await.is_ok();
+            // The hit that started this read no generation: the name may be blocked by now.
+            if stored {
+                blocking.uncache_if_blocked(&query.name);
+            }
             if !(answered && stored) {
                 claimed.refresh_failed(cache.now());
             }

@@ -455,3 +455,61 @@ async fn the_routes_need_the_token_when_one_is_set() {
         assert_eq!(ok.status, 200, "{path}: {ok:?}");
     }
 }
+
+/// Cache hits skip the blocking lookup, which holds only while the cache never keeps a
+/// blocked name: a list added drops the cached answers it blocks (memory and disk), and one
+/// removed lets the name go upstream again instead of being served an old answer.
+#[tokio::test]
+async fn a_list_change_drops_the_cached_answers_it_blocks_also_across_a_crash() {
+    let up = FakeUpstream::start(Behaviour::Answer);
+    let dir = tempfile::tempdir().expect("dir");
+    let mut server = Server::start_on(dir.path(), &up, &[]);
+    let name = "cached-then-blocked.example.com.";
+
+    assert_eq!(
+        a_records(&ask(&server, name, RecordType::A).await),
+        [ANSWER_V4]
+    );
+    assert_eq!(
+        a_records(&ask(&server, name, RecordType::A).await),
+        [ANSWER_V4]
+    );
+    assert_eq!(up.queries(name), 1, "the second answer came from the cache");
+
+    let created = add(
+        &server,
+        json!({"name": "one", "domains": ["cached-then-blocked.example.com"]}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"].as_str().expect("id").to_string();
+    assert!(is_null_blocked(&server, name).await);
+    let cached = http_get(server.http_addr(), "/api/v1/cache", None).await;
+    assert!(!cached.body.contains("cached-then-blocked"), "{cached:?}");
+
+    // A crash right after: the list is on disk; whether or not the cache's deletion got
+    // there too, the restarted server must not answer from the old cached copy.
+    server.kill9();
+    let server = Server::start_on(dir.path(), &up, &[]);
+    assert!(is_null_blocked(&server, name).await);
+    let cached = http_get(server.http_addr(), "/api/v1/cache", None).await;
+    assert!(!cached.body.contains("cached-then-blocked"), "{cached:?}");
+    assert_eq!(up.queries(name), 1, "blocked names are not forwarded");
+
+    let removed = http_delete(
+        server.http_addr(),
+        &format!("/api/v1/blocklists/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(removed.status, 204, "{removed:?}");
+    assert_eq!(
+        a_records(&ask(&server, name, RecordType::A).await),
+        [ANSWER_V4]
+    );
+    assert_eq!(
+        up.queries(name),
+        2,
+        "unblocked, the name went upstream again"
+    );
+}

@@ -20,7 +20,7 @@ pub mod set;
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +30,7 @@ use hickory_proto::rr::rdata::{A, AAAA, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Cache;
 use crate::metrics::Metrics;
 use crate::response::Answer;
 use crate::store::blocklists::{BlocklistStore, StoredList};
@@ -84,12 +85,19 @@ struct Matcher {
 }
 
 /// The blocklists, the allowlist, and the answer for a blocked name.
+///
+/// The cache never holds a blocked name, so a cache hit needs no blocking check: each new
+/// matcher drops the cached answers it blocks ([`Blocking::install`]), and an answer cached
+/// while one was installed is checked again ([`Blocking::changed_since`]).
 #[derive(Debug)]
 pub struct Blocking {
     mode: BlockMode,
     /// Whether any rule is loaded: the query path reads only this when none is.
     active: AtomicBool,
     current: RwLock<Arc<Matcher>>,
+    /// Bumped by every matcher installed.
+    generation: AtomicU64,
+    cache: Arc<Cache>,
     lists: BlocklistStore,
     fetcher: Result<Fetcher, FetchError>,
     /// Held by every change, so two never interleave their store writes and rebuilds.
@@ -103,6 +111,7 @@ impl Blocking {
     pub fn load(
         store: &Store,
         mode: BlockMode,
+        cache: Arc<Cache>,
         metrics: Arc<Metrics>,
     ) -> Result<Blocking, StoreError> {
         let lists = BlocklistStore::open(store)?;
@@ -112,6 +121,8 @@ impl Blocking {
             mode,
             active: AtomicBool::new(false),
             current: RwLock::new(Arc::default()),
+            generation: AtomicU64::new(0),
+            cache,
             lists,
             fetcher: Fetcher::new(),
             changes: tokio::sync::Mutex::new(()),
@@ -126,9 +137,6 @@ impl Blocking {
 
     /// The answer for a blocked name; `None` when `query`'s name is not blocked.
     pub fn answer(&self, query: &Query) -> Option<Answer> {
-        if !self.active.load(Ordering::Relaxed) {
-            return None;
-        }
         if !self.blocks(&query.name) {
             return None;
         }
@@ -169,7 +177,11 @@ impl Blocking {
     }
 
     /// Whether `name` is blocked and not allowlisted.
-    fn blocks(&self, name: &Name) -> bool {
+    /// Whether `name` is blocked now.
+    pub fn blocks(&self, name: &Name) -> bool {
+        if !self.active.load(Ordering::Relaxed) {
+            return false;
+        }
         // The name as the set holds names: lower-case, dotted, no trailing dot.
         let mut text = [0u8; 256];
         let mut starts = [0usize; 128];
@@ -488,11 +500,43 @@ impl Blocking {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// The generation to pass to [`Blocking::changed_since`]: read before the name is checked.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether a matcher was installed since `seen`; called right after an answer is cached.
+    /// With the fences here and in [`Blocking::install`], either the installer's sweep of the
+    /// cache saw that answer, or this sees the new generation (the store-buffer pattern).
+    pub fn changed_since(&self, seen: u64) -> bool {
+        fence(Ordering::SeqCst);
+        self.generation.load(Ordering::Relaxed) != seen
+    }
+
+    /// Drops `name`'s cached answers if it is blocked now. For answers cached with no
+    /// generation read before the name was checked (prefetches, local CNAME targets): with
+    /// the fences, either the installer's sweep saw the answer or this sees the new matcher.
+    pub fn uncache_if_blocked(&self, name: &Name) {
+        fence(Ordering::SeqCst);
+        if self.blocks(name) {
+            self.cache.forget(|cached| cached == name);
+        }
+    }
+
+    /// Swaps `matcher` in, then drops every cached answer it blocks.
     fn install(&self, matcher: Matcher) {
         self.metrics.blocklist_domains(matcher.set.len());
         let active = !matcher.set.is_empty();
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(matcher);
         self.active.store(active, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if active {
+            let dropped = self.cache.forget(|name| self.blocks(name));
+            if dropped > 0 {
+                tracing::info!(dropped, "cached answers for names now blocked dropped");
+            }
+        }
     }
 }
 

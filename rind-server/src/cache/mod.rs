@@ -448,9 +448,35 @@ impl Cache {
         }
     }
 
-    /// Loads the freshest entries from `store` (dropping expired ones there first).
-    /// Returns how many were loaded.
-    pub fn warm(&self, store: &Store) -> Result<usize, StoreError> {
+    /// Drops, in memory and then on disk (write-behind), every answer whose name `doomed`
+    /// picks; returns how many memory held.
+    pub fn forget(&self, doomed: impl Fn(&Name) -> bool) -> usize {
+        let Some(memory) = &self.memory else {
+            return 0;
+        };
+        // Collected first, as in `flush`: removing while iterating is not safe.
+        let picked: Vec<(u64, Arc<Entry>, Name)> = memory
+            .iter()
+            .filter_map(|(hash, entry)| {
+                let name = entry.question()?.name;
+                doomed(&name).then_some((hash, entry, name))
+            })
+            .collect();
+        let dropped = picked.len();
+        let mut names = std::collections::HashSet::new();
+        for (hash, entry, name) in picked {
+            memory.remove_if(&hash, |e| Arc::ptr_eq(e, &entry));
+            names.insert(name);
+        }
+        for name in &names {
+            self.queue(CacheWrite::DeleteName(Key::name_prefix(name)));
+        }
+        dropped
+    }
+
+    /// Loads the freshest entries from `store` (dropping expired ones there first), leaving
+    /// out, and deleting there, those whose name `skip` picks. Returns how many were loaded.
+    pub fn warm(&self, store: &Store, skip: impl Fn(&Name) -> bool) -> Result<usize, StoreError> {
         let Some(memory) = &self.memory else {
             return Ok(0);
         };
@@ -461,6 +487,10 @@ impl Cache {
         for (key, value) in store.cache_load(now, self.config.capacity)? {
             match Entry::decode(&value) {
                 Some(entry) if entry.key().as_bytes() == key.as_slice() => {
+                    if entry.question().is_some_and(|q| skip(&q.name)) {
+                        self.queue(CacheWrite::Delete(key));
+                        continue;
+                    }
                     self.remember(memory, Arc::new(entry));
                     loaded += 1;
                 }
