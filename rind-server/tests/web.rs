@@ -141,13 +141,14 @@ async fn the_page_needs_no_token_but_its_api_calls_do() {
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// One `api('METHOD', '/api/v1/...')` call in the script: method, route, and whether an id
-/// (`${...}`) follows the route.
+/// One `api('METHOD', '/api/v1/...')` call in the script: method, route, whether an id
+/// (`${...}`) follows the route, and what follows the id (`/refresh`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Call {
     method: String,
     route: String,
     with_id: bool,
+    suffix: String,
 }
 
 fn calls_in(script: &str) -> Vec<Call> {
@@ -165,10 +166,17 @@ fn calls_in(script: &str) -> Vec<Call> {
             .unwrap_or(path.len());
         let route = path[..end].trim_end_matches('/').to_string();
         let with_id = path[end..].starts_with("${") && path[..end].ends_with('/');
+        let suffix = if with_id {
+            let after_id = path[end..].split_once('}').map_or("", |(_, after)| after);
+            after_id.split('`').next().unwrap_or_default().to_string()
+        } else {
+            String::new()
+        };
         calls.push(Call {
             method: method.to_string(),
             route,
             with_id,
+            suffix,
         });
     }
     calls
@@ -207,6 +215,8 @@ async fn every_route_the_script_names_answers_get() {
 
 #[tokio::test]
 async fn every_api_call_in_the_script_reaches_a_route() {
+    let lists = ListServer::start();
+    lists.serve("/hosts", "0.0.0.0 ads.example.com\n");
     let server = Server::start(&[]);
     let addr = server.http_addr();
     let script = text(addr, "/app.js").await;
@@ -218,32 +228,69 @@ async fn every_api_call_in_the_script_reaches_a_route() {
         "/api/v1/cache",
         "/api/v1/querylog",
         "/api/v1/status",
+        "/api/v1/blocklists",
+        "/api/v1/allowlist",
     ] {
         assert!(
             routes.contains(expected),
             "no call to {expected} found in {calls:?}"
         );
     }
-    // Deletes last, so the record is still there for the others.
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.route == "/api/v1/blocklists" && c.suffix == "/refresh"),
+        "no list refresh found in {calls:?}"
+    );
+    // Deletes last, so the record, the list and the allowlist entry are still there for the
+    // others.
     calls.sort_by_key(|c| c.method == "DELETE");
     let record = serde_json::json!({"name": "web.home.arpa", "type": "A", "data": "192.168.1.5"});
     let created = http_post(addr, "/api/v1/records", &record, None).await;
     assert_eq!(created.status, 201, "{created:?}");
-    let id = created.json()["id"].as_str().expect("id").to_string();
+    let record_id = created.json()["id"].as_str().expect("id").to_string();
+    // A list by URL, so that its refresh has something to fetch.
+    let list = serde_json::json!({"url": lists.url("/hosts")});
+    let created = http_post(addr, "/api/v1/blocklists", &list, None).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let list_id = created.json()["id"].as_str().expect("id").to_string();
+    let allowed = serde_json::json!({"domain": "kept.example.com"});
+    let created = http_post(addr, "/api/v1/allowlist", &allowed, None).await;
+    assert_eq!(created.status, 201, "{created:?}");
     for call in &calls {
+        // The id of something of the route's kind, and a body the route takes.
+        let (id, body) = match call.route.as_str() {
+            "/api/v1/blocklists" => (
+                list_id.as_str(),
+                serde_json::json!({"name": "web", "domains": ["tracker.example.com"]}),
+            ),
+            "/api/v1/allowlist" => (
+                "kept.example.com",
+                serde_json::json!({"domain": "web.example.com"}),
+            ),
+            _ if call.with_id => (
+                record_id.as_str(),
+                serde_json::json!({"name": "web.home.arpa", "type": "A", "data": "192.168.1.6"}),
+            ),
+            _ => (
+                record_id.as_str(),
+                serde_json::json!({"name": "web2.home.arpa", "type": "A", "data": "192.168.1.7"}),
+            ),
+        };
         let path = if call.with_id {
-            format!("{}/{id}", call.route)
+            format!("{}/{id}{}", call.route, call.suffix)
         } else {
             call.route.clone()
         };
         let method = Method::from_bytes(call.method.as_bytes()).expect("method");
         let mut req = client().request(method, format!("http://{addr}{path}"));
-        if matches!(call.method.as_str(), "POST" | "PUT") {
-            let body = if call.with_id {
-                serde_json::json!({"name": "web.home.arpa", "type": "A", "data": "192.168.1.6"})
-            } else {
-                serde_json::json!({"name": "web2.home.arpa", "type": "A", "data": "192.168.1.7"})
-            };
+        // A POST to an id (a refresh) sends no body; a PUT replaces what the id names.
+        let sends_body = match call.method.as_str() {
+            "POST" => !call.with_id,
+            "PUT" => true,
+            _ => false,
+        };
+        if sends_body {
             req = req.json(&body);
         }
         let resp = req.send().await.expect("send");
@@ -261,18 +308,21 @@ async fn every_api_call_in_the_script_reaches_a_route() {
 fn calls_are_read_from_the_script() {
     let script = "api('GET', `/api/v1/records?limit=${N}`); \
                   api('PUT', `/api/v1/records/${encodeURIComponent(id)}`, {}); \
+                  api('POST', `/api/v1/blocklists/${encodeURIComponent(list.id)}/refresh`); \
                   api('DELETE', '/api/v1/cache' + q);";
-    let call = |m: &str, r: &str, with_id| Call {
+    let call = |m: &str, r: &str, with_id, suffix: &str| Call {
         method: m.into(),
         route: r.into(),
         with_id,
+        suffix: suffix.into(),
     };
     assert_eq!(
         calls_in(script),
         vec![
-            call("GET", "/api/v1/records", false),
-            call("PUT", "/api/v1/records", true),
-            call("DELETE", "/api/v1/cache", false),
+            call("GET", "/api/v1/records", false, ""),
+            call("PUT", "/api/v1/records", true, ""),
+            call("POST", "/api/v1/blocklists", true, "/refresh"),
+            call("DELETE", "/api/v1/cache", false, ""),
         ]
     );
 }

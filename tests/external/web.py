@@ -313,8 +313,182 @@ def showcase(run):
         status, answer, _ = main.api("POST", "/api/v1/records",
                                      {"name": name, "type": rtype, "data": data})
         assert status == 201, (status, answer)
-    for name in ["nas.home.arpa", "files.home.arpa", "www.example.test"]:
+    status, answer, _ = main.api("POST", "/api/v1/blocklists", {
+        "name": "mine",
+        "domains": ["ads.example.com", "||tracker.example.net^", "telemetry.example.org"],
+    })
+    assert status == 201, (status, answer)
+    for name in ["nas.home.arpa", "files.home.arpa", "www.example.test", "ads.example.com"]:
         main.dig(name)
+
+
+def list_row(page, name):
+    return page.locator("#lists-table tbody tr").filter(
+        has=page.locator("td[data-label=Name]", has_text=re.compile(f"^{re.escape(name)}$")))
+
+
+def serve_list(run, path, text, ahead=0):
+    """Writes a list file for the list server; `ahead` seconds moves its mtime on, so a
+    refresh within the same second is not answered 304 Not Modified."""
+    file = os.path.join(run.args.work, "lists", path)
+    with open(file, "w", encoding="utf-8") as out:
+        out.write(text)
+    stamp = time.time() + ahead
+    os.utime(file, (stamp, stamp))
+    return f"http://127.0.0.1:{run.args.lists}/{path}"
+
+
+def blocking(run):
+    main, up = run.main, run.up
+    # Names "up" answers, so main forwards them when they are not blocked.
+    for name, data in [("ads.example.test", "192.0.2.20"), ("served.example.test", "192.0.2.21")]:
+        status, _, _ = up.api("POST", "/api/v1/records", {"name": name, "type": "A", "data": data})
+        assert status == 201, status
+    assert main.dig("ads.example.test") == ("NOERROR", ["192.0.2.20"])
+    page = run.page(main)
+    expect(list_row(page, "mine")).to_contain_text("inline")
+
+    # An inline list: counted, listed, and answered 0.0.0.0.
+    form = page.locator("#inline-form")
+    form.get_by_label("List name").fill("test-inline")
+    form.get_by_label("Domains, one a line").fill(
+        "ads.example.test\n||tracker.example.test^\n\nnot_a_name!\n")
+    page.get_by_role("button", name="Add inline list").click()
+    row = list_row(page, "test-inline")
+    expect(row.locator("td[data-label=URL]")).to_have_text("inline")
+    expect(row.locator("td[data-label=Domains]")).to_have_text("2")
+    expect(row.locator("td[data-label='Skipped lines']")).to_have_text("1")
+    expect(row.locator("td[data-label='Last error']")).to_have_text("none")
+    expect(row.get_by_role("button", name="Refresh list test-inline")).to_have_count(0)
+    expect(page.get_by_role("status")).to_contain_text("Added test-inline: 2 domains")
+    expect(form.get_by_label("List name")).to_have_value("")
+    [made] = [l for l in main.api("GET", "/api/v1/blocklists")[1] if l["name"] == "test-inline"]
+    assert (made["url"], made["domains"], made["skipped"]) == (None, 2, 1), made
+    assert main.dig("ads.example.test") == ("NOERROR", ["0.0.0.0"]), main.dig("ads.example.test")
+    assert main.dig("a.tracker.example.test") == ("NOERROR", ["0.0.0.0"])
+
+    # The query log says so in words.
+    page.locator("#log-form").get_by_label("Domain").fill("ads.example.test")
+    page.get_by_role("button", name="Show queries").click()
+    source = page.locator("#log-table tbody tr").first.locator("td[data-label=Source]")
+    expect(source).to_have_text("blocked")
+    expect(source).to_have_class(re.compile(r"\bblocked\b"))
+
+    # The allowlist unblocks a name, and taking it off blocks it again.
+    allow = page.locator("#allow-form")
+    allow.get_by_label("Domain to allow").fill("ads.example.test")
+    page.get_by_role("button", name="Allow", exact=True).click()
+    expect(page.locator("#allow-table tbody tr", has_text="ads.example.test")).to_be_visible()
+    assert main.api("GET", "/api/v1/allowlist")[1] == [{"domain": "ads.example.test"}]
+    assert main.dig("ads.example.test") == ("NOERROR", ["192.0.2.20"]), main.dig("ads.example.test")
+    # Twice is a conflict, said next to the field.
+    allow.get_by_label("Domain to allow").fill("ads.example.test")
+    page.get_by_role("button", name="Allow", exact=True).click()
+    expect(page.locator("#allow-domain-error")).to_contain_text("ads.example.test")
+    expect(allow.get_by_label("Domain to allow")).to_have_attribute("aria-invalid", "true")
+    page.get_by_role("button", name="Remove ads.example.test from the allowlist").click()
+    expect(page.locator("#allow-table tbody tr")).to_have_count(0)
+    expect(page.locator("#allow-summary")).to_have_text("Nothing on the allowlist.")
+    assert main.api("GET", "/api/v1/allowlist")[1] == []
+    assert main.dig("ads.example.test") == ("NOERROR", ["0.0.0.0"])
+
+    # Bad input: the API's words next to the field, nothing added.
+    status, answer, _ = main.api("POST", "/api/v1/blocklists", {"url": "ftp://x"})
+    assert status == 400, (status, answer)
+    fetch = page.locator("#fetch-form")
+    fetch.get_by_label("URL").fill("ftp://x")
+    page.get_by_role("button", name="Add list", exact=True).click()
+    expect(page.locator("#fetch-url-error")).to_have_text(answer["error"])
+    expect(page.locator("#fetch-form-error")).to_contain_text("Not added")
+    expect(fetch.get_by_label("URL")).to_have_attribute("aria-invalid", "true")
+    expect(fetch.get_by_label("URL")).to_be_focused()
+    form.get_by_label("List name").fill("")
+    form.get_by_label("Domains, one a line").fill("ads.example.test")
+    page.get_by_role("button", name="Add inline list").click()
+    expect(page.locator("#inline-name-error")).to_contain_text("name")
+    expect(form.get_by_label("List name")).to_be_focused()
+    names = [l["name"] for l in main.api("GET", "/api/v1/blocklists")[1]]
+    assert names == ["mine", "test-inline"], names
+    form.get_by_label("Domains, one a line").fill("")
+
+    # A list by URL from the list server; refreshed after it changed, then from a server
+    # that has lost it (the copy kept stays in use, the reason shown).
+    url = serve_list(run, "hosts.txt", "0.0.0.0 served.example.test\n")
+    fetch.get_by_label("URL").fill(url)
+    fetch.get_by_label("List name (optional)").fill("served")
+    page.get_by_role("button", name="Add list", exact=True).click()
+    row = list_row(page, "served")
+    expect(row.locator("td[data-label=URL]")).to_have_text(url)
+    expect(row.locator("td[data-label=Domains]")).to_have_text("1")
+    expect(page.locator("#fetch-url-error")).to_have_text("")
+    expect(fetch.get_by_label("URL")).not_to_have_attribute("aria-invalid", "true")
+    assert main.dig("served.example.test") == ("NOERROR", ["0.0.0.0"])
+    serve_list(run, "hosts.txt", "0.0.0.0 served.example.test\n0.0.0.0 more.example.test\n",
+               ahead=60)
+    row.get_by_role("button", name="Refresh list served").click()
+    expect(row.locator("td[data-label=Domains]")).to_have_text("2")
+    expect(page.get_by_role("status")).to_contain_text("Refreshed served: 2 domains")
+    expect(row.get_by_role("button", name="Refresh list served")).to_be_focused()
+    assert main.dig("more.example.test") == ("NOERROR", ["0.0.0.0"])
+    os.remove(os.path.join(run.args.work, "lists", "hosts.txt"))
+    row.get_by_role("button", name="Refresh list served").click()
+    expect(page.locator("#lists-error")).to_contain_text("Not refreshed")
+    expect(page.locator("#lists-error")).to_contain_text("404")
+    expect(row.locator("td[data-label='Last error']")).to_contain_text("404")
+    expect(row.locator("td[data-label=Domains]")).to_have_text("2")
+    assert main.dig("more.example.test") == ("NOERROR", ["0.0.0.0"])
+
+    # Remove asks first; Cancel keeps, Remove removes.
+    page.get_by_role("button", name="Remove list served").click()
+    dialog = page.get_by_role("alertdialog")
+    expect(dialog).to_contain_text("served (2 domains) stops blocking")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_role("button", name="Remove list served")).to_be_focused()
+    assert any(l["name"] == "served" for l in main.api("GET", "/api/v1/blocklists")[1])
+    page.get_by_role("button", name="Remove list served").click()
+    dialog.get_by_role("button", name="Remove", exact=True).click()
+    expect(dialog).to_have_count(0)
+    expect(list_row(page, "served")).to_have_count(0)
+    expect(list_row(page, "test-inline")).to_be_visible()
+    assert all(l["name"] != "served" for l in main.api("GET", "/api/v1/blocklists")[1])
+    assert main.dig("served.example.test") == ("NOERROR", ["192.0.2.21"])
+    page.context.close()
+
+
+def blocking_phone(run):
+    page = run.page(run.main, width=360, height=740)
+    wide = lambda: page.evaluate(  # noqa: E731
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    url = serve_list(run, "a-rather-long-path-for-a-list-on-a-phone-" * 3 + ".txt",
+                     "||phone.example.test^\n")
+    page.locator("#fetch-form").get_by_label("URL").fill(url)
+    page.get_by_role("button", name="Add list", exact=True).click()
+    row = list_row(page, url)
+    expect(row.locator("td[data-label=Domains]")).to_have_text("1")
+    page.locator("#allow-form").get_by_label("Domain to allow").fill(
+        "a-rather-long-name-to-allow-on-a-phone.example.test")
+    page.get_by_role("button", name="Allow", exact=True).click()
+    expect(page.locator("#allow-table tbody tr")).to_have_count(1)
+    page.locator("#blocking").evaluate("e => e.scrollIntoView()")
+    assert wide() <= 0, f"the blocking panel scrolls sideways by {wide()} px at 360 px"
+    for control in [page.get_by_role("button", name="Add inline list"),
+                    page.get_by_label("Domains, one a line"),
+                    row.get_by_role("button", name="Refresh list")]:
+        box = control.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 360, f"off screen: {box}"
+    page.locator("#blocking").screenshot(path=os.path.join(run.args.work, "blocking-phone.png"))
+    row.get_by_role("button", name="Remove list").click()
+    dialog = page.get_by_role("alertdialog")
+    expect(dialog).to_be_visible()
+    box = dialog.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 360, f"dialog off screen: {box}"
+    assert wide() <= 0, f"the remove dialog scrolls sideways by {wide()} px"
+    dialog.get_by_role("button", name="Remove", exact=True).click()
+    expect(row).to_have_count(0)
+    page.get_by_role("button", name="Remove a-rather-long-name-to-allow").click()
+    expect(page.locator("#allow-table tbody tr")).to_have_count(0)
+    page.context.close()
 
 
 def phone(run):
@@ -406,6 +580,46 @@ def keyboard(run):
     page.context.close()
 
 
+def keyboard_blocking(run):
+    main = run.main
+    page = run.page(main)
+    tab_to(page, "e.getAttribute('href') === '#blocking'")
+    page.keyboard.press("Enter")
+    tab_to(page, "e.id === 'inline-name'", limit=10)
+    # Enter with no name: the API's words next to the name, focus on it.
+    page.keyboard.press("Enter")
+    name = page.locator("#inline-form").get_by_label("List name")
+    expect(page.locator("#inline-name-error")).to_contain_text("name")
+    expect(name).to_be_focused()
+    page.keyboard.type("kb-list")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Domains, one a line")).to_be_focused()
+    page.keyboard.type("kb.example.test")
+    page.keyboard.press("Enter")  # a new line in the text area, not a submit
+    page.keyboard.type("||kb2.example.test^")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Add inline list")).to_be_focused()
+    assert focus_shows(page), "the focused button shows no focus ring"
+    page.keyboard.press("Enter")
+    row = list_row(page, "kb-list")
+    expect(row.locator("td[data-label=Domains]")).to_have_text("2")
+    expect(name).to_be_focused()
+    expect(page.locator("#inline-name-error")).to_have_text("")
+    assert main.dig("kb.example.test") == ("NOERROR", ["0.0.0.0"])
+    assert main.dig("x.kb2.example.test") == ("NOERROR", ["0.0.0.0"])
+
+    tab_to(page, "(e.getAttribute('aria-label') || '') === 'Remove list kb-list'")
+    page.keyboard.press("Enter")
+    confirm = page.get_by_role("alertdialog")
+    expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(confirm.get_by_role("button", name="Remove", exact=True)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(row).to_have_count(0)
+    assert all(l["name"] != "kb-list" for l in main.api("GET", "/api/v1/blocklists")[1])
+    page.context.close()
+
+
 def token_prompt(run):
     guarded = run.guarded
     status, _, _ = guarded.api("POST", "/api/v1/records",
@@ -464,12 +678,19 @@ def main():
     parser.add_argument("--up", required=True, help="HTTP port of the upstream rind")
     parser.add_argument("--main", required=True, help="HTTP,DNS ports of the rind under test")
     parser.add_argument("--guarded", required=True, help="HTTP,DNS ports of the rind with a token")
+    parser.add_argument("--lists", required=True, help="port of the blocklists' web server")
     args = parser.parse_args()
     with sync_playwright() as playwright:
         run = Run(args, playwright)
         run.check("the page and its panels", lambda: scenarios(run))
         run.check("360 px wide: no sideways scroll, dialog fits", lambda: phone(run))
         run.check("keyboard alone: add, edit, cancel and delete", lambda: keyboard(run))
+        run.check("blocking: inline list answered 0.0.0.0, allowlist, bad input, list by URL,"
+                  " refresh (also failed), remove after a confirmation", lambda: blocking(run))
+        run.check("blocking at 360 px wide: no sideways scroll, dialog fits",
+                  lambda: blocking_phone(run))
+        run.check("keyboard alone: add an inline list (and its error), remove it",
+                  lambda: keyboard_blocking(run))
         run.check("token prompt: asked, wrong token said, kept for the tab only",
                   lambda: token_prompt(run))
         run.check("over a thousand records: every page of the list is shown",

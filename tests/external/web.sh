@@ -2,11 +2,12 @@
 # The web page (docs/reference.md, "Web page") in a real browser: Playwright for Python
 # drives Debian's chromium (no browser download: its path is passed to Playwright) through
 # add, bad input, edit (also against a change made meanwhile), delete, zones, cache flush,
-# query log, status, the token prompt, a 360 px wide screen and the keyboard alone, checking
-# what the page shows against the API and against dig.
+# query log, status, blocklists and the allowlist, the token prompt, a 360 px wide screen and
+# the keyboard alone, checking what the page shows against the API and against dig.
 #
-# Two rind-servers: "up" is only the upstream of "main" (its local record gives main
-# something to forward and cache); "guarded" runs with --api-token.
+# Three rind-servers: "up" is only the upstream of "main" (its local records give main
+# something to forward and cache); "guarded" runs with --api-token. Blocklists added by URL
+# come from a python3 http.server on 127.0.0.1.
 #
 # Needs chromium, python3 (with venv), dig and curl; .ci/run installs them. The script makes
 # a venv in target/web-venv and installs playwright into it from PyPI (once).
@@ -62,10 +63,24 @@ start up --upstream 127.0.0.1:9
 start main --upstream "127.0.0.1:$up_dns"
 start guarded --upstream 127.0.0.1:9 --api-token "$token"
 
+# The blocklists added by URL: a plain web server on 127.0.0.1 over a directory web.py
+# writes the list files into.
+mkdir -p "$work/lists"
+lists_http=$(free_port)
+python3 -m http.server --bind 127.0.0.1 --directory "$work/lists" "$lists_http" \
+    > "$work/lists.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$lists_http/" && break
+    sleep 0.1
+done
+curl -sf -o /dev/null "http://127.0.0.1:$lists_http/" || { echo "the list server did not start:"; cat "$work/lists.log"; exit 1; }
+
 status=0
 "$venv/bin/python" tests/external/web.py \
     --browser "$browser" --work "$work" --token "$token" \
-    --up "$up_http" --main "$main_http,$main_dns" --guarded "$guarded_http,$guarded_dns" || status=$?
+    --up "$up_http" --main "$main_http,$main_dns" --guarded "$guarded_http,$guarded_dns" \
+    --lists "$lists_http" || status=$?
 
 if [ -n "${WEB_SCREENSHOTS:-}" ]; then
     mkdir -p "$WEB_SCREENSHOTS"

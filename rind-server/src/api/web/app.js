@@ -220,28 +220,35 @@ function fieldOf(message) {
   return 'data';
 }
 
-function clearErrors(form, prefix) {
-  for (const field of ['name', 'type', 'ttl', 'data']) {
+const RECORD_FIELDS = ['name', 'type', 'ttl', 'data'];
+
+/** Clears the messages of a form's fields (ids `${prefix}-${field}-error`) and its own. */
+function clearErrors(form, prefix, fields = RECORD_FIELDS) {
+  for (const field of fields) {
     form.elements[field].removeAttribute('aria-invalid');
     byId(`${prefix}-${field}-error`).textContent = '';
   }
   byId(`${prefix}-form-error`).textContent = '';
 }
 
-/** Puts an API error next to the field it is about, or under the form. */
-function showError(form, prefix, e) {
-  if (e.status === 400) {
-    const field = fieldOf(e.message);
-    const input = form.elements[field];
-    input.setAttribute('aria-invalid', 'true');
-    byId(`${prefix}-${field}-error`).textContent = e.message;
-    byId(`${prefix}-form-error`).textContent = 'Not saved: ' + e.message;
-    input.focus();
-  } else if (e.status === 401) {
-    byId(`${prefix}-form-error`).textContent = 'Not saved: the server needs the API token.';
-  } else {
-    byId(`${prefix}-form-error`).textContent = 'Not saved: ' + e.message;
+/** Puts an API error under the form and, when it is about `field`, next to that field. */
+function showError(form, prefix, e, field, failed = 'Not saved') {
+  const under = byId(`${prefix}-form-error`);
+  if (e.status === 401) {
+    under.textContent = failed + ': the server needs the API token.';
+    return;
   }
+  under.textContent = `${failed}: ${e.message}`;
+  if (!field) return;
+  const input = form.elements[field];
+  input.setAttribute('aria-invalid', 'true');
+  byId(`${prefix}-${field}-error`).textContent = e.message;
+  input.focus();
+}
+
+/** The field a record's 400 is about; other errors are not about one field. */
+function recordField(e) {
+  return e.status === 400 ? fieldOf(e.message) : null;
 }
 
 function setUpRecords() {
@@ -259,7 +266,7 @@ function setUpRecords() {
       await afterWrite();
       form.elements.name.focus();
     } catch (e) {
-      showError(form, 'add', e);
+      showError(form, 'add', e, recordField(e));
     } finally {
       button.disabled = false;
     }
@@ -345,7 +352,7 @@ async function openEdit(id) {
             + 'The form now shows the current version: make your change again and save.';
         });
       } else {
-        showError(form, 'edit', e);
+        showError(form, 'edit', e, recordField(e));
       }
     }
   });
@@ -518,7 +525,7 @@ async function loadLog() {
         el('td', q.name, { 'data-label': 'Domain', class: 'mono' }),
         el('td', q.type, { 'data-label': 'Type' }),
         el('td', q.rcode === null ? 'dropped' : q.rcode, { 'data-label': 'Answer' }),
-        el('td', q.source, { 'data-label': 'Source' }),
+        sourceCell(q.source),
         el('td', `${(q.latency_us / 1000).toFixed(1)} ms`, { 'data-label': 'Latency' }),
       );
       return row;
@@ -531,6 +538,207 @@ async function loadLog() {
     if (e.status === 400) byId('log-error').textContent = e.message;
     summary.textContent = e.status === 404 ? e.message : failure(e);
   }
+}
+
+/** The Source cell of a logged query; a blocked one also stands out in colour. */
+function sourceCell(source) {
+  const cell = el('td', source, { 'data-label': 'Source' });
+  if (source === 'blocked') cell.classList.add('blocked');
+  return cell;
+}
+
+// ---- blocking -------------------------------------------------------------------------
+
+let blocklists = [];
+
+/** Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC, like the query log's times. */
+function utc(seconds) {
+  return new Date(seconds * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+}
+
+async function loadBlocklists() {
+  const body = byId('lists-table').tBodies[0];
+  const summary = byId('lists-summary');
+  const current = begin('blocklists');
+  try {
+    const lists = (await api('GET', '/api/v1/blocklists')).data || [];
+    if (!current()) return;
+    blocklists = lists;
+    body.replaceChildren(...lists.map(listRow));
+    summary.textContent = lists.length === 0 ? 'No blocklists: nothing is blocked.'
+      : `${lists.length} blocklist${lists.length === 1 ? '' : 's'}.`;
+  } catch (e) {
+    if (!current()) return;
+    blocklists = [];
+    body.replaceChildren();
+    summary.textContent = failure(e);
+  }
+}
+
+function listRow(list) {
+  const row = el('tr', null, { 'data-id': list.id });
+  // A fetch that found the list unchanged moves `checked` only.
+  const updated = list.checked && list.checked !== list.updated
+    ? `${utc(list.updated)} (last tried ${utc(list.checked)})` : utc(list.updated);
+  const error = el('td', list.error || 'none', { 'data-label': 'Last error' });
+  if (list.error) error.classList.add('error');
+  row.append(
+    el('td', list.name, { 'data-label': 'Name' }),
+    el('td', list.url || 'inline', list.url ? { 'data-label': 'URL', class: 'mono' } : { 'data-label': 'URL' }),
+    el('td', list.domains, { 'data-label': 'Domains' }),
+    el('td', list.skipped, { 'data-label': 'Skipped lines' }),
+    el('td', updated, { 'data-label': 'Updated (UTC)' }),
+    error,
+  );
+  const actions = el('td', null, { class: 'row-actions' });
+  // A list given inline has nothing to fetch: the API refuses to refresh it.
+  if (list.url) {
+    const refresh = el('button', 'Refresh', { type: 'button', 'aria-label': 'Refresh list ' + list.name, 'data-action': 'refresh' });
+    refresh.addEventListener('click', () => refreshList(list, refresh));
+    actions.append(refresh);
+  }
+  const remove = el('button', 'Remove', { type: 'button', class: 'danger', 'aria-label': 'Remove list ' + list.name, 'data-action': 'remove' });
+  remove.addEventListener('click', () => openRemoveList(list));
+  actions.append(remove);
+  row.append(actions);
+  return row;
+}
+
+/** A button of a list's row, or the URL field when the row is gone. */
+function listButton(id, action) {
+  const row = [...byId('lists-table').tBodies[0].rows].find((r) => r.dataset.id === id);
+  return (row && row.querySelector(`button[data-action=${action}]`)) || byId('fetch-url');
+}
+
+async function refreshList(list, button) {
+  byId('lists-error').textContent = '';
+  button.disabled = true;
+  notice(`Fetching ${list.url}…`);
+  try {
+    const fresh = (await api('POST', `/api/v1/blocklists/${encodeURIComponent(list.id)}/refresh`)).data;
+    notice(`Refreshed ${fresh.name}: ${fresh.domains} domains.`);
+  } catch (e) {
+    notice('');
+    byId('lists-error').textContent = `Not refreshed: ${e.message}`;
+  }
+  await loadBlocklists();
+  listButton(list.id, 'refresh').focus();
+}
+
+function openRemoveList(list) {
+  const dialog = openDialog('confirm-template', () => listButton(list.id, 'remove'));
+  const form = dialog.querySelector('form');
+  byId('confirm-heading').textContent = 'Remove this blocklist?';
+  byId('confirm-text').textContent = `${list.name} (${list.domains} domains) stops blocking at once.`;
+  form.querySelector('button[value=yes]').textContent = 'Remove';
+  dialog.querySelector('button[value=cancel]').focus();
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      await api('DELETE', `/api/v1/blocklists/${encodeURIComponent(list.id)}`);
+      notice(`Removed the list ${list.name}.`);
+    } catch (e) {
+      if (e.status !== 404) {
+        byId('confirm-error').textContent = 'Not removed: ' + e.message;
+        return;
+      }
+      notice(`The list ${list.name} was already removed by someone else.`);
+    }
+    await loadBlocklists();
+    dialog.close();
+  });
+}
+
+async function loadAllowlist() {
+  const body = byId('allow-table').tBodies[0];
+  const summary = byId('allow-summary');
+  const current = begin('allowlist');
+  try {
+    const entries = (await api('GET', '/api/v1/allowlist')).data || [];
+    if (!current()) return;
+    body.replaceChildren(...entries.map(({ domain }) => {
+      const row = el('tr', null, { 'data-id': domain });
+      const remove = el('button', 'Remove', { type: 'button', class: 'danger', 'aria-label': `Remove ${domain} from the allowlist` });
+      remove.addEventListener('click', () => disallow(domain));
+      const actions = el('td', null, { class: 'row-actions' });
+      actions.append(remove);
+      row.append(el('td', domain, { 'data-label': 'Domain', class: 'mono' }), actions);
+      return row;
+    }));
+    summary.textContent = entries.length === 0 ? 'Nothing on the allowlist.'
+      : `${entries.length} name${entries.length === 1 ? '' : 's'} on the allowlist.`;
+  } catch (e) {
+    if (!current()) return;
+    body.replaceChildren();
+    summary.textContent = failure(e);
+  }
+}
+
+async function disallow(domain) {
+  byId('allow-form-error').textContent = '';
+  try {
+    await api('DELETE', `/api/v1/allowlist/${encodeURIComponent(domain)}`);
+    notice(`Took ${domain} off the allowlist: the lists block it again.`);
+  } catch (e) {
+    if (e.status === 404) notice(`${domain} was already off the allowlist.`);
+    else byId('allow-form-error').textContent = `Not removed: ${e.message}`;
+  }
+  await loadAllowlist();
+  byId('allow-domain').focus();
+}
+
+/**
+ * Wires up one of the blocking forms: `send` posts it and resolves to the words for the
+ * status line; `fieldFor` says which field an error is about (null: none).
+ */
+function blockingForm(id, fields, send, fieldFor) {
+  const form = byId(id);
+  const prefix = id.replace(/-form$/, '');
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(form, prefix, fields);
+    const button = form.querySelector('button[type=submit]');
+    button.disabled = true;
+    try {
+      notice(await send(form.elements));
+      form.reset();
+      form.elements[fields[0]].focus();
+    } catch (e) {
+      notice('');
+      showError(form, prefix, e, fieldFor(e), 'Not added');
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+function setUpBlocking() {
+  blockingForm('fetch-form', ['url'], async (fields) => {
+    const body = { url: fields.url.value.trim() };
+    const name = fields.name.value.trim();
+    if (name) body.name = name;
+    notice(`Fetching ${body.url}…`);
+    const list = (await api('POST', '/api/v1/blocklists', { body })).data;
+    await loadBlocklists();
+    return `Added ${list.name}: ${list.domains} domains, ${list.skipped} lines skipped.`;
+  }, (e) => ([400, 409, 502].includes(e.status) ? 'url' : null));
+
+  blockingForm('inline-form', ['name', 'domains'], async (fields) => {
+    const domains = fields.domains.value.split('\n').map((line) => line.trim()).filter(Boolean);
+    const body = { name: fields.name.value.trim(), domains };
+    const list = (await api('POST', '/api/v1/blocklists', { body })).data;
+    await loadBlocklists();
+    return `Added ${list.name}: ${list.domains} domains, ${list.skipped} lines skipped.`;
+  }, (e) => {
+    if (e.status === 400 && e.message.includes('"name"')) return 'name';
+    return [400, 413].includes(e.status) ? 'domains' : null;
+  });
+
+  blockingForm('allow-form', ['domain'], async (fields) => {
+    const answer = await api('POST', '/api/v1/allowlist', { body: { domain: fields.domain.value.trim() } });
+    await loadAllowlist();
+    return `Allowed ${answer.data.domain}: it and the names below it are never blocked.`;
+  }, (e) => ([400, 409].includes(e.status) ? 'domain' : null));
 }
 
 // ---- status ---------------------------------------------------------------------------
@@ -592,13 +800,16 @@ async function loadStatus() {
 // ---- start ----------------------------------------------------------------------------
 
 function loadAll() {
-  return Promise.all([loadRecords(), loadZones(), loadCache(), loadLog(), loadStatus()]);
+  return Promise.all([
+    loadRecords(), loadZones(), loadCache(), loadBlocklists(), loadAllowlist(), loadLog(), loadStatus(),
+  ]);
 }
 
 function start() {
   setUpToken();
   setUpRecords();
   setUpCache();
+  setUpBlocking();
   byId('log-form').addEventListener('submit', (event) => {
     event.preventDefault();
     loadLog();
