@@ -9,9 +9,8 @@
 //! The server's flags come from the environment as for `rind-server`: the query log is on
 //! (its default); `RIND_QUERY_LOG=0` measures without it. `HIT_CASES=cache_hit_udp,...`
 //! runs only those cases, so `valgrind --tool=callgrind` counts one case at a time.
-//! `HIT_BLOCKLIST=N` loads a blocklist of N names (half of them `||name^` rules, so every
-//! parent of the asked name is looked up too) before the hits: the cost a blocklist adds to
-//! a name that is not on it.
+//! `HIT_BLOCKLIST=N` loads a blocklist of N names (half of them `||name^` rules) before the
+//! hits: a hit should cost the same with one, since blocklists are looked up on misses only.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
