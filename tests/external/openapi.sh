@@ -18,7 +18,8 @@ rind="${CARGO_TARGET_DIR:-target}/debug/rind-server"
 source tests/external/common.bash
 
 # One venv per checkout, kept between runs (schemathesis is a large install).
-venv="${RIND_VENV:-${CARGO_TARGET_DIR:-target}/venv-schemathesis}"
+# Absolute: schemathesis runs from the scratch directory.
+venv=$(realpath -m "${RIND_VENV:-${CARGO_TARGET_DIR:-target}/venv-schemathesis}")
 if [ ! -x "$venv/bin/schemathesis" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet 'schemathesis>=4,<5'
