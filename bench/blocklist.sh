@@ -8,6 +8,10 @@
 # Needs curl, python3. Not part of CI.
 # usage: bench/blocklist.sh [N]   (RIND_BIN defaults to target/release/rind-server)
 set -euo pipefail
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+    sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"
+    exit 0
+fi
 cd "$(dirname "$0")/.."
 count=${1:-1000000}
 settle=${SETTLE:-15}
