@@ -9,28 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-100000}
-rind=${RIND_BIN:-target/release/rind-server}
+source bench/lib/single.bash
 zt="python3 tests/external/zt.py"
-work=$(mktemp -d /tmp/rind-zones-bench.XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() {
-    python3 -c 'import socket
-for _ in range(50):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try: t.bind(("127.0.0.1", p))
-    except OSError: continue
-    print(p); break'
-}
 rind_port=$(free_port); http_port=$(free_port); knot_port=$(free_port)
 api="http://127.0.0.1:$http_port/api/v1"
-start_rind() {
+# rind on fixed ports, so Knot can be pointed at it across restarts.
+start_primary() {
     "$rind" --dns-addr "127.0.0.1:$rind_port" --http-addr "127.0.0.1:$http_port" --upstream 127.0.0.1:9 \
         --data-dir "$work/rind-data" --log-level warn > "$work/rind.log" 2>&1 &
     rind_pid=$!
@@ -40,14 +24,14 @@ start_rind() {
 }
 hwm() { awk '/VmHWM/ {print $2, $3}' "/proc/$rind_pid/status"; }
 
-start_rind
+start_primary
 curl -sf -H 'content-type: application/json' -d '{"name": "big.lan", "allow_transfer": ["127.0.0.1"]}' "$api/zones" >/dev/null
 t0=$(date +%s.%N)
 ZT_THREADS=${ZT_THREADS:-32} $zt fill "127.0.0.1:$http_port" big.lan "$count"
 echo "fill: $count records in $(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s"
 serial=$(curl -sf "$api/zones/big.lan" | python3 -c 'import json,sys; print(json.load(sys.stdin)["serial"])')
 kill "$rind_pid"; wait "$rind_pid" 2>/dev/null || true
-start_rind
+start_primary
 echo "rind restarted: VmHWM $(hwm) before the transfer"
 
 mkdir -p "$work/knot/db"
