@@ -462,7 +462,14 @@ pub async fn run(
     .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
     let warmed = {
         let (cache, store, blocking) = (Arc::clone(&cache), store.clone(), Arc::clone(&blocking));
-        tokio::task::spawn_blocking(move || cache.warm(&store, |name| blocking.blocks(name))).await
+        tokio::task::spawn_blocking(move || {
+            let blocked = |name: &hickory_proto::rr::Name| blocking.blocks(name);
+            let skip = blocking
+                .is_active()
+                .then_some(&blocked as &dyn Fn(&hickory_proto::rr::Name) -> bool);
+            cache.warm(&store, skip)
+        })
+        .await
     };
     match warmed {
         Ok(Ok(loaded)) => tracing::info!(loaded, "cache loaded from disk"),

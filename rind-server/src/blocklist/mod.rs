@@ -177,6 +177,11 @@ impl Blocking {
     }
 
     /// Whether `name` is blocked and not allowlisted.
+    /// Whether any rule is loaded.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
     /// Whether `name` is blocked now.
     pub fn blocks(&self, name: &Name) -> bool {
         if !self.active.load(Ordering::Relaxed) {

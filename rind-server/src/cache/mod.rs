@@ -475,8 +475,13 @@ impl Cache {
     }
 
     /// Loads the freshest entries from `store` (dropping expired ones there first), leaving
-    /// out, and deleting there, those whose name `skip` picks. Returns how many were loaded.
-    pub fn warm(&self, store: &Store, skip: impl Fn(&Name) -> bool) -> Result<usize, StoreError> {
+    /// out, and deleting there, those whose name `skip` picks (when given: without it no
+    /// entry's question is decoded). Returns how many were loaded.
+    pub fn warm(
+        &self,
+        store: &Store,
+        skip: Option<&dyn Fn(&Name) -> bool>,
+    ) -> Result<usize, StoreError> {
         let Some(memory) = &self.memory else {
             return Ok(0);
         };
@@ -487,7 +492,9 @@ impl Cache {
         for (key, value) in store.cache_load(now, self.config.capacity)? {
             match Entry::decode(&value) {
                 Some(entry) if entry.key().as_bytes() == key.as_slice() => {
-                    if entry.question().is_some_and(|q| skip(&q.name)) {
+                    let skipped =
+                        skip.is_some_and(|skip| entry.question().is_some_and(|q| skip(&q.name)));
+                    if skipped {
                         self.queue(CacheWrite::Delete(key));
                         continue;
                     }
