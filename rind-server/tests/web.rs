@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use common::*;
 use reqwest::{Method, StatusCode};
@@ -15,15 +14,6 @@ const ASSETS: [(&str, &str); 3] = [
     ("/app.js", "text/javascript; charset=utf-8"),
     ("/app.css", "text/css; charset=utf-8"),
 ];
-
-fn client() -> reqwest::Client {
-    rind_server::upstream::trust::install_ring_default();
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("build HTTP client")
-}
 
 async fn fetch(
     addr: SocketAddr,

@@ -18,7 +18,8 @@ impl HttpReply {
     }
 }
 
-fn client() -> reqwest::Client {
+/// A client for loopback requests: no proxy, a 5 s timeout.
+pub fn client() -> reqwest::Client {
     rind_server::upstream::trust::install_ring_default();
     reqwest::Client::builder()
         // A proxy from the environment must not intercept loopback requests.
