@@ -4,8 +4,8 @@
 # the SAME local DoT upstream (a separate Unbound with a TLS port and a wildcard-like
 # "redirect" local zone: every name under bench.example. gets A 203.0.113.1). The script makes
 # its own test CA and certificates with openssl; the peers check the upstream against that CA
-# (rind --upstream-ca, Unbound tls-cert-bundle, dnsdist caStore) and serve DoT and DoH to
-# dnsperf with a certificate from the same CA.
+# (rind --upstream-ca, Unbound tls-cert-bundle, dnsdist caStore) and serve DoT (to dnsperf)
+# and DoH (to h2load) with a certificate from the same CA.
 #
 # usage: bench/encrypted.sh [options] [peer ...]
 #   peers            : rind unbound dnsdist (default: rind, plus unbound and dnsdist when installed)
@@ -16,32 +16,42 @@
 #                       miss: unique names over plain UDP to the peer, every one a cache miss
 #                             that goes to the DoT upstream (issue 15)
 #                       dot : the 100 warm names, saturated, dnsperf -m dot (issue 18)
-#                       doh : the same over DoH, dnsperf -m doh, POST /dns-query (issue 18)
+#                       doh : cache hits over DoH with h2load (HTTP/2), POST /dns-query
+#                             (issue 18); dnsperf 2.10's DoH mode drops answers that arrive
+#                             together in one read, so it is not used for DoH
 #   --secs S          duration of each scenario (default 10)
-#   --clients C       dnsperf -c (default 8; over DoT/DoH, one connection per client)
+#   --clients C       dnsperf -c and h2load -c (default 8; over DoT/DoH, one connection each)
 #   --outstanding Q   dnsperf -q (default 200)
+#   --streams M       h2load -m, concurrent HTTP/2 streams per DoH connection (default 25)
 #   --miss-names N    unique names in the miss file (default 1000000)
 #   --base-port P     first of the loopback ports used (default 5410; P..P+49)
-#   --doh-method M    dnsperf's DoH method, POST or GET (default POST)
+#   --doh-method M    POST (one body, h000.bench.example A, for every request) or GET (the
+#                     100 hit names in turn, ?dns=<base64url>) (default POST)
 #   --out DIR         results directory (default bench/results/encrypted-<UTC timestamp>)
 #   -h, --help        this text
 #
-# Per peer and scenario it records dnsperf's QPS and latency, the peer's CPU time (all of its
-# processes, from /proc) and so the CPU per query, the upstream's CPU time, and for rind the
-# TLS handshakes to the upstream (rind_upstream_connections_total from /metrics) per 10,000
-# queries. Results: DIR/results.jsonl, dnsperf summaries in DIR/raw/, and a table at the end
-# with each peer's figures as a ratio of rind's against it (compare within one run only).
+# Per peer and scenario it records the QPS (dnsperf's queries or h2load's requests per
+# second), the answers lost or failed, the peer's CPU time (all of its processes, from /proc)
+# and so the CPU per query, the upstream's CPU time, and for rind the TLS handshakes to the
+# upstream (rind_upstream_connections_total from /metrics) per 10,000 queries. Before the DoH
+# load, one POST with curl must come back as a DNS answer. Results: DIR/results.jsonl,
+# dnsperf/h2load output in DIR/raw/, and a table at the end with each peer's figures as a
+# ratio of rind's against it (compare within one run only). A run that lost or failed answers
+# (dnsperf: over 1% lost or a non-NOERROR answer; h2load: any request failed, errored, timed
+# out or not 2xx; or the curl check failed) is left out of the medians; with no good run a
+# figure is "—" and the notes under the table say why.
 #
 # Everything binds to 127.0.0.1 only. Every daemon this script starts is started with setsid
 # (PID == process-group id), and is stopped by that PID at the end of its run and again by an
-# EXIT trap; nothing is ever killed by name. Needs: dnsperf (with -m dot/doh, 2.9+), unbound,
-# openssl, dig, curl, python3; dnsdist optional (bench/setup.sh installs them).
+# EXIT trap; nothing is ever killed by name. Needs: dnsperf (with -m dot, 2.9+), h2load
+# (nghttp2-client), unbound, openssl, dig, curl, python3; dnsdist optional (bench/setup.sh
+# installs them).
 set -u -o pipefail
 set +m
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$BENCH/.." && pwd)"
-ROUNDS=1; SCEN="miss,dot,doh"; SECS=10; CLIENTS=8; OUTST=200; MISS_NAMES=1000000
+ROUNDS=1; SCEN="miss,dot,doh"; SECS=10; CLIENTS=8; OUTST=200; STREAMS=25; MISS_NAMES=1000000
 BASE=5410; OUT=""; PEERS=(); DOH_METHOD=POST
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,6 +60,7 @@ while [ $# -gt 0 ]; do
     --secs) SECS=$2; shift 2;;
     --clients) CLIENTS=$2; shift 2;;
     --outstanding) OUTST=$2; shift 2;;
+    --streams) STREAMS=$2; shift 2;;
     --miss-names) MISS_NAMES=$2; shift 2;;
     --base-port) BASE=$2; shift 2;;
     --doh-method) DOH_METHOD=$2; shift 2;;
@@ -63,7 +74,10 @@ if [ ${#PEERS[@]} -eq 0 ]; then
   PEERS=(rind)
   for p in unbound dnsdist; do command -v $p >/dev/null && PEERS+=($p); done
 fi
-for t in dnsperf dig curl openssl unbound python3; do
+case "$DOH_METHOD" in POST|GET) ;; *) echo "--doh-method is POST or GET" >&2; exit 2;; esac
+NEEDS="dnsperf dig curl openssl unbound python3"
+case ",$SCEN," in *,doh,*) NEEDS+=" h2load";; esac
+for t in $NEEDS; do
   command -v $t >/dev/null || { echo "$t missing: run bench/setup.sh (as root)" >&2; exit 1; }
 done
 RIND_BIN=${RIND_BIN:-$REPO/target/release/rind-server}
@@ -202,8 +216,9 @@ log "DoT upstream: unbound pid $UPSTREAM_PID on 127.0.0.1:$UP_DOT (plain $UP_PLA
 {
   echo "date_utc: $STAMP"; echo "host: $(uname -srm)"; echo "cpus: $(nproc)"
   echo "dnsperf: $(dnsperf -h 2>&1 | sed -n 's/^Version //p')"
+  command -v h2load >/dev/null && echo "h2load: $(h2load --version | head -1)"
   echo "upstream: unbound $(unbound -V | sed -n 's/^Version //p') (DoT, redirect zone, 2 threads)"
-  echo "args: rounds=$ROUNDS scenarios=$SCEN secs=$SECS -c $CLIENTS -q $OUTST miss_names=$MISS_NAMES"
+  echo "args: rounds=$ROUNDS scenarios=$SCEN secs=$SECS -c $CLIENTS -q $OUTST -m $STREAMS doh=$DOH_METHOD miss_names=$MISS_NAMES"
   echo "peers: ${PEERS[*]}"
 } > "$OUT/env.txt"
 
@@ -272,13 +287,35 @@ EOF
 
 run_dnsperf() {   # run_dnsperf RAW MODE PORT FILE extra... -> JSON from bench/lib/dnsperf_parse.py
   local raw=$1 mode=$2 port=$3 file=$4; shift 4
-  local extra=()
-  [ "$mode" = doh ] && extra=(-O "doh-uri=https://127.0.0.1:$port/dns-query" -O "doh-method=$DOH_METHOD")
   timeout $((SECS + 30)) dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$file" -l "$SECS" -t 2 \
-    -c "$CLIENTS" -q "$OUTST" "${extra[@]}" "$@" >"$raw" 2>&1
+    -c "$CLIENTS" -q "$OUTST" "$@" >"$raw" 2>&1
   local rc=$?
   python3 "$BENCH/lib/dnsperf_parse.py" "$raw" | python3 -c '
 import json,sys; d=json.load(sys.stdin); d["dnsperf_rc"]=int(sys.argv[1]); print(json.dumps(d))' "$rc"
+}
+
+DOH_FILES=$WORK/doh; mkdir -p "$DOH_FILES"
+python3 "$BENCH/lib/doh_queries.py" make "$DOH_FILES" "https://127.0.0.1:0/dns-query" ||
+  { echo "could not write the DoH query files" >&2; exit 1; }
+run_h2load() {   # run_h2load RAW PORT RUNDIR -> JSON from bench/lib/h2load_parse.py
+  local raw=$1 port=$2 run=$3 url="https://127.0.0.1:$2/dns-query" check why rc
+  # One answer first, with curl over HTTP/2 checking the certificate: h2load counts HTTP
+  # statuses only, so this is what says the 2xx answers are DNS answers.
+  check=$(curl -s --http2 --max-time 5 --cacert "$PKI/ca.pem" -H "content-type: application/dns-message" \
+    -H "accept: application/dns-message" --data-binary @"$DOH_FILES/query.bin" -o "$run/doh-check.bin" \
+    -w '%{http_code} %{http_version}' "$url" 2>&1)
+  why=$(python3 "$BENCH/lib/doh_queries.py" check "$run/doh-check.bin" 2>&1) || true
+  [ "${check%% *}" = 200 ] || why="curl: HTTP ${check:-no answer}"
+  local load=(-d "$DOH_FILES/query.bin" -H "content-type: application/dns-message" "$url")
+  # h2load -i takes scheme, host and port from the first URL only; rewrite all to this port.
+  [ "$DOH_METHOD" = GET ] && { sed "s#https://127.0.0.1:0/#https://127.0.0.1:$port/#" "$DOH_FILES/get-uris.txt" > "$run/get-uris.txt"; load=(-i "$run/get-uris.txt"); }
+  timeout $((SECS + 30)) h2load -D "$SECS" -c "$CLIENTS" -m "$STREAMS" -t 1 \
+    -H "accept: application/dns-message" "${load[@]}" >"$raw" 2>&1
+  rc=$?
+  python3 "$BENCH/lib/h2load_parse.py" "$raw" | python3 -c '
+import json,sys; d=json.load(sys.stdin); d["h2load_rc"]=int(sys.argv[1]); d["http_version"]=sys.argv[3]
+if sys.argv[2]: d["check_failed"]=sys.argv[2]
+print(json.dumps(d))' "$rc" "$why" "${check#* }"
 }
 
 measure() {   # measure NAME ROUND
@@ -295,7 +332,7 @@ measure() {   # measure NAME ROUND
       case "$sc" in
         miss) j=$(run_dnsperf "$OUT/raw/r$round-$name-miss.txt" udp "${P_DNS[$name]}" "$DATA/miss.txt" -n 1);;
         dot)  j=$(run_dnsperf "$OUT/raw/r$round-$name-dot.txt" dot "${P_DOT[$name]}" "$DATA/hit.txt");;
-        doh)  j=$(run_dnsperf "$OUT/raw/r$round-$name-doh.txt" doh "${P_DOH[$name]}" "$DATA/hit.txt");;
+        doh)  j=$(run_h2load "$OUT/raw/r$round-$name-doh.txt" "${P_DOH[$name]}" "$run");;
         *) log "unknown scenario $sc"; continue;;
       esac
       t1=$(cpu_ticks "${PEER_PIDS[@]}"); u1=$(cpu_ticks "$UPSTREAM_PID")
@@ -327,49 +364,85 @@ python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peers = list(dict.fromkeys(r["peer"] for r in rows))
+SCENARIOS = ("miss", "dot", "doh")
+
+def bad(d):
+    """Why one scenario's run is not a figure (answers lost or failed), or None."""
+    if "h2load_rc" in d:
+        if d.get("check_failed"):
+            return f"curl check: {d['check_failed']}"
+        if d["h2load_rc"] or not d.get("completed"):
+            return f"h2load exit {d['h2load_rc']}, {d.get('completed', 0)} answers"
+        n = sum(d.get(k, 0) for k in ("failed", "errored", "timeout"))
+        not2 = sum(d.get(k, 0) for k in ("status_3xx", "status_4xx", "status_5xx"))
+        if n or not2:
+            return (f"{d.get('failed', 0)} failed, {d.get('errored', 0)} errored, {d.get('timeout', 0)} timed out, "
+                    f"{not2} not 2xx of {d.get('done', 0)} requests")
+        return None
+    if d.get("dnsperf_rc") or not d.get("completed"):
+        return f"dnsperf exit {d.get('dnsperf_rc')}, completed {d.get('completed')}"
+    if (d.get("lost") or 0) > 0.01 * (d.get("sent") or 0):
+        return f"lost {d['lost']} of {d.get('sent')} queries"
+    if d.get("noerror", 0) < d["completed"]:
+        return f"rcodes {d.get('rcodes')}"
+    return None
+
 def med(v):
     v = [x for x in v if x is not None]
     return statistics.median(v) if v else None
-def get(p, sc, f):
-    return med([f(r.get(sc) or {}) for r in rows if r["peer"] == p and r.get(sc)])
+def good(p, sc):
+    return [r[sc] for r in rows if r["peer"] == p and r.get(sc) and bad(r[sc]) is None]
+def reasons(p, sc):
+    return "; ".join(f"r{r['round']}: {bad(r[sc])}" for r in rows if r["peer"] == p and r.get(sc) and bad(r[sc]))
 qps = lambda d: d.get("qps")
 cpu = lambda d: d["peer_cpu_s"] / d["completed"] * 1e6 if d.get("completed") else None
 hs = lambda d: d["handshakes"] / d["completed"] * 1e4 if d.get("completed") and "handshakes" in d else None
-ok = lambda d: 100.0 * d.get("noerror", 0) / d["sent"] if d.get("sent") else None
 fk = lambda v: "—" if v is None else f"{v/1000:.1f}k"
 ff = lambda v, f=".1f": "—" if v is None else format(v, f)
-print("| peer | miss QPS, DoT upstream | CPU µs/miss | DoT hit QPS | CPU µs/DoT hit | DoH hit QPS | CPU µs/DoH hit | handshakes per 10k misses |")
+print("| peer | miss QPS, DoT upstream | CPU µs/miss | DoT hit QPS | CPU µs/DoT hit | DoH hit req/s | CPU µs/DoH hit | handshakes per 10k misses |")
 print("|---|---|---|---|---|---|---|---|")
 A = {}
 for p in peers:
     ver = next(r["version"] for r in rows if r["peer"] == p)
-    a = {(sc, k): get(p, sc, f) for sc in ("miss", "dot", "doh") for k, f in (("qps", qps), ("cpu", cpu), ("hs", hs), ("ok", ok))}
+    a = {(sc, k): med([f(d) for d in good(p, sc)]) for sc in SCENARIOS for k, f in (("qps", qps), ("cpu", cpu), ("hs", hs))}
     A[p] = a
     print(f"| {ver} | {fk(a['miss','qps'])} | {ff(a['miss','cpu'])} | {fk(a['dot','qps'])} | {ff(a['dot','cpu'])} | "
           f"{fk(a['doh','qps'])} | {ff(a['doh','cpu'])} | {ff(a['miss','hs'], '.2f') if p == 'rind' else '—'} |")
 print()
 rounds = sorted({r["round"] for r in rows})
-print(f"(median of {len(rounds)} round(s); per round: " + "; ".join(
-    f"{r['peer']} r{r['round']} " + "/".join(fk((r.get(s) or {}).get('qps')) for s in ("miss", "dot", "doh")) for r in rows) + " miss/DoT/DoH QPS)")
+def per_round(r, s):
+    d = r.get(s) or {}
+    return fk(d.get("qps")) + ("!" if d and bad(d) else "")
+print(f"(median of the good runs of {len(rounds)} round(s); per round: " + "; ".join(
+    f"{r['peer']} r{r['round']} " + "/".join(per_round(r, s) for s in SCENARIOS) for r in rows)
+    + " miss/DoT/DoH QPS, ! = lost or failed answers, not counted)")
+NAMES = {"miss": "misses over a DoT upstream", "dot": "DoT hits", "doh": "DoH hits"}
 if "rind" in A:
     for p in peers:
         if p == "rind":
             continue
-        def ratio(sc, k):
-            x, y = A["rind"][sc, k], A[p][sc, k]
-            return "—" if not x or not y else f"{x / y:.2f}×"
-        print(f"rind against {p} in the same run: misses over a DoT upstream {ratio('miss','qps')} (CPU per miss {ratio('miss','cpu')}), "
-              f"DoT hits {ratio('dot','qps')} (CPU per hit {ratio('dot','cpu')}), DoH hits {ratio('doh','qps')} (CPU per hit {ratio('doh','cpu')})")
+        parts = []
+        for sc in SCENARIOS:
+            if not any(r.get(sc) for r in rows if r["peer"] in ("rind", p)):
+                continue
+            x, y = A["rind"][sc, "qps"], A[p][sc, "qps"]
+            if x and y:
+                parts.append(f"{NAMES[sc]} {x / y:.2f}× (CPU per {'miss' if sc == 'miss' else 'hit'} "
+                             f"{A['rind'][sc, 'cpu'] / A[p][sc, 'cpu']:.2f}×)" if A["rind"][sc, "cpu"] and A[p][sc, "cpu"]
+                             else f"{NAMES[sc]} {x / y:.2f}× (CPU per query —)")
+            else:
+                why = "; ".join(f"{q} {reasons(q, sc) or 'no run'}" for q, v in (("rind", x), (p, y)) if not v)
+                parts.append(f"{NAMES[sc]} — ({why})")
+        print(f"rind against {p} in the same run: " + ", ".join(parts))
 for r in rows:
     if not r.get("ok"):
         print(f"- {r['peer']} round {r['round']}: did not start/answer")
     if r.get("died_during"):
         print(f"- {r['peer']} round {r['round']}: died during {r['died_during']}")
-    for s in ("miss", "dot", "doh"):
+    for s in SCENARIOS:
         d = r.get(s) or {}
-        if d and (d.get("dnsperf_rc") or (d.get("lost") or 0) > 0.01 * (d.get("sent") or 0) or (d.get("completed") and d.get("noerror", 0) < d["completed"]) or not d.get("completed")):
-            print(f"- {r['peer']} round {r['round']} {s}: dnsperf exit {d.get('dnsperf_rc')}, completed {d.get('completed')}, "
-                  f"lost {d.get('lost')}, rcodes {d.get('rcodes')}")
+        if d and bad(d):
+            print(f"- {r['peer']} round {r['round']} {s}: not counted: {bad(d)}")
 PY
 echo
 echo "(raw results: $OUT)"

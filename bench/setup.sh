@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs what bench/compare.sh needs (Debian/Ubuntu, as root; idempotent):
-#   dnsperf (the load), knot + knot-dnsutils (the upstream and knotc), unbound and dnsdist
+# Installs what the bench scripts need (Debian/Ubuntu, as root; idempotent):
+#   dnsperf (the load), knot + knot-dnsutils (the upstream, knotc, kdig), unbound and dnsdist
 #   (the peers rind is compared with), dnsutils (dig), iproute2 (ss), time, tcpdump (the
-#   leak watch: counts DNS packets on non-loopback interfaces, which should be none).
+#   leak watch: counts DNS packets on non-loopback interfaces, which should be none),
+#   nghttp2-client (h2load, the DoH load), openssl (test certificates), curl.
 # Package scripts are not allowed to start the daemons (they would bind port 53 on every
 # address); where systemd runs, the units the packages enabled are disabled again.
 set -u -o pipefail
-PKGS="dnsperf knot knot-dnsutils unbound dnsdist dnsutils iproute2 time tcpdump python3"
+PKGS="dnsperf knot knot-dnsutils unbound dnsdist dnsutils iproute2 time tcpdump python3 nghttp2-client openssl curl"
 case "${1:-}" in
-  -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+  -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
 esac
 
 missing=""

@@ -553,6 +553,71 @@ async fn requests_that_are_not_doh_get_4xx_and_the_server_goes_on() {
     assert_eq!(a_records(&after), vec![std::net::Ipv4Addr::LOCALHOST]);
 }
 
+/// The streams of one HTTP/2 connection run on that connection's task: a stream waiting on
+/// upstream must not hold up the others, and every one must be answered.
+#[tokio::test]
+async fn doh_streams_on_one_connection_answer_independently() {
+    let files = Files::new();
+    let cert = TestCert::new();
+    cert.install(&files);
+    let up = FakeUpstream::start(Behaviour::Answer);
+    let s = start(&files, &["--upstream", &up.arg()]);
+    add_record(&s.server, "host.home.lan", 120).await;
+    let slow: Vec<String> = (0..8).map(|i| format!("slow{i}.example.com.")).collect();
+    for name in &slow {
+        up.set_rule(name, Behaviour::Delay(Duration::from_secs(1)));
+    }
+
+    let tls = connect(s.doh, &[&cert], &[b"h2"]).await;
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let ask = |name: String| {
+        let mut send = send.clone();
+        tokio::spawn(async move {
+            let response = send
+                .send_request(post(&doh_query(&name, RecordType::A)))
+                .await
+                .expect("response");
+            assert_eq!(response.status(), StatusCode::OK, "{name}");
+            let body = response.into_body().collect().await.expect("body");
+            parse(&body.to_bytes())
+        })
+    };
+    let misses: Vec<_> = slow.iter().cloned().map(ask).collect();
+    // Each miss is at the upstream (so its stream is waiting) before the hit is sent.
+    let deadline = Instant::now() + EXCHANGE;
+    while slow.iter().any(|n| up.count(n) == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the misses never reached upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hit = timeout(EXCHANGE, ask("host.home.lan.".to_string()))
+        .await
+        .expect("the hit in time")
+        .expect("the hit's task");
+    assert_eq!(rcode(&hit), ResponseCode::NoError);
+    assert_eq!(
+        misses.iter().filter(|m| m.is_finished()).count(),
+        0,
+        "the hit came after misses that wait 1 s upstream (a try times out after 2 s)"
+    );
+    for (name, miss) in slow.iter().zip(misses) {
+        let reply = timeout(EXCHANGE, miss)
+            .await
+            .expect("the miss in time")
+            .expect("the miss's task");
+        assert_eq!(rcode(&reply), ResponseCode::NoError, "{name}");
+        assert!(!reply.answers.is_empty(), "{name}");
+    }
+    drop(send);
+    conn.abort();
+}
+
 #[tokio::test]
 async fn idle_and_stalled_connections_are_closed() {
     let files = Files::new();

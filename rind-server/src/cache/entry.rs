@@ -691,7 +691,7 @@ fn walk(t: &[u8]) -> Option<Walked> {
 }
 
 /// Returns the offset just past the (possibly compressed) name at `pos`.
-fn skip_name(t: &[u8], mut pos: usize) -> Option<usize> {
+pub(crate) fn skip_name(t: &[u8], mut pos: usize) -> Option<usize> {
     loop {
         let len = *t.get(pos)?;
         match len & 0xC0 {

@@ -17,6 +17,8 @@
 mod entry;
 pub mod persist;
 
+pub(crate) use entry::skip_name;
+
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

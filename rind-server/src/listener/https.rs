@@ -14,8 +14,14 @@
 //! message rind drops (a response, or no header). Everything DNS says about a query that
 //! parses (FORMERR, REFUSED, SERVFAIL) is a 200 with that DNS message, as RFC 8484 §4.2.1
 //! asks.
+//!
+//! A connection's HTTP/2 streams run on the connection's own task ([`StreamExec`]), not one
+//! spawned task each: for a cache hit, spawning (moving the request's future into a new
+//! task, the runtime's task list, waking the connection task from whichever worker ran the
+//! stream) cost more than answering.
 
 use std::convert::Infallible;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,20 +31,22 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hickory_proto::op::Message;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cache::skip_name;
 use crate::handler::{Handler, Step};
 use crate::listener::{tcp, tls};
 use crate::request::Transport;
@@ -48,12 +56,17 @@ use crate::request::Transport;
 pub const PATH: &str = "/dns-query";
 /// The media type of a DNS message (RFC 8484 §6).
 pub const DNS_MESSAGE: &str = "application/dns-message";
+/// A DNS message's header.
+const HEADER_LEN: usize = 12;
 /// The largest DNS message: what a TCP length prefix can say.
 const MAX_MESSAGE: usize = u16::MAX as usize;
 /// base64url without padding of [`MAX_MESSAGE`] bytes.
 const MAX_GET_PARAM: usize = MAX_MESSAGE.div_ceil(3) * 4;
 /// How often an open connection is checked for idleness.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
+/// Times [`drive`] polls a connection and its streams in one go before it lets the worker
+/// run other tasks.
+const DRIVE_ROUNDS: usize = 16;
 
 /// Accepts DoH connections on `listener` until `shutdown`, with the TCP listener's `limits`.
 pub fn spawn(
@@ -112,7 +125,8 @@ async fn connection(
             }
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let (exec, mut streams) = Streams::new();
+    let mut builder = auto::Builder::new(exec);
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -124,10 +138,11 @@ async fn connection(
     let mut check = tokio::time::interval(IDLE_CHECK);
     let closing = loop {
         tokio::select! {
-            done = conn.as_mut() => {
+            done = drive(conn.as_mut(), &mut streams) => {
                 if let Err(e) = done {
                     tracing::debug!(%peer, error = %e, "DoH connection ended with an error");
                 }
+                streams.detach();
                 return;
             }
             _ = shutdown.cancelled() => break "shutting down",
@@ -142,7 +157,83 @@ async fn connection(
     // HTTP/2 gets a GOAWAY, HTTP/1.1 a close after any response under way; a client that
     // does not take them is cut off.
     conn.as_mut().graceful_shutdown();
-    let _ = timeout(tcp::WRITE_TIMEOUT, conn).await;
+    let _ = timeout(tcp::WRITE_TIMEOUT, drive(conn.as_mut(), &mut streams)).await;
+    streams.detach();
+}
+
+/// A stream future hyper hands to [`StreamExec`].
+type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// hyper's executor for one connection: each HTTP/2 stream's future goes to that
+/// connection's [`Streams`], polled by the connection task in [`drive`].
+#[derive(Clone)]
+struct StreamExec(mpsc::UnboundedSender<StreamFuture>);
+
+impl<F> hyper::rt::Executor<F> for StreamExec
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        // hyper calls this while the connection is polled, so the receiver is alive; after
+        // the connection there is nobody to answer anyway.
+        let _ = self.0.send(Box::pin(stream));
+    }
+}
+
+/// The streams of one connection that have not finished.
+struct Streams {
+    new: mpsc::UnboundedReceiver<StreamFuture>,
+    running: FuturesUnordered<StreamFuture>,
+}
+
+impl Streams {
+    fn new() -> (StreamExec, Streams) {
+        let (tx, new) = mpsc::unbounded_channel();
+        let running = FuturesUnordered::new();
+        (StreamExec(tx), Streams { new, running })
+    }
+
+    /// Polls every stream that was woken; true when one finished (and so may have left the
+    /// connection frames to send).
+    fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        while let Poll::Ready(Some(stream)) = self.new.poll_recv(cx) {
+            self.running.push(stream);
+        }
+        let mut finished = false;
+        while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {
+            finished = true;
+        }
+        finished
+    }
+
+    /// Lets streams still waiting (on upstreams) finish in a task of their own once the
+    /// connection is gone, as they would have with hyper's default executor: their work
+    /// (an upstream answer for the cache) is not thrown away with the connection.
+    fn detach(mut self) {
+        while let Ok(stream) = self.new.try_recv() {
+            self.running.push(stream);
+        }
+        if !self.running.is_empty() {
+            tokio::spawn(async move { while self.running.next().await.is_some() {} });
+        }
+    }
+}
+
+/// Polls `conn` and the streams it started until `conn` ends.
+async fn drive<C: Future>(mut conn: Pin<&mut C>, streams: &mut Streams) -> C::Output {
+    poll_fn(|cx| {
+        for _ in 0..DRIVE_ROUNDS {
+            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
+                return Poll::Ready(done);
+            }
+            if !streams.poll(cx) {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 /// One DoH request from `peer` → one HTTP response. Generic over the body so the fuzz target
@@ -163,7 +254,7 @@ where
         );
     }
     let query = match *request.method() {
-        Method::GET => from_get(request.uri().query()),
+        Method::GET => from_get(request.uri().query()).map(Bytes::from),
         Method::POST => from_post(request).await,
         _ => {
             let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
@@ -179,7 +270,9 @@ where
     };
     let reply = match handler.begin(&packet, peer.ip(), Transport::Https) {
         Step::Done(Some(reply)) => reply,
-        Step::Forward(waiting) => handler.finish(waiting).await,
+        // Boxed: the miss path's future is large, and would otherwise make every request's
+        // future (moved into hyper's stream, then onto the heap) as large.
+        Step::Forward(waiting) => Box::pin(handler.finish(waiting)).await,
         Step::Done(None) => {
             return error(StatusCode::BAD_REQUEST, "not a DNS query");
         }
@@ -214,7 +307,7 @@ fn from_get(query: Option<&str>) -> Result<Vec<u8>, (StatusCode, &'static str)> 
 
 /// The DNS message in a POST's body, which must be `application/dns-message` and at most
 /// 64 KiB.
-async fn from_post<B>(request: Request<B>) -> Result<Vec<u8>, (StatusCode, &'static str)>
+async fn from_post<B>(request: Request<B>) -> Result<Bytes, (StatusCode, &'static str)>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -242,9 +335,19 @@ where
     if declared.is_some_and(|n| n > MAX_MESSAGE as u64) {
         return Err(too_big);
     }
-    let body = Limited::new(request.into_body(), MAX_MESSAGE);
-    match timeout(tcp::MESSAGE_TIMEOUT, body.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+    let mut body = std::pin::pin!(Limited::new(request.into_body(), MAX_MESSAGE).collect());
+    // The body nearly always came with the head; only a body still on its way needs the
+    // timer (arming one per request is a lock on the timer wheel).
+    let now = poll_fn(|cx| match body.as_mut().poll(cx) {
+        Poll::Ready(collected) => Poll::Ready(Some(collected)),
+        Poll::Pending => Poll::Ready(None),
+    });
+    let collected = match now.await {
+        Some(collected) => Ok(collected),
+        None => Box::pin(timeout(tcp::MESSAGE_TIMEOUT, body)).await,
+    };
+    match collected {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_big),
         Ok(Err(_)) => Err((StatusCode::BAD_REQUEST, "the body could not be read")),
         Err(_) => Err((
@@ -268,17 +371,34 @@ fn dns_response(reply: Vec<u8>) -> Response<Full<Bytes>> {
 /// Seconds an HTTP cache may keep `reply` (RFC 8484 §5.1): the smallest TTL in the answer
 /// section; for an answer without records (NXDOMAIN, NODATA) the SOA's in the authority
 /// section, which the cache already counts down and caps as RFC 2308 says; 0 when there is
-/// neither, or the reply does not parse.
+/// neither, or the reply is cut short.
 pub fn freshness(reply: &[u8]) -> u32 {
-    let Ok(message) = Message::from_vec(reply) else {
-        return 0;
+    least_ttl(reply).unwrap_or(0)
+}
+
+/// [`freshness`] by walking the wire form: parsing the whole message for every DoH answer
+/// cost as much as finding it in the cache.
+fn least_ttl(t: &[u8]) -> Option<u32> {
+    let count = |at: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes(
+            t.get(at..at + 2)?.try_into().ok()?,
+        )))
     };
-    let section = if message.answers.is_empty() {
-        &message.authorities
-    } else {
-        &message.answers
-    };
-    section.iter().map(|r| r.ttl).min().unwrap_or(0)
+    let (questions, answers, authorities) = (count(4)?, count(6)?, count(8)?);
+    let mut pos = HEADER_LEN;
+    for _ in 0..questions {
+        pos = skip_name(t, pos)? + 4;
+    }
+    // The authority section starts right after the questions when there are no answers.
+    let records = if answers > 0 { answers } else { authorities };
+    let mut least = None;
+    for _ in 0..records {
+        let ttl_at = skip_name(t, pos)? + 4;
+        let ttl = u32::from_be_bytes(t.get(ttl_at..ttl_at + 4)?.try_into().ok()?);
+        least = Some(least.map_or(ttl, |l: u32| l.min(ttl)));
+        pos = ttl_at + 6 + count(ttl_at + 4)?;
+    }
+    Some(least.unwrap_or(0))
 }
 
 fn error(status: StatusCode, why: &'static str) -> Response<Full<Bytes>> {
@@ -400,6 +520,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
 #[cfg(test)]
 mod tests {
+    use hickory_proto::op::Message;
+
     use super::*;
 
     #[test]
@@ -433,7 +555,38 @@ mod tests {
                 RData::A(A::new(192, 0, 2, 1)),
             ));
         }
-        assert_eq!(freshness(&message.to_vec().expect("encode")), 60);
+        message.add_query(hickory_proto::op::Query::query(
+            name.clone(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        let wire = message.to_vec().expect("encode");
+        assert_eq!(freshness(&wire), 60);
+        // Cut inside the last record: not a TTL to promise.
+        assert_eq!(freshness(&wire[..wire.len() - 8]), 0);
+
+        // No answers: the SOA's TTL in the authority section, past an OPT record's.
+        let soa = hickory_proto::rr::rdata::SOA::new(
+            Name::from_ascii("ns.example.").expect("name"),
+            Name::from_ascii("host.example.").expect("name"),
+            1,
+            3600,
+            600,
+            86400,
+            30,
+        );
+        let mut negative = Message::response(0, hickory_proto::op::OpCode::Query);
+        negative.add_query(hickory_proto::op::Query::query(
+            name.clone(),
+            hickory_proto::rr::RecordType::AAAA,
+        ));
+        negative.add_authority(Record::from_rdata(
+            Name::from_ascii("example.").expect("name"),
+            45,
+            RData::SOA(soa),
+        ));
+        negative.set_edns(hickory_proto::op::Edns::new());
+        assert_eq!(freshness(&negative.to_vec().expect("encode")), 45);
+
         let empty = Message::response(0, hickory_proto::op::OpCode::Query);
         assert_eq!(freshness(&empty.to_vec().expect("encode")), 0);
         assert_eq!(freshness(b"\x00\x01"), 0);
