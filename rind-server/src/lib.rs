@@ -460,28 +460,8 @@ pub async fn run(
         sockets.upstream_pool,
     )
     .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
-    let warmed = {
-        let (cache, store, blocking) = (Arc::clone(&cache), store.clone(), Arc::clone(&blocking));
-        tokio::task::spawn_blocking(move || {
-            let blocked = |name: &hickory_proto::rr::Name| blocking.blocks(name);
-            let skip = blocking
-                .is_active()
-                .then_some(&blocked as &dyn Fn(&hickory_proto::rr::Name) -> bool);
-            cache.warm(&store, skip)
-        })
-        .await
-    };
-    match warmed {
-        Ok(Ok(loaded)) => tracing::info!(loaded, "cache loaded from disk"),
-        Ok(Err(e)) => {
-            return Err(store::open::refusal(
-                e,
-                &config.data_dir,
-                &config.snapshot_dir,
-            ))
-        }
-        Err(e) => tracing::error!(error = %e, "cache warm-up task failed; starting cold"),
-    }
+    // From here on a flush is remembered, so the warm-up cannot load back what it removed.
+    cache.begin_warm();
     // The writer outlives the listeners: it stops only after the last query has cached its
     // answer.
     let writer_stop = CancellationToken::new();
@@ -547,6 +527,12 @@ pub async fn run(
             shutdown.clone(),
         );
     }
+    let warm = spawn_warm(
+        Arc::clone(&cache),
+        store.clone(),
+        Arc::clone(&blocking),
+        shutdown.clone(),
+    );
     let api_state = Arc::new(api::ApiState {
         token: config.api_token.clone(),
         metrics,
@@ -586,6 +572,10 @@ pub async fn run(
     if tokio::time::timeout(DRAIN_TIMEOUT, http).await.is_err() {
         tracing::warn!("HTTP requests still open after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
+    // The warm-up stops at its next batch; it queues cache writes, so it ends first.
+    if tokio::time::timeout(DRAIN_TIMEOUT, warm).await.is_err() {
+        tracing::warn!("cache warm-up still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+    }
     writer_stop.cancel();
     if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
         tracing::warn!("cache writes still pending after {DRAIN_TIMEOUT:?}; stopping anyway");
@@ -609,6 +599,27 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// Loads the cache from disk behind the listeners, until done or shut down; a failure costs
+/// the rest of the warm start, never the server.
+fn spawn_warm(
+    cache: Arc<Cache>,
+    store: Store,
+    blocking: Arc<Blocking>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        match cache.warm(&store, &*blocking, &|| shutdown.is_cancelled()) {
+            Ok(loaded) => tracing::info!(
+                loaded,
+                ms = started.elapsed().as_millis() as u64,
+                "cache warm-up finished"
+            ),
+            Err(e) => tracing::error!(error = %e, "cache warm-up failed; the rest starts cold"),
+        }
+    })
 }
 
 /// Starts the DoT and DoH listeners and the SIGHUP reloads of their certificate; returns

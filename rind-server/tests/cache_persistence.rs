@@ -410,3 +410,102 @@ fn kill9_keeps_entries_cached_600ms_before_whatever_the_timer_phase() {
          after the server started: {lost:?} (of {delays:?})"
     );
 }
+
+/// The address the disk's entries in [`a_big_cache_loads_while_the_server_answers`] carry,
+/// unlike the fake upstream's [`ANSWER_V4`].
+const DISK_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 7);
+
+/// Writes `count` fresh answers for `host{i}.big.example.` (A, [`DISK_V4`], a day) into the
+/// store in `dir`, as a long-running server would have left them.
+fn fill_store(dir: &std::path::Path, count: usize) {
+    use hickory_proto::op::{OpCode, Query};
+    use hickory_proto::rr::{rdata::A, RData, Record};
+    use rind_server::cache::{Entry, Fetched, TtlPolicy};
+    use rind_server::store::{cache::CacheWrite, Store};
+
+    let store = Store::open(dir).expect("open the store");
+    let policy = TtlPolicy {
+        min_ttl: 0,
+        max_ttl: 86_400,
+        max_negative_ttl: 3_600,
+    };
+    let fetched = Fetched {
+        dnssec_ok: true,
+        checking_disabled: false,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let writes: Vec<CacheWrite> = (0..count)
+        .map(|i| {
+            let question = Query::query(name(&format!("host{i}.big.example.")), RecordType::A);
+            let mut reply = Message::response(0, OpCode::Query);
+            reply.add_query(question.clone());
+            let record = Record::from_rdata(question.name.clone(), 86_400, RData::A(A(DISK_V4)));
+            reply.add_answer(record);
+            let entry =
+                Entry::from_upstream(&question, &reply, fetched, &policy, now).expect("cacheable");
+            CacheWrite::Put {
+                key: entry.key().as_bytes().to_vec(),
+                expires_at: entry.expires_at(),
+                value: entry.encode(),
+            }
+        })
+        .collect();
+    store.cache_apply(&writes).expect("write the entries");
+    store.flush().expect("flush");
+}
+
+/// With a big cache on disk the server answers from the `listening` line on, before the cache
+/// has loaded: a name not loaded yet goes upstream, and that newer answer is what the cache
+/// keeps, not the older one the warm-up reads afterwards. At the end every entry is there.
+#[tokio::test]
+async fn a_big_cache_loads_while_the_server_answers() {
+    const COUNT: usize = 100_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    fill_store(&data, COUNT);
+
+    let up = FakeUpstream::start(Behaviour::Answer);
+    let mut server = ServerBuilder::new()
+        .args(&["--upstream", &up.arg(), "--cache-size", &COUNT.to_string()])
+        .data_dir(&data)
+        .during_warm_up()
+        .start();
+    // The warm-up goes freshest first, then by key from the last: host0 … host9 have the
+    // shortest keys, so they come last.
+    let early = "host0.big.example.";
+    let first = a_records(&ask_udp(server.dns_addr(), &query(early, RecordType::A)).await);
+    let fetched_early = up.count(early);
+    server.wait_warm_up(Duration::from_secs(120));
+    let finished = server
+        .stderr_lines()
+        .into_iter()
+        .find(|l| l.contains("cache warm-up finished"))
+        .expect("the warm-up finished");
+    let loaded = format!("loaded={}", COUNT - fetched_early);
+    assert!(finished.contains(&loaded), "expected {loaded}: {finished}");
+
+    let again = a_records(&ask_udp(server.dns_addr(), &query(early, RecordType::A)).await);
+    assert_eq!(
+        again, first,
+        "the answer to {early} changed when the warm-up reached it"
+    );
+    assert_eq!(
+        up.count(early),
+        fetched_early,
+        "{early} asked upstream again"
+    );
+    if fetched_early == 1 {
+        assert_eq!(first, [ANSWER_V4]);
+    } else {
+        assert_eq!(first, [DISK_V4]);
+    }
+    for i in [1, 500, 99_999] {
+        let qname = format!("host{i}.big.example.");
+        let reply = ask_udp(server.dns_addr(), &query(&qname, RecordType::A)).await;
+        assert_eq!(a_records(&reply), [DISK_V4], "{qname}");
+    }
+    assert_eq!(up.total(), fetched_early, "loaded names went upstream");
+}

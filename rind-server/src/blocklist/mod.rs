@@ -30,7 +30,7 @@ use hickory_proto::rr::rdata::{A, AAAA, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, WarmFilter};
 use crate::metrics::Metrics;
 use crate::response::Answer;
 use crate::store::blocklists::{BlocklistStore, StoredList};
@@ -174,12 +174,6 @@ impl Blocking {
             answers: vec![Record::from_rdata(query.name.clone(), BLOCK_TTL, data)],
             ..Answer::default()
         })
-    }
-
-    /// Whether `name` is blocked and not allowlisted.
-    /// Whether any rule is loaded.
-    pub fn is_active(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
     }
 
     /// Whether `name` is blocked now.
@@ -542,6 +536,17 @@ impl Blocking {
                 tracing::info!(dropped, "cached answers for names now blocked dropped");
             }
         }
+    }
+}
+
+/// A warm start leaves out the names blocked now, so the cache never answers for them.
+impl WarmFilter for Blocking {
+    fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    fn skips(&self, name: &Name) -> bool {
+        self.blocks(name)
     }
 }
 

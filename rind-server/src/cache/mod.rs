@@ -12,21 +12,24 @@
 //!   sled in batches off the hot path and flushes each batch, so an answer cached a batch
 //!   window (a quarter of a second) before a crash is there after restart; an API flush
 //!   waits for its batch, since its 204 promises the disk; a janitor removes expired entries
-//!   from disk; on start [`Cache::warm`] loads the freshest entries.
+//!   from disk; on start [`Cache::warm`] loads the freshest entries while the server
+//!   already answers (a name not loaded yet is a miss and goes upstream), never over a newer
+//!   answer and never back over a flush.
 
 mod entry;
 pub mod persist;
 
 pub(crate) use entry::skip_name;
 
+use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::Name;
-use quick_cache::sync::Cache as QuickCache;
+use quick_cache::sync::{Cache as QuickCache, GuardResult};
 use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 use serde::Serialize;
 
@@ -42,6 +45,10 @@ use crate::store::{Store, StoreError};
 /// After a failed refresh, a stale entry is served at once for this many seconds (RFC 8767
 /// §5 "failure recheck timer") instead of making every client wait for upstream again.
 const FAILURE_RECHECK_SECS: u64 = 30;
+
+/// Entries a warm-up decodes between two looks at what flushes did meanwhile; a flush waits
+/// for at most one batch.
+const WARM_BATCH: usize = 1_024;
 
 /// The memory map is keyed by a 64-bit keyed hash of the [`Key`] instead of the key bytes: the
 /// bytes are already in the entry (its question), so a stored copy would only cost memory.
@@ -179,6 +186,25 @@ impl Lifecycle<u64, Arc<Entry>> for Evictions {
     }
 }
 
+/// Names a warm-up leaves out, and deletes on disk: those a blocklist blocks.
+pub trait WarmFilter {
+    /// Whether any name is left out now; when not, no entry's question is decoded.
+    fn active(&self) -> bool;
+    /// Whether `name` is left out.
+    fn skips(&self, name: &Name) -> bool;
+}
+
+/// What flushes during a warm-up tell it, so it does not load back what they removed.
+#[derive(Debug, Default)]
+struct Warming {
+    /// From [`Cache::begin_warm`] until [`Cache::warm`] returns.
+    active: bool,
+    /// Everything was flushed: the warm-up loads nothing more.
+    stopped: bool,
+    /// Names flushed since the warm-up began.
+    flushed: HashSet<Name>,
+}
+
 /// The cache.
 pub struct Cache {
     memory: Option<Memory>,
@@ -188,6 +214,9 @@ pub struct Cache {
     clock: Clock,
     persist: Option<persist::Queue>,
     metrics: Arc<Metrics>,
+    /// Held by a warm-up while it inserts a batch and by flushes and [`Cache::forget`] while
+    /// they remove, so neither can be undone by entries read from disk before it ran.
+    warming: Mutex<Warming>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -223,6 +252,7 @@ impl Cache {
             clock,
             persist,
             metrics,
+            warming: Mutex::default(),
         }
     }
 
@@ -379,9 +409,31 @@ impl Cache {
         let key = entry.key();
         let hash = self.hasher.hash_one(key.as_bytes());
         memory.insert_with_lifecycle(hash, Arc::clone(&entry), &mut evicted);
+        self.evicted(&key, evicted);
+    }
+
+    /// Inserts a warm-up's `entry` unless memory already holds something for its key (an
+    /// answer fetched since the start is newer than the disk's); returns whether it did.
+    fn remember_if_absent(&self, memory: &Memory, entry: Arc<Entry>) -> bool {
+        let key = entry.key();
+        let hash = self.hasher.hash_one(key.as_bytes());
+        // A placeholder, not a look then an insert: an upstream answer inserted in between
+        // replaces the placeholder, and then this insert fails instead of overwriting it.
+        let GuardResult::Guard(guard) = memory.get_value_or_guard(&hash, Some(Duration::ZERO))
+        else {
+            return false;
+        };
+        let mut evicted = Vec::new();
+        let inserted = guard.insert_with_lifecycle(entry, &mut evicted).is_ok();
+        self.evicted(&key, evicted);
+        inserted
+    }
+
+    /// Counts what an insert of `key` pushed out, and forgets it on disk.
+    fn evicted(&self, key: &Key, evicted: Vec<Arc<Entry>>) {
         for old in evicted {
             let old_key = old.key();
-            if old_key == key {
+            if old_key == *key {
                 continue;
             }
             self.metrics.cache(CacheEvent::Eviction);
@@ -427,10 +479,16 @@ impl Cache {
         };
         let writes = match name {
             None => {
+                let mut warming = self.warming();
+                warming.stopped |= warming.active;
                 memory.clear();
                 vec![CacheWrite::Clear]
             }
             Some(name) => {
+                let mut warming = self.warming();
+                if warming.active {
+                    warming.flushed.insert(name.clone());
+                }
                 let doomed: Vec<(u64, Arc<Entry>)> = memory
                     .iter()
                     .filter(|(_, e)| e.question().is_some_and(|q| q.name == *name))
@@ -451,11 +509,15 @@ impl Cache {
     }
 
     /// Drops, in memory and then on disk (write-behind), every answer whose name `doomed`
-    /// picks; returns how many memory held.
+    /// picks; returns how many memory held. A warm-up running meanwhile must not load such
+    /// names afterwards: its [`WarmFilter`] has to skip them from before this call on.
     pub fn forget(&self, doomed: impl Fn(&Name) -> bool) -> usize {
         let Some(memory) = &self.memory else {
             return 0;
         };
+        // Held throughout, so a warm-up batch that asked its filter before the caller changed
+        // it has been inserted before the sweep below looks.
+        let _warming = self.warming();
         // Collected first, as in `flush`: removing while iterating is not safe.
         let picked: Vec<(u64, Arc<Entry>, Name)> = memory
             .iter()
@@ -476,38 +538,61 @@ impl Cache {
         dropped
     }
 
-    /// Loads the freshest entries from `store` (dropping expired ones there first), leaving
-    /// out, and deleting there, those whose name `skip` picks (when given: without it no
-    /// entry's question is decoded). Returns how many were loaded.
+    /// Starts remembering flushes for the warm-up to come, so one that arrives before
+    /// [`Cache::warm`] reads the disk is not undone either.
+    pub fn begin_warm(&self) {
+        *self.warming() = Warming {
+            active: true,
+            ..Warming::default()
+        };
+    }
+
+    /// Loads the freshest entries from `store` (dropping expired ones there first) while the
+    /// cache already serves, batch by batch, until `stop` says so. Leaves out, and deletes
+    /// there, those `filter` skips; never replaces an entry memory already holds, nor loads
+    /// what a flush since [`Cache::begin_warm`] removed. Returns how many it loaded.
     pub fn warm(
         &self,
         store: &Store,
-        skip: Option<&dyn Fn(&Name) -> bool>,
+        filter: &dyn WarmFilter,
+        stop: &dyn Fn() -> bool,
     ) -> Result<usize, StoreError> {
-        let Some(memory) = &self.memory else {
-            return Ok(0);
+        let loaded = match &self.memory {
+            Some(memory) => self.load(memory, store, filter, stop),
+            None => Ok(0),
         };
+        *self.warming() = Warming::default();
+        loaded
+    }
+
+    fn load(
+        &self,
+        memory: &Memory,
+        store: &Store,
+        filter: &dyn WarmFilter,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<usize, StoreError> {
         let now = self.clock.now();
         store.cache_expire(now.saturating_sub(u64::from(self.config.serve_stale)))?;
         let mut loaded = 0;
         let mut unreadable = 0;
-        for (key, value) in store.cache_load(now, self.config.capacity)? {
+        let mut batch = Vec::with_capacity(WARM_BATCH);
+        let mut going = true;
+        store.cache_scan(now, self.config.capacity, |key, value| {
             match Entry::decode(&value) {
-                Some(entry) if entry.key().as_bytes() == key.as_slice() => {
-                    let skipped =
-                        skip.is_some_and(|skip| entry.question().is_some_and(|q| skip(&q.name)));
-                    if skipped {
-                        self.queue(CacheWrite::Delete(key));
-                        continue;
-                    }
-                    self.remember(memory, Arc::new(entry));
-                    loaded += 1;
-                }
+                Some(entry) if entry.key().as_bytes() == key.as_slice() => batch.push(entry),
                 _ => {
                     unreadable += 1;
                     self.queue(CacheWrite::Delete(key));
                 }
             }
+            if batch.len() == WARM_BATCH {
+                going = !stop() && self.load_batch(memory, &mut batch, filter, &mut loaded);
+            }
+            going
+        })?;
+        if going && !stop() {
+            self.load_batch(memory, &mut batch, filter, &mut loaded);
         }
         if unreadable > 0 {
             tracing::warn!(
@@ -518,6 +603,47 @@ impl Cache {
         Ok(loaded)
     }
 
+    /// Inserts `batch` (emptied either way) unless everything was flushed meanwhile; returns
+    /// whether the warm-up goes on.
+    fn load_batch(
+        &self,
+        memory: &Memory,
+        batch: &mut Vec<Entry>,
+        filter: &dyn WarmFilter,
+        loaded: &mut usize,
+    ) -> bool {
+        let warming = self.warming();
+        if warming.stopped {
+            batch.clear();
+            return false;
+        }
+        // Asked under the lock: a filter changed since is followed by a `forget`, which waits.
+        let filtering = filter.active();
+        let by_name = filtering || !warming.flushed.is_empty();
+        for entry in batch.drain(..) {
+            if by_name {
+                if let Some(question) = entry.question() {
+                    if warming.flushed.contains(&question.name) {
+                        continue;
+                    }
+                    if filtering && filter.skips(&question.name) {
+                        self.queue(CacheWrite::Delete(entry.key().as_bytes().to_vec()));
+                        continue;
+                    }
+                }
+            }
+            if self.remember_if_absent(memory, Arc::new(entry)) {
+                *loaded += 1;
+            }
+        }
+        true
+    }
+
+    fn warming(&self) -> MutexGuard<'_, Warming> {
+        // Its fields stay consistent whatever a panicking holder was doing.
+        self.warming.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn queue(&self, write: CacheWrite) {
         if let Some(persist) = &self.persist {
             // The disk copy is best effort: a full queue costs a warm start, never an answer.
@@ -525,5 +651,205 @@ impl Cache {
                 self.metrics.cache(CacheEvent::DiskWriteDropped);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::AtomicBool;
+
+    use hickory_proto::op::OpCode;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record, RecordType};
+
+    use super::*;
+
+    const NOW: u64 = 1_000_000;
+
+    fn config() -> CacheConfig {
+        CacheConfig {
+            capacity: 10_000,
+            ttl: TtlPolicy {
+                min_ttl: 0,
+                max_ttl: 86_400,
+                max_negative_ttl: 3_600,
+            },
+            serve_stale: 0,
+            prefetch: false,
+        }
+    }
+
+    fn new_cache() -> Cache {
+        let clock = Clock::manual(Arc::new(AtomicU64::new(NOW)));
+        Cache::new(config(), clock, None, Arc::new(Metrics::new([])))
+    }
+
+    fn question(i: usize) -> Query {
+        let name = Name::from_ascii(format!("host{i}.example.")).expect("name");
+        Query::query(name, RecordType::A)
+    }
+
+    fn reply(query: &Query, last_octet: u8) -> Message {
+        let mut reply = Message::response(0, OpCode::Query);
+        reply.add_query(query.clone());
+        let ip = Ipv4Addr::new(192, 0, 2, last_octet);
+        reply.add_answer(Record::from_rdata(query.name.clone(), 300, RData::A(A(ip))));
+        reply
+    }
+
+    /// A store holding answers for host0 … host{count-1}, each with address 192.0.2.1.
+    fn store(dir: &std::path::Path, count: usize) -> Store {
+        let store = Store::open(dir).expect("open");
+        let writes: Vec<CacheWrite> = (0..count)
+            .map(|i| {
+                let q = question(i);
+                let entry =
+                    Entry::from_upstream(&q, &reply(&q, 1), fetched(false), &config().ttl, NOW)
+                        .expect("cacheable");
+                CacheWrite::Put {
+                    key: entry.key().as_bytes().to_vec(),
+                    expires_at: entry.expires_at(),
+                    value: entry.encode(),
+                }
+            })
+            .collect();
+        store.cache_apply(&writes).expect("apply");
+        store
+    }
+
+    /// The last octet of the cached A record for host{i}, if cached.
+    fn cached(cache: &Cache, i: usize) -> Option<u8> {
+        let answer = cache.answer(&question(i))?;
+        match answer.answers.first()?.data {
+            RData::A(A(ip)) => Some(ip.octets()[3]),
+            _ => None,
+        }
+    }
+
+    /// Skips every name once switched on.
+    #[derive(Default)]
+    struct SkipAll(AtomicBool);
+
+    impl WarmFilter for SkipAll {
+        fn active(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+
+        fn skips(&self, _: &Name) -> bool {
+            true
+        }
+    }
+
+    fn never() -> bool {
+        false
+    }
+
+    #[test]
+    fn a_warm_up_loads_the_disk_but_not_over_an_answer_fetched_since_the_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path(), 3);
+        let cache = new_cache();
+        cache.begin_warm();
+        let q = question(1);
+        cache.insert(&q, false, &reply(&q, 99));
+        let loaded = cache.warm(&store, &SkipAll::default(), &never);
+        assert_eq!(loaded.expect("warm"), 2, "host1 was in memory already");
+        assert_eq!(
+            [cached(&cache, 0), cached(&cache, 1), cached(&cache, 2)],
+            [Some(1), Some(99), Some(1)],
+            "the disk's older host1 replaced the answer fetched during the warm-up"
+        );
+    }
+
+    #[test]
+    fn flushes_since_the_warm_up_began_are_not_undone_by_it() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Without a persist queue the flushes leave the disk alone, so only the warm-up's
+        // own bookkeeping keeps the flushed names out. All entries expire together, so the
+        // scan goes by key, descending: host0 … host9, the shortest keys, come last, in the
+        // third batch, which is full and about to go in when `stop` is asked the third time.
+        let count = 3 * WARM_BATCH;
+        let store = store(dir.path(), count);
+
+        let cache = new_cache();
+        cache.begin_warm();
+        let host7 = question(7).name;
+        runtime.block_on(cache.flush(Some(&host7))).expect("flush");
+        let asked = std::cell::Cell::new(0);
+        let host5 = question(5).name;
+        let flush_host5 = || {
+            asked.set(asked.get() + 1);
+            if asked.get() == 3 {
+                runtime.block_on(cache.flush(Some(&host5))).expect("flush");
+            }
+            false
+        };
+        let loaded = cache.warm(&store, &SkipAll::default(), &flush_host5);
+        assert_eq!(asked.get(), 4, "one look per batch and one before the rest");
+        assert_eq!(loaded.expect("warm"), count - 2);
+        assert_eq!(
+            cached(&cache, 7),
+            None,
+            "flushed before the warm-up read the disk"
+        );
+        assert_eq!(
+            cached(&cache, 5),
+            None,
+            "flushed while its batch was on the way"
+        );
+        assert_eq!(cached(&cache, 6), Some(1));
+        assert_eq!(cache.len(), count - 2);
+
+        let cache = new_cache();
+        cache.begin_warm();
+        let asked = std::cell::Cell::new(0);
+        let flush_all = || {
+            asked.set(asked.get() + 1);
+            if asked.get() == 2 {
+                runtime.block_on(cache.flush(None)).expect("flush");
+            }
+            false
+        };
+        let loaded = cache.warm(&store, &SkipAll::default(), &flush_all);
+        assert_eq!(
+            loaded.expect("warm"),
+            WARM_BATCH,
+            "only the batch before the flush"
+        );
+        assert_eq!(
+            cache.len(),
+            0,
+            "a flush of everything during the warm-up was undone"
+        );
+    }
+
+    #[test]
+    fn a_filter_switched_on_during_the_warm_up_keeps_its_names_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path(), 2 * WARM_BATCH);
+        let cache = new_cache();
+        let filter = SkipAll::default();
+        cache.begin_warm();
+        // As a blocklist install does: the filter changes, then `forget` sweeps memory.
+        let asked = std::cell::Cell::new(0);
+        let list_arrives = || {
+            asked.set(asked.get() + 1);
+            if asked.get() == 2 {
+                filter.0.store(true, Ordering::SeqCst);
+                cache.forget(|_| true);
+            }
+            false
+        };
+        let loaded = cache.warm(&store, &filter, &list_arrives);
+        assert_eq!(loaded.expect("warm"), WARM_BATCH);
+        assert_eq!(
+            cache.len(),
+            0,
+            "names the filter skips were loaded after it changed"
+        );
     }
 }

@@ -60,9 +60,6 @@ pub fn expiry_of(value: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes))
 }
 
-/// A key and its encoded value.
-pub type KeyValue = (Vec<u8>, Vec<u8>);
-
 fn index_key(expires_at: u64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());
     k.extend_from_slice(&expires_at.to_be_bytes());
@@ -117,15 +114,22 @@ impl Store {
         expired.map_err(|e| self.write_failed(&e))
     }
 
-    /// Up to `limit` entries that expire after `now`, freshest first, as (key, value).
-    pub fn cache_load(&self, now: u64, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
+    /// Hands `each` up to `limit` entries that expire after `now`, freshest first, as (key,
+    /// value), one at a time so a big cache is never all in memory twice; stops early when
+    /// `each` returns false. Returns how many it handed over.
+    pub fn cache_scan(
+        &self,
+        now: u64,
+        limit: usize,
+        mut each: impl FnMut(Vec<u8>, sled::IVec) -> bool,
+    ) -> Result<usize, StoreError> {
         let db = self.db()?;
         let cache = db.open_tree(CACHE_TREE)?;
         let expiry = db.open_tree(EXPIRY_TREE)?;
-        let mut out = Vec::new();
+        let mut handed = 0;
         let first_fresh = (now + 1).to_be_bytes().to_vec();
         for item in expiry.range(first_fresh..).rev() {
-            if out.len() >= limit {
+            if handed >= limit {
                 break;
             }
             let (index, _) = item?;
@@ -136,10 +140,13 @@ impl Store {
                 continue;
             };
             if value.get(1..9) == Some(exp) {
-                out.push((key.to_vec(), value.to_vec()));
+                handed += 1;
+                if !each(key.to_vec(), value) {
+                    break;
+                }
             }
         }
-        Ok(out)
+        Ok(handed)
     }
 
     /// Number of entries in the persistent cache.
@@ -308,10 +315,21 @@ mod tests {
     use super::test_writes::put;
     use super::*;
 
+    /// The keys of up to `limit` entries fresh at `now`, freshest first.
+    fn fresh_keys(store: &Store, now: u64, limit: usize) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        store
+            .cache_scan(now, limit, |key, _| {
+                keys.push(key);
+                true
+            })
+            .expect("scan");
+        keys
+    }
+
     /// The keys of the fresh entries on disk, freshest first.
     fn stored_keys(store: &Store) -> Vec<Vec<u8>> {
-        let loaded = store.cache_load(0, 10).expect("load");
-        loaded.into_iter().map(|(k, _)| k).collect()
+        fresh_keys(store, 0, 10)
     }
 
     #[test]
@@ -326,10 +344,18 @@ mod tests {
                 put(b"old", 50),
             ])
             .expect("apply");
-        let loaded = store.cache_load(100, 10).expect("load");
-        let keys: Vec<&[u8]> = loaded.iter().map(|(k, _)| k.as_slice()).collect();
-        assert_eq!(keys, [b"b".as_slice(), b"c"]);
-        assert_eq!(store.cache_load(100, 1).expect("load").len(), 1);
+        assert_eq!(fresh_keys(&store, 100, 10), [b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(fresh_keys(&store, 100, 1), [b"b".to_vec()]);
+        let mut handed = 0;
+        let stopped = store.cache_scan(0, 10, |_, _| {
+            handed += 1;
+            false
+        });
+        assert_eq!(
+            (stopped.expect("scan"), handed),
+            (1, 1),
+            "a scan told to stop went on"
+        );
     }
 
     #[test]
@@ -427,7 +453,7 @@ mod tests {
             ])
             .expect("apply");
         assert_eq!(expiry.len(), 1);
-        assert_eq!(store.cache_load(0, 10).expect("load").len(), 1);
+        assert_eq!(stored_keys(&store).len(), 1);
     }
 
     #[test]

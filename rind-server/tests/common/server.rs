@@ -74,6 +74,7 @@ pub struct ServerBuilder {
     envs: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
     startup_timeout: Option<Duration>,
+    during_warm_up: bool,
 }
 
 impl ServerBuilder {
@@ -104,13 +105,26 @@ impl ServerBuilder {
         self
     }
 
-    /// Spawns the server and waits until it reports both listening addresses.
+    /// Returns from [`ServerBuilder::start`] at the `listening` line, while the cache may
+    /// still be loading from disk.
+    pub fn during_warm_up(mut self) -> Self {
+        self.during_warm_up = true;
+        self
+    }
+
+    /// Spawns the server and waits until it reports both listening addresses and (unless
+    /// [`ServerBuilder::during_warm_up`]) the end of its cache warm-up, so a test that
+    /// restarts it sees every cached answer the disk held.
     pub fn start(self) -> Server {
         let timeout = self.startup_timeout.unwrap_or(STARTUP_TIMEOUT);
+        let during_warm_up = self.during_warm_up;
         let mut server = self.spawn();
-        let (dns, http) = server.wait_listening(timeout);
+        let (dns, http) = server.wait_for("listening dns=… http=…", timeout, parse_listening);
         server.dns = dns;
         server.http = http;
+        if !during_warm_up {
+            server.wait_warm_up(timeout);
+        }
         server
     }
 
@@ -334,14 +348,26 @@ impl Server {
         self.exit
     }
 
-    /// Blocks until the `listening dns=… http=…` line appears; panics with the stderr
-    /// collected so far if it does not within `timeout`.
-    fn wait_listening(&mut self, timeout: Duration) -> (SocketAddr, SocketAddr) {
+    /// Blocks until the line that ends the cache warm-up (finished or failed) appears.
+    pub fn wait_warm_up(&mut self, timeout: Duration) {
+        self.wait_for("cache warm-up …", timeout, |line| {
+            line.contains("cache warm-up").then_some(())
+        });
+    }
+
+    /// Blocks until a line that `find` reads appears; panics with the stderr collected so far
+    /// if it does not within `timeout`.
+    fn wait_for<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        find: impl Fn(&str) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         let mut st = lock(&self.log.state);
         loop {
-            if let Some(addrs) = st.lines.iter().find_map(|l| parse_listening(l)) {
-                return addrs;
+            if let Some(found) = st.lines.iter().find_map(|l| find(l)) {
+                return found;
             }
             let now = Instant::now();
             if st.eof || now >= deadline {
@@ -349,8 +375,8 @@ impl Server {
                 drop(st);
                 let status = self.wait_exit(Duration::from_secs(1));
                 panic!(
-                    "rind-server did not report `listening dns=… http=…` \
-                     (exit status {status:?}); stderr:\n{lines}"
+                    "rind-server did not report `{what}` (exit status {status:?}); \
+                     stderr:\n{lines}"
                 );
             }
             st = self
