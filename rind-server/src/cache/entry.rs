@@ -17,7 +17,7 @@
 //! and only CD=1 clients ever look it up. Entries stored before rind fetched with DO=1 (format
 //! 1 on disk) serve DO=0 clients only.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -139,53 +139,69 @@ impl PartialEq for Key {
     }
 }
 
-/// A reply template and the offsets of its TTLs, in one allocation.
+/// A reply template and the offsets of its TTLs, in one allocation; its two positions are
+/// kept in that allocation too, which keeps an [`Entry`] small.
 #[derive(Debug)]
 struct Template {
-    /// The TTL offsets (big-endian u16 each) followed by the reply template.
+    /// Where the template starts in `bytes` and where its question ends, relative to the
+    /// template (big-endian u16 each), then the TTL offsets (big-endian u16 each), then the
+    /// reply template.
     bytes: Box<[u8]>,
-    /// Where the template starts in `bytes`.
-    template_at: u16,
-    /// Where the question ends in the template.
-    question_end: u16,
 }
+
+/// Bytes before a template's TTL offsets: its two positions.
+const POSITIONS_LEN: usize = 4;
 
 impl Template {
     /// Walks `wire`; also says whether it holds records a DO=0 client must not get.
     fn new(wire: &[u8]) -> Option<(Template, bool)> {
         let walked = walk(wire)?;
-        let template_at = 2 * walked.ttl_offsets.len();
+        let template_at = POSITIONS_LEN + 2 * walked.ttl_offsets.len();
         let mut bytes = Vec::with_capacity(template_at + wire.len());
+        bytes.extend_from_slice(&u16::try_from(template_at).ok()?.to_be_bytes());
+        bytes.extend_from_slice(&u16::try_from(walked.question_end).ok()?.to_be_bytes());
         for offset in walked.ttl_offsets {
             bytes.extend_from_slice(&offset.to_be_bytes());
         }
         bytes.extend_from_slice(wire);
         let template = Template {
             bytes: bytes.into_boxed_slice(),
-            template_at: u16::try_from(template_at).ok()?,
-            question_end: u16::try_from(walked.question_end).ok()?,
         };
         Some((template, walked.dnssec_only))
     }
 
+    /// Where the template starts in `bytes`.
+    fn template_at(&self) -> usize {
+        match *self.bytes {
+            [high, low, ..] => usize::from(u16::from_be_bytes([high, low])),
+            _ => 0,
+        }
+    }
+
+    /// Where the question ends in the template.
+    fn question_end(&self) -> usize {
+        match *self.bytes {
+            [_, _, high, low, ..] => usize::from(u16::from_be_bytes([high, low])),
+            _ => 0,
+        }
+    }
+
     /// The reply template: ID 0, the question in lower case, the TTLs as stored.
     fn wire(&self) -> &[u8] {
-        self.bytes
-            .get(usize::from(self.template_at)..)
-            .unwrap_or_default()
+        self.bytes.get(self.template_at()..).unwrap_or_default()
     }
 
     /// The question's wire form (lower case), which is also the start of its key.
     fn question(&self) -> &[u8] {
         self.wire()
-            .get(HEADER_LEN..usize::from(self.question_end))
+            .get(HEADER_LEN..self.question_end())
             .unwrap_or_default()
     }
 
     /// Offsets of the TTLs in the template.
     fn ttl_offsets(&self) -> impl Iterator<Item = usize> + '_ {
         self.bytes
-            .get(..usize::from(self.template_at))
+            .get(POSITIONS_LEN..self.template_at())
             .unwrap_or_default()
             .chunks_exact(2)
             .filter_map(|pair| pair.try_into().ok())
@@ -194,23 +210,26 @@ impl Template {
 }
 
 /// One cached answer. An unsigned answer takes two allocations (this struct behind its `Arc`,
-/// and its template): a full cache holds `--cache-size` of them, and they are most of the
-/// server's memory.
+/// 64 bytes with the counts, and its template): a full cache holds `--cache-size` of them,
+/// and they are most of the server's memory, so every field is as small as it can be.
 #[derive(Debug)]
 pub struct Entry {
     /// The answer as fetched, DNSSEC records included.
     full: Template,
     /// The answer without RRSIG/NSEC/NSEC3, for DO=0 clients; `None` when it would equal
-    /// `full`.
-    plain: Option<Template>,
+    /// `full`. Boxed: only signed answers have one, and inline it would cost every entry.
+    plain: Option<Box<Template>>,
     fetched: Fetched,
+    /// Unix seconds when it was fetched.
     stored_at: u64,
-    expires_at: u64,
+    /// Seconds from `stored_at` to expiry: a DNS TTL, so a u32.
+    lifetime: u32,
     /// Set while a prefetch or stale refresh runs, so there is never a second one.
     refreshing: AtomicBool,
-    /// Unix seconds of the last failed refresh (0: none); a stale entry that failed recently
-    /// is served at once instead of making the client wait for upstream again.
-    refresh_failed_at: AtomicU64,
+    /// When the last refresh failed, as seconds after `stored_at` plus one (0: none); a stale
+    /// entry that failed recently is served at once instead of making the client wait for
+    /// upstream again.
+    refresh_failed: AtomicU32,
 }
 
 impl Entry {
@@ -286,14 +305,14 @@ impl Entry {
         if ttl == 0 {
             return None;
         }
-        Entry::from_wire(&msg.to_vec().ok()?, fetched, now, now + u64::from(ttl))
+        Entry::from_wire(&msg.to_vec().ok()?, fetched, now, ttl)
     }
 
     /// The entry for a template; the DO=0 view is derived from it when it differs.
-    fn from_wire(wire: &[u8], fetched: Fetched, stored_at: u64, expires_at: u64) -> Option<Entry> {
+    fn from_wire(wire: &[u8], fetched: Fetched, stored_at: u64, lifetime: u32) -> Option<Entry> {
         let (full, has_dnssec_records) = Template::new(wire)?;
         let plain = if has_dnssec_records {
-            Some(Template::new(&without_dnssec(wire)?)?.0)
+            Some(Box::new(Template::new(&without_dnssec(wire)?)?.0))
         } else {
             None
         };
@@ -302,9 +321,9 @@ impl Entry {
             plain,
             fetched,
             stored_at,
-            expires_at,
+            lifetime,
             refreshing: AtomicBool::new(false),
-            refresh_failed_at: AtomicU64::new(0),
+            refresh_failed: AtomicU32::new(0),
         })
     }
 
@@ -355,7 +374,7 @@ impl Entry {
         }
         let mut out = Vec::with_capacity(18 + template.len());
         out.push(FORMAT);
-        out.extend_from_slice(&self.expires_at.to_be_bytes());
+        out.extend_from_slice(&self.expires_at().to_be_bytes());
         out.extend_from_slice(&self.stored_at.to_be_bytes());
         out.push(flags);
         out.extend_from_slice(template);
@@ -367,9 +386,8 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Option<Entry> {
         let expires_at = u64::from_be_bytes(bytes.get(1..9)?.try_into().ok()?);
         let stored_at = u64::from_be_bytes(bytes.get(9..17)?.try_into().ok()?);
-        if stored_at > expires_at {
-            return None;
-        }
+        // No TTL rind caches is longer (nor is any DNS TTL).
+        let lifetime = u32::try_from(expires_at.checked_sub(stored_at)?).ok()?;
         let (fetched, template) = match *bytes.first()? {
             FORMAT_V1 => {
                 let fetched = Fetched {
@@ -388,7 +406,7 @@ impl Entry {
             }
             _ => return None,
         };
-        Entry::from_wire(template, fetched, stored_at, expires_at)
+        Entry::from_wire(template, fetched, stored_at, lifetime)
     }
 
     /// Response code of the cached answer.
@@ -398,20 +416,20 @@ impl Entry {
 
     /// Unix seconds after which the entry is stale.
     pub fn expires_at(&self) -> u64 {
-        self.expires_at
+        self.stored_at + u64::from(self.lifetime)
     }
 
     /// Whether the entry may be served as fresh at `now`.
     pub fn is_fresh(&self, now: u64) -> bool {
-        now < self.expires_at
+        now < self.expires_at()
     }
 
     /// Whether less than a tenth of the entry's lifetime may be left (the prefetch trigger).
     /// `now` is in whole seconds, so the time left is somewhere above `expires_at - now - 1`;
     /// using that lower bound lets entries of 10 s and less trigger in their last second.
     pub fn nearly_expired(&self, now: u64) -> bool {
-        let total = self.expires_at - self.stored_at;
-        self.expires_at.saturating_sub(now).saturating_sub(1) * 10 < total
+        let left = self.expires_at().saturating_sub(now).saturating_sub(1);
+        left * 10 < u64::from(self.lifetime)
     }
 
     /// Claims the entry's one refresh; false when another is already running.
@@ -421,14 +439,18 @@ impl Entry {
 
     /// Records that a refresh found no upstream, and frees the refresh slot.
     pub fn refresh_failed(&self, now: u64) {
-        self.refresh_failed_at.store(now, Ordering::Relaxed);
+        let after = now.saturating_sub(self.stored_at).saturating_add(1);
+        let after = u32::try_from(after).unwrap_or(u32::MAX);
+        self.refresh_failed.store(after, Ordering::Relaxed);
         self.refreshing.store(false, Ordering::Release);
     }
 
     /// Whether a refresh failed within the last `window` seconds.
     pub fn failed_within(&self, now: u64, window: u64) -> bool {
-        let at = self.refresh_failed_at.load(Ordering::Relaxed);
-        at != 0 && now.saturating_sub(at) < window
+        match self.refresh_failed.load(Ordering::Relaxed) {
+            0 => false,
+            after => now.saturating_sub(self.stored_at + u64::from(after - 1)) < window,
+        }
     }
 
     /// The question of the entry (lower case), for listings.
@@ -468,7 +490,7 @@ impl Entry {
             _ => &self.full,
         };
         let template = view.wire();
-        let question_end = usize::from(view.question_end);
+        let question_end = view.question_end();
         let mut out = Vec::with_capacity(template.len() + OPT_LEN + EDE_LEN);
         out.extend_from_slice(template);
 
@@ -786,6 +808,17 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> Message {
         Message::from_vec(bytes).expect("reply parses")
+    }
+
+    #[test]
+    fn an_entry_stays_within_48_bytes() {
+        // With the Arc's two counts that is jemalloc's 64-byte class: a million cached
+        // answers hold 64 MB of entries besides their templates (it was 96 bytes a piece).
+        assert!(
+            std::mem::size_of::<Entry>() <= 48,
+            "Entry is {} bytes",
+            std::mem::size_of::<Entry>()
+        );
     }
 
     #[test]
