@@ -527,11 +527,13 @@ pub async fn run(
             shutdown.clone(),
         );
     }
+    let warm_failure = Arc::new(std::sync::Mutex::new(None));
     let warm = spawn_warm(
         Arc::clone(&cache),
         store.clone(),
         Arc::clone(&blocking),
         shutdown.clone(),
+        Arc::clone(&warm_failure),
     );
     let api_state = Arc::new(api::ApiState {
         token: config.api_token.clone(),
@@ -592,6 +594,17 @@ pub async fn run(
         }
     }
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+    let failure = warm_failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(e) = failure {
+        return Err(store::open::refusal(
+            e,
+            &config.data_dir,
+            &config.snapshot_dir,
+        ));
+    }
     match flushed {
         Ok(result) => result,
         Err(join) => {
@@ -601,22 +614,36 @@ pub async fn run(
     }
 }
 
-/// Loads the cache from disk behind the listeners, until done or shut down; a failure costs
-/// the rest of the warm start, never the server.
+/// Loads the cache from disk behind the listeners, until done or shut down. A store error
+/// is what it was when the cache loaded before the listeners: the server stops, and
+/// [`run`] returns the error in `failure` as a refusal to start (a damaged store exits 2
+/// naming the snapshot to restore). A panic costs the rest of the warm start only.
 fn spawn_warm(
     cache: Arc<Cache>,
     store: Store,
     blocking: Arc<Blocking>,
     shutdown: CancellationToken,
+    failure: Arc<std::sync::Mutex<Option<store::StoreError>>>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::task::spawn_blocking(move || {
+    let stop = shutdown.clone();
+    let loading = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        match cache.warm(&store, &*blocking, &|| shutdown.is_cancelled()) {
-            Ok(loaded) => tracing::info!(
-                loaded,
-                ms = started.elapsed().as_millis() as u64,
-                "cache warm-up finished"
-            ),
+        let warmed = cache.warm(&store, &*blocking, &|| stop.is_cancelled());
+        (warmed, started.elapsed().as_millis() as u64)
+    });
+    tokio::spawn(async move {
+        match loading.await {
+            Ok((Ok(warm_up), ms)) if warm_up.stopped => {
+                tracing::info!(loaded = warm_up.loaded, ms, "cache warm-up stopped early")
+            }
+            Ok((Ok(warm_up), ms)) => {
+                tracing::info!(loaded = warm_up.loaded, ms, "cache warm-up finished")
+            }
+            Ok((Err(e), _)) => {
+                tracing::error!(error = %e, "cache warm-up failed; stopping");
+                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                shutdown.cancel();
+            }
             Err(e) => tracing::error!(error = %e, "cache warm-up failed; the rest starts cold"),
         }
     })

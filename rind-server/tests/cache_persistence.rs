@@ -477,35 +477,38 @@ async fn a_big_cache_loads_while_the_server_answers() {
     // shortest keys, so they come last.
     let early = "host0.big.example.";
     let first = a_records(&ask_udp(server.dns_addr(), &query(early, RecordType::A)).await);
-    let fetched_early = up.count(early);
+    // Read from the fake upstream, not the disk: the server answered before the warm-up
+    // reached host0 (a debug build loads 100,000 entries in about a second).
+    assert_eq!(
+        up.count(early),
+        1,
+        "{early} was not asked upstream during the warm-up"
+    );
+    assert_eq!(first, [ANSWER_V4]);
     server.wait_warm_up(Duration::from_secs(120));
     let finished = server
         .stderr_lines()
         .into_iter()
         .find(|l| l.contains("cache warm-up finished"))
         .expect("the warm-up finished");
-    let loaded = format!("loaded={}", COUNT - fetched_early);
-    assert!(finished.contains(&loaded), "expected {loaded}: {finished}");
+    // COUNT when the warm-up put host0 in between the miss and the upstream answer, which
+    // then replaced it.
+    let loaded = [COUNT - 1, COUNT].map(|n| format!("loaded={n} "));
+    assert!(
+        loaded.iter().any(|l| finished.contains(l.as_str())),
+        "expected {loaded:?}: {finished}"
+    );
 
     let again = a_records(&ask_udp(server.dns_addr(), &query(early, RecordType::A)).await);
     assert_eq!(
         again, first,
         "the answer to {early} changed when the warm-up reached it"
     );
-    assert_eq!(
-        up.count(early),
-        fetched_early,
-        "{early} asked upstream again"
-    );
-    if fetched_early == 1 {
-        assert_eq!(first, [ANSWER_V4]);
-    } else {
-        assert_eq!(first, [DISK_V4]);
-    }
+    assert_eq!(up.count(early), 1, "{early} asked upstream again");
     for i in [1, 500, 99_999] {
         let qname = format!("host{i}.big.example.");
         let reply = ask_udp(server.dns_addr(), &query(&qname, RecordType::A)).await;
         assert_eq!(a_records(&reply), [DISK_V4], "{qname}");
     }
-    assert_eq!(up.total(), fetched_early, "loaded names went upstream");
+    assert_eq!(up.total(), 1, "loaded names went upstream");
 }

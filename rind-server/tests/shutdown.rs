@@ -52,7 +52,7 @@ const IDLE_ROUNDS: usize = 10;
 #[test]
 fn sigterm_right_after_listening_exits_0() {
     for round in 1..=IDLE_ROUNDS {
-        let mut server = Server::start(&[]);
+        let mut server = ServerBuilder::new().during_warm_up().start();
         server.sigterm();
         let status = server.wait_exit(EXIT_DEADLINE).unwrap_or_else(|| {
             panic!(

@@ -194,6 +194,15 @@ pub trait WarmFilter {
     fn skips(&self, name: &Name) -> bool;
 }
 
+/// How a warm-up ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmUp {
+    /// Entries it put in memory.
+    pub loaded: usize,
+    /// Whether it stopped before the end (shutdown, or a flush of everything).
+    pub stopped: bool,
+}
+
 /// What flushes during a warm-up tell it, so it does not load back what they removed.
 #[derive(Debug, Default)]
 struct Warming {
@@ -550,19 +559,29 @@ impl Cache {
     /// Loads the freshest entries from `store` (dropping expired ones there first) while the
     /// cache already serves, batch by batch, until `stop` says so. Leaves out, and deletes
     /// there, those `filter` skips; never replaces an entry memory already holds, nor loads
-    /// what a flush since [`Cache::begin_warm`] removed. Returns how many it loaded.
+    /// what a flush since [`Cache::begin_warm`] removed.
     pub fn warm(
         &self,
         store: &Store,
         filter: &dyn WarmFilter,
         stop: &dyn Fn() -> bool,
-    ) -> Result<usize, StoreError> {
-        let loaded = match &self.memory {
+    ) -> Result<WarmUp, StoreError> {
+        /// Forgets the warm-up's state however it ends, a panic included, so flushes stop
+        /// being recorded.
+        struct Done<'a>(&'a Cache);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                *self.0.warming() = Warming::default();
+            }
+        }
+        let _done = Done(self);
+        match &self.memory {
             Some(memory) => self.load(memory, store, filter, stop),
-            None => Ok(0),
-        };
-        *self.warming() = Warming::default();
-        loaded
+            None => Ok(WarmUp {
+                loaded: 0,
+                stopped: false,
+            }),
+        }
     }
 
     fn load(
@@ -571,12 +590,13 @@ impl Cache {
         store: &Store,
         filter: &dyn WarmFilter,
         stop: &dyn Fn() -> bool,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<WarmUp, StoreError> {
         let now = self.clock.now();
         store.cache_expire(now.saturating_sub(u64::from(self.config.serve_stale)))?;
         let mut loaded = 0;
         let mut unreadable = 0;
         let mut batch = Vec::with_capacity(WARM_BATCH);
+        let mut scanned = 0;
         let mut going = true;
         store.cache_scan(now, self.config.capacity, |key, value| {
             match Entry::decode(&value) {
@@ -586,13 +606,16 @@ impl Cache {
                     self.queue(CacheWrite::Delete(key));
                 }
             }
-            if batch.len() == WARM_BATCH {
+            scanned += 1;
+            // Asked per WARM_BATCH entries read, not inserted, so a long run of unreadable
+            // ones does not hold up a shutdown either.
+            if scanned % WARM_BATCH == 0 {
                 going = !stop() && self.load_batch(memory, &mut batch, filter, &mut loaded);
             }
             going
         })?;
-        if going && !stop() {
-            self.load_batch(memory, &mut batch, filter, &mut loaded);
+        if going {
+            going = !stop() && self.load_batch(memory, &mut batch, filter, &mut loaded);
         }
         if unreadable > 0 {
             tracing::warn!(
@@ -600,7 +623,10 @@ impl Cache {
                 "dropped unreadable cache entries from the store"
             );
         }
-        Ok(loaded)
+        Ok(WarmUp {
+            loaded,
+            stopped: !going,
+        })
     }
 
     /// Inserts `batch` (emptied either way) unless everything was flushed meanwhile; returns
@@ -754,7 +780,15 @@ mod tests {
         let q = question(1);
         cache.insert(&q, false, &reply(&q, 99));
         let loaded = cache.warm(&store, &SkipAll::default(), &never);
-        assert_eq!(loaded.expect("warm"), 2, "host1 was in memory already");
+        let expected = WarmUp {
+            loaded: 2,
+            stopped: false,
+        };
+        assert_eq!(
+            loaded.expect("warm"),
+            expected,
+            "host1 was in memory already"
+        );
         assert_eq!(
             [cached(&cache, 0), cached(&cache, 1), cached(&cache, 2)],
             [Some(1), Some(99), Some(1)],
@@ -790,7 +824,7 @@ mod tests {
         };
         let loaded = cache.warm(&store, &SkipAll::default(), &flush_host5);
         assert_eq!(asked.get(), 4, "one look per batch and one before the rest");
-        assert_eq!(loaded.expect("warm"), count - 2);
+        assert_eq!(loaded.expect("warm").loaded, count - 2);
         assert_eq!(
             cached(&cache, 7),
             None,
@@ -817,7 +851,10 @@ mod tests {
         let loaded = cache.warm(&store, &SkipAll::default(), &flush_all);
         assert_eq!(
             loaded.expect("warm"),
-            WARM_BATCH,
+            WarmUp {
+                loaded: WARM_BATCH,
+                stopped: true,
+            },
             "only the batch before the flush"
         );
         assert_eq!(
@@ -845,7 +882,7 @@ mod tests {
             false
         };
         let loaded = cache.warm(&store, &filter, &list_arrives);
-        assert_eq!(loaded.expect("warm"), WARM_BATCH);
+        assert_eq!(loaded.expect("warm").loaded, WARM_BATCH);
         assert_eq!(
             cache.len(),
             0,
