@@ -618,6 +618,59 @@ async fn doh_streams_on_one_connection_answer_independently() {
     conn.abort();
 }
 
+/// A POST of the wrong type is read before its 415 goes out: answering while the client still
+/// sends makes HTTP/2 reset the stream, which clients (curl) report instead of the 415.
+#[tokio::test]
+async fn a_doh_error_waits_for_the_body_and_keeps_the_connection() {
+    let files = Files::new();
+    let cert = TestCert::new();
+    cert.install(&files);
+    let up = FakeUpstream::start(Behaviour::Answer);
+    let s = start(&files, &["--upstream", &up.arg()]);
+    let tls = connect(s.doh, &[&cert], &[b"h2"]).await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+
+    let (go, held) = tokio::sync::oneshot::channel::<()>();
+    let body = http_body_util::StreamBody::new(futures_util::stream::once(async move {
+        let _ = held.await;
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from_static(b"x")))
+    }))
+    .boxed_unsync();
+    let request = hyper::Request::builder()
+        .method(Method::POST)
+        .uri(format!("https://{HOST}/dns-query"))
+        .header("host", HOST)
+        .header(CONTENT_TYPE, "text/plain")
+        .body(body)
+        .expect("request");
+    let response = tokio::spawn(send.send_request(request));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !response.is_finished(),
+        "the 415 went out while the body was still on its way"
+    );
+    go.send(()).expect("the body is waiting");
+    let response = timeout(EXCHANGE, response)
+        .await
+        .expect("the 415 in time")
+        .expect("the request's task")
+        .expect("a response, not a reset stream");
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let next = post(&doh_query("localhost.", RecordType::A)).map(BodyExt::boxed_unsync);
+    let after = timeout(EXCHANGE, send.send_request(next))
+        .await
+        .expect("the next answer in time")
+        .expect("the connection still works");
+    assert_eq!(after.status(), StatusCode::OK);
+    drop(send);
+    conn.abort();
+}
+
 #[tokio::test]
 async fn idle_and_stalled_connections_are_closed() {
     let files = Files::new();

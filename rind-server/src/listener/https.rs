@@ -13,7 +13,8 @@
 //! 414 for a longer `dns` parameter, 400 for a missing or undecodable `dns` parameter or a
 //! message rind drops (a response, or no header). Everything DNS says about a query that
 //! parses (FORMERR, REFUSED, SERVFAIL) is a 200 with that DNS message, as RFC 8484 §4.2.1
-//! asks.
+//! asks. An error goes out once the request's body (up to 64 KiB) has been read, so the
+//! client sees the status rather than a reset stream.
 //!
 //! A connection's HTTP/2 streams run on the connection's own task ([`StreamExec`]), not one
 //! spawned task each: for a cache hit, spawning (moving the request's future into a new
@@ -247,7 +248,11 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    // Every error is sent after the request's body is read (what fits in a DNS message):
+    // answering while the client still sends makes HTTP/2 reset the stream, and clients
+    // (curl) report that reset instead of the status.
     if request.uri().path() != PATH {
+        let _ = read_body(request.into_body()).await;
         return error(
             StatusCode::NOT_FOUND,
             "DNS over HTTPS is served on /dns-query",
@@ -257,6 +262,7 @@ where
         Method::GET => from_get(request.uri().query()).map(Bytes::from),
         Method::POST => from_post(request).await,
         _ => {
+            let _ = read_body(request.into_body()).await;
             let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
             response
                 .headers_mut()
@@ -305,6 +311,12 @@ fn from_get(query: Option<&str>) -> Result<Vec<u8>, (StatusCode, &'static str)> 
         .map_err(|_| (StatusCode::BAD_REQUEST, "dns parameter is not base64url"))
 }
 
+/// The answer to a body over [`MAX_MESSAGE`].
+const TOO_BIG: (StatusCode, &str) = (
+    StatusCode::PAYLOAD_TOO_LARGE,
+    "a DNS message is at most 64 KiB",
+);
+
 /// The DNS message in a POST's body, which must be `application/dns-message` and at most
 /// 64 KiB.
 async fn from_post<B>(request: Request<B>) -> Result<Bytes, (StatusCode, &'static str)>
@@ -319,6 +331,7 @@ where
         .and_then(|v| v.split(';').next())
         .map(str::trim);
     if !essence.is_some_and(|t| t.eq_ignore_ascii_case(DNS_MESSAGE)) {
+        let _ = read_body(request.into_body()).await;
         return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body must be application/dns-message",
@@ -328,14 +341,19 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let too_big = (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "a DNS message is at most 64 KiB",
-    );
     if declared.is_some_and(|n| n > MAX_MESSAGE as u64) {
-        return Err(too_big);
+        return Err(TOO_BIG);
     }
-    let mut body = std::pin::pin!(Limited::new(request.into_body(), MAX_MESSAGE).collect());
+    read_body(request.into_body()).await
+}
+
+/// A request body of at most 64 KiB, in [`tcp::MESSAGE_TIMEOUT`].
+async fn read_body<B>(body: B) -> Result<Bytes, (StatusCode, &'static str)>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(Limited::new(body, MAX_MESSAGE).collect());
     // The body nearly always came with the head; only a body still on its way needs the
     // timer (arming one per request is a lock on the timer wheel).
     let now = poll_fn(|cx| match body.as_mut().poll(cx) {
@@ -348,7 +366,7 @@ where
     };
     match collected {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_big),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(TOO_BIG),
         Ok(Err(_)) => Err((StatusCode::BAD_REQUEST, "the body could not be read")),
         Err(_) => Err((
             StatusCode::REQUEST_TIMEOUT,
