@@ -264,3 +264,24 @@ impl Handler {
         }
     }
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns, without calling it.
+    fn size_of_return<F, R>(_: F) -> usize
+    where
+        F: FnOnce(&'static Handler, Box<Waiting>) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every forwarded query is a task holding this future, and tokio moves it by value
+    /// when spawning and finishing; it was 6.6 KiB with a UDP buffer and the DoH client's
+    /// future inline, and those copies were 5% of the CPU of a miss.
+    #[test]
+    fn a_forwarded_query_task_stays_small() {
+        let size = size_of_return(Handler::finish);
+        assert!(size <= 2048, "Handler::finish's future is {size} bytes");
+    }
+}

@@ -84,8 +84,11 @@ enum Mode {
     /// Answers each query at once.
     Answer,
     /// Holds the first replies until `n` queries wait on one connection (or [`BATCH_WAIT`]
-    /// passes), then answers them last first; answers later queries at once.
+    /// passes), then answers them last first, all in one write; answers later queries at once.
     Batch(usize),
+    /// Answers each query in three writes a moment apart, cutting the length prefix and the
+    /// message, so the client must put replies back together across reads.
+    Split,
     /// Answers one query per connection, then closes it.
     CloseAfterOne,
     /// Reads queries and never answers.
@@ -212,9 +215,7 @@ async fn serve_dot<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             Ok(Some(bytes)) => Message::from_vec(&bytes).expect("query parses"),
             _ => {
                 // Time is up for a batch (or the client left): answer what is held.
-                for reply in held.drain(..).rev() {
-                    let _ = write_frame(&mut stream, &reply).await;
-                }
+                let _ = write_all_at_once(&mut stream, held.drain(..).rev()).await;
                 if batch_started.is_some() {
                     batch_started = None;
                     mode = Mode::Answer;
@@ -231,6 +232,16 @@ async fn serve_dot<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                     return;
                 }
             }
+            Mode::Split => {
+                let framed = [&(reply.len() as u16).to_be_bytes()[..], &reply].concat();
+                let middle = framed.len() / 2;
+                for piece in [&framed[..1], &framed[1..middle], &framed[middle..]] {
+                    if stream.write_all(piece).await.is_err() || stream.flush().await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
             Mode::Silent => {}
             Mode::CloseAfterOne => {
                 let _ = write_frame(&mut stream, &reply).await;
@@ -241,10 +252,11 @@ async fn serve_dot<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                 batch_started.get_or_insert_with(tokio::time::Instant::now);
                 held.push(reply);
                 if held.len() >= n {
-                    for reply in held.drain(..).rev() {
-                        if write_frame(&mut stream, &reply).await.is_err() {
-                            return;
-                        }
+                    if write_all_at_once(&mut stream, held.drain(..).rev())
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
                     batch_started = None;
                     mode = Mode::Answer;
@@ -252,6 +264,20 @@ async fn serve_dot<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// Writes `replies` length-prefixed in one write, so they arrive in one TLS record.
+async fn write_all_at_once<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    replies: impl Iterator<Item = Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut all = Vec::new();
+    for reply in replies {
+        all.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+        all.extend_from_slice(&reply);
+    }
+    stream.write_all(&all).await?;
+    stream.flush().await
 }
 
 /// A DNS-over-HTTPS server (HTTP/2, POST only) answering as [`answer`] with `tag`; a
@@ -434,6 +460,30 @@ async fn dot_answers_pipelined_on_one_connection() {
     )
     .await;
     assert_eq!(queries, (n + 1) as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_replies_cut_across_reads_are_put_back_together() {
+    let ca = Ca::new();
+    let dot = dot_server(ca.server(&[SERVER_NAME], &[]), 9, Mode::Split).await;
+    let server = start(&ca, &[dot_arg(&dot, SERVER_NAME)], &[]);
+
+    // One at a time, then several at once, so cut replies also interleave on the connection.
+    let first = ask_udp(server.dns_addr(), &query("cut.example.com.", RecordType::A)).await;
+    assert_eq!(rcode(&first), ResponseCode::NoError);
+    assert_eq!(a_records(&first), vec![Ipv4Addr::new(192, 0, 2, 9)]);
+    let n = 8;
+    let replies = ask_many(server.dns_addr(), "cut", n).await;
+    for reply in &replies {
+        assert_eq!(rcode(reply), ResponseCode::NoError);
+        assert_eq!(a_records(reply), vec![Ipv4Addr::new(192, 0, 2, 9)]);
+    }
+    assert_eq!(dot.queries(), n + 1);
+    assert_eq!(
+        dot.accepts(),
+        1,
+        "every reply should come on the first connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

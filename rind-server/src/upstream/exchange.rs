@@ -89,9 +89,11 @@ pub async fn exchange(
     deadline: Instant,
     resend: Resend<'_>,
 ) -> Result<Message, ExchangeError> {
+    // The HTTP/2 client's future is boxed: at over 5 KiB it would otherwise size every
+    // forwarded query's task, which tokio copies on spawn.
     match (transport, &upstream.protocol) {
         (Transport::Tls(client), _) => client.exchange(question, deadline).await,
-        (Transport::Https(client), _) => client.exchange(question, deadline).await,
+        (Transport::Https(client), _) => Box::pin(client.exchange(question, deadline)).await,
         (Transport::Plain, Protocol::Udp) => {
             let reply = udp(pool, upstream.addr, question, deadline, resend).await?;
             if reply.metadata.truncation {
@@ -166,10 +168,12 @@ async fn udp(
     let mut resend_at = first_sent + wait;
     // We advertise 1232 bytes; an upstream that sends more than this gets cut, fails to
     // parse, and is ignored like any other unusable datagram.
-    let mut buf = [0u8; 4096];
+    // On the heap, not in the future: every forwarded query's task would carry it.
+    let mut buf = Vec::with_capacity(4096);
     loop {
         let until = resend_at.min(deadline);
-        let Ok(received) = timeout_at(until, socket.recv_from(&mut buf)).await else {
+        buf.clear();
+        let Ok(received) = timeout_at(until, socket.recv_buf_from(&mut buf)).await else {
             if until >= deadline {
                 resend.rtt.back_off();
                 return Err(ExchangeError::Timeout);

@@ -45,6 +45,10 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Queued writes per connection; a full queue makes the query wait, not fail.
 const QUEUE: usize = 256;
+/// Most queued queries taken into one write.
+const WRITE_BATCH: usize = 64;
+/// Bytes asked for in one read of replies.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// The DoT client of one upstream.
 pub struct DotClient {
@@ -171,7 +175,8 @@ impl DotClient {
         if let Some(connection) = self.pick(false) {
             return Ok((connection, true));
         }
-        match self.open_locked().await {
+        // Boxed: a handshake's future is large, and it is rare next to the queries.
+        match Box::pin(self.open_locked()).await {
             Ok(connection) => Ok((connection, false)),
             Err(e) => match self.pick(true) {
                 // At the cap or unable to add one: the busiest still beats failing.
@@ -205,7 +210,7 @@ impl DotClient {
 
     async fn open(&self) -> Result<(Arc<Connection>, bool), ExchangeError> {
         let _opening = self.opening.lock().await;
-        Ok((self.open_locked().await?, false))
+        Ok((Box::pin(self.open_locked()).await?, false))
     }
 
     /// Opens a connection; the caller holds `opening`.
@@ -296,6 +301,10 @@ impl DotClient {
 
 /// Runs one connection: writes queued queries, hands replies to their waiters, and closes
 /// when idle, when the server closes, or on an unreadable frame.
+///
+/// Both halves work in batches to keep syscalls and wakeups per query down under load: the
+/// writer takes every query already queued into one TLS write and one flush, and the reader
+/// reads as much as has arrived and hands out every whole reply in it.
 async fn serve(
     connection: Arc<Connection>,
     mut reader: ReadHalf<TlsStream<TcpStream>>,
@@ -303,53 +312,65 @@ async fn serve(
     mut outgoing: mpsc::Receiver<Vec<u8>>,
 ) {
     let write = async {
+        let idle = tokio::time::sleep(IDLE);
+        tokio::pin!(idle);
+        let mut frames = Vec::with_capacity(WRITE_BATCH);
+        let mut batch = Vec::new();
         loop {
-            match tokio::time::timeout(IDLE, outgoing.recv()).await {
-                Ok(Some(frame)) => {
-                    if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
+            tokio::select! {
+                received = outgoing.recv_many(&mut frames, WRITE_BATCH) => {
+                    if received == 0 {
                         return;
                     }
+                    // Tokio runs a task woken by another right after it, so the first query
+                    // of a burst would go out alone. Yielding lets the queries that are ready
+                    // to run queue theirs first, and one write carries them all.
+                    tokio::task::yield_now().await;
+                    while frames.len() < WRITE_BATCH {
+                        let Ok(frame) = outgoing.try_recv() else { break };
+                        frames.push(frame);
+                    }
+                    batch.clear();
+                    for frame in frames.drain(..) {
+                        batch.extend_from_slice(&frame);
+                    }
+                    if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
+                        return;
+                    }
+                    // Moving a deadline later is cheap in tokio: the timer entry stays put.
+                    idle.as_mut().reset(Instant::now() + IDLE);
                 }
-                Ok(None) => return,
-                Err(_idle) if connection.lock().by_id.is_empty() => {
-                    // close_notify, then the TCP close (RFC 7858 §3.4: the client closes).
-                    let _ = writer.shutdown().await;
-                    return;
+                () = &mut idle => {
+                    if connection.lock().by_id.is_empty() {
+                        // close_notify, then the TCP close (RFC 7858 §3.4: the client closes).
+                        let _ = writer.shutdown().await;
+                        return;
+                    }
+                    idle.as_mut().reset(Instant::now() + IDLE);
                 }
-                Err(_) => {}
             }
         }
     };
     let read = async {
+        let mut buf = Vec::with_capacity(READ_BUFFER);
         loop {
-            let Ok(len) = reader.read_u16().await else {
-                return;
-            };
-            let mut buf = vec![0u8; usize::from(len)];
-            if reader.read_exact(&mut buf).await.is_err() {
-                return;
+            // A read never gets less room than this; a long message grows the buffer.
+            if buf.capacity() - buf.len() < READ_BUFFER / 2 {
+                buf.reserve(READ_BUFFER);
             }
-            let Ok(reply) = Message::from_vec(&buf) else {
-                tracing::debug!("DoT upstream sent a message that does not parse; closing");
-                return;
-            };
-            let mut waiting = connection.lock();
-            let id = reply.metadata.id;
-            let matched = waiting
-                .by_id
-                .get(&id)
-                .is_some_and(|w| exchange::matches(&reply, id, &w.query));
-            match waiting.by_id.remove(&id) {
-                Some(waiter) if matched => {
-                    // The asker may have given up already; nothing to do then.
-                    let _ = waiter.reply.send(reply);
-                }
-                Some(waiter) => {
-                    waiting.by_id.insert(id, waiter);
-                    tracing::debug!("ignored a DoT reply that does not match");
-                }
-                None => tracing::debug!("ignored a DoT reply nobody waits for"),
+            match reader.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
             }
+            let mut rest = buf.as_slice();
+            while let Some((message, after)) = split_frame(rest) {
+                if !hand_over(&connection, message) {
+                    return;
+                }
+                rest = after;
+            }
+            let used = buf.len() - rest.len();
+            buf.drain(..used);
         }
     };
     tokio::select! {
@@ -360,4 +381,38 @@ async fn serve(
     waiting.closed = true;
     // Dropping the senders wakes every asker with "closed".
     waiting.by_id.clear();
+}
+
+/// Gives one reply to the query waiting for it; false when the reply does not parse, which
+/// ends the connection.
+fn hand_over(connection: &Connection, message: &[u8]) -> bool {
+    let Ok(reply) = Message::from_vec(message) else {
+        tracing::debug!("DoT upstream sent a message that does not parse; closing");
+        return false;
+    };
+    let mut waiting = connection.lock();
+    let id = reply.metadata.id;
+    let matched = waiting
+        .by_id
+        .get(&id)
+        .is_some_and(|w| exchange::matches(&reply, id, &w.query));
+    match waiting.by_id.remove(&id) {
+        Some(waiter) if matched => {
+            // The asker may have given up already; nothing to do then.
+            let _ = waiter.reply.send(reply);
+        }
+        Some(waiter) => {
+            waiting.by_id.insert(id, waiter);
+            tracing::debug!("ignored a DoT reply that does not match");
+        }
+        None => tracing::debug!("ignored a DoT reply nobody waits for"),
+    }
+    true
+}
+
+/// The first whole length-prefixed message in `bytes`, and what follows it.
+fn split_frame(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = bytes.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
