@@ -108,6 +108,57 @@ async fn without_a_rate_limit_a_burst_is_answered() {
     assert_eq!(answered, 50);
 }
 
+/// The receive loop reads up to 32 queries in one call and sends their answers together:
+/// bursts from several clients at once, more than a batch each, half of them forwarded,
+/// must each get every answer, to the right client, for the right question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_from_many_clients_each_get_their_own_answers() {
+    let up = FakeUpstream::start(Behaviour::Answer);
+    let server = Server::start(&["--upstream", &up.arg()]);
+    let clients = 4;
+    let per_client = 80u16;
+    let mut sockets = Vec::new();
+    for _ in 0..clients {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        sock.connect(server.dns_addr()).await.expect("connect");
+        sockets.push(sock);
+    }
+    // Every client sends its whole burst before any reads, so queries from all of them wait
+    // in the server's socket together.
+    for (c, sock) in sockets.iter().enumerate() {
+        for i in 0..per_client {
+            let name = if i % 2 == 0 {
+                format!("c{c}-q{i}.localhost.")
+            } else {
+                format!("c{c}-q{i}.example.")
+            };
+            let mut q = query(&name, RecordType::A);
+            q.metadata.id = i;
+            sock.send(&q.to_vec().expect("encode")).await.expect("send");
+        }
+    }
+    for (c, sock) in sockets.iter().enumerate() {
+        let mut ids = Vec::new();
+        while let Some(bytes) = udp_recv(sock, Duration::from_secs(2)).await {
+            let reply = parse(&bytes);
+            let id = reply.metadata.id;
+            let asked = reply.queries.first().expect("question").name.to_ascii();
+            assert!(
+                asked.starts_with(&format!("c{c}-q{id}.")),
+                "client {c} got the answer to {asked} for ID {id}"
+            );
+            assert_eq!(rcode(&reply), ResponseCode::NoError, "{asked}");
+            assert!(!reply.answers.is_empty(), "{asked} has no answer");
+            ids.push(id);
+            if ids.len() == usize::from(per_client) {
+                break;
+            }
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (0..per_client).collect::<Vec<_>>(), "client {c}");
+    }
+}
+
 #[tokio::test]
 async fn questions_over_the_upstream_cap_get_servfail_at_once() {
     let up = FakeUpstream::start(Behaviour::Silent);

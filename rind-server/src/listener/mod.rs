@@ -2,6 +2,7 @@
 //! concurrency, and hand every packet to the [`Handler`](crate::handler::Handler).
 
 pub mod https;
+mod mmsg;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -3,15 +3,20 @@
 //! One receive loop per socket, the sockets sharing one port through `SO_REUSEPORT`, so the
 //! kernel spreads clients over the cores. Answers that need no waiting (special-use names,
 //! local records, cache hits) are written from the receive loop itself; only queries that go
-//! upstream get a task of their own.
+//! upstream get a task of their own. The loop reads the queries waiting in one system call
+//! and writes the answers it has for them in one more ([`super::mmsg`]).
 
+use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::mmsg::{self, Received};
 use crate::handler::{Handler, Step};
 use crate::request::Transport;
 
@@ -43,43 +48,85 @@ async fn receive_loop(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut buf = vec![0u8; MAX_QUERY];
+    let fd = socket.as_raw_fd();
+    let mut received = Received::new(MAX_QUERY);
+    let mut replies = Vec::with_capacity(mmsg::BATCH);
     // Made once: a fresh `cancelled()` per packet would register a waiter under the token's
     // lock every time.
     let stopped = shutdown.cancelled();
     tokio::pin!(stopped);
     loop {
-        let (len, peer) = tokio::select! {
+        tokio::select! {
             biased;
             _ = &mut stopped => return,
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(r) => r,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on some systems; they concern
-                    // one client, not the socket.
-                    tracing::debug!(error = %e, "UDP receive error");
-                    continue;
+            ready = socket.readable() => {
+                if let Err(e) = ready {
+                    tracing::warn!(error = %e, "UDP socket failed; no longer reading it");
+                    return;
                 }
-            },
-        };
-        let Some(packet) = buf.get(..len) else {
-            continue;
-        };
-        match handler.begin(packet, peer.ip(), Transport::Udp) {
-            Step::Done(None) => {}
-            Step::Done(Some(reply)) => send(&socket, &reply, peer).await,
-            // The transfer module answers UDP with one message; a stream never comes here.
-            Step::Transfer(_) => {}
-            Step::Forward(request) => {
-                let socket = Arc::clone(&socket);
-                let handler = Arc::clone(&handler);
-                tracker.spawn(async move {
-                    let reply = handler.finish(request).await;
-                    send(&socket, &reply, peer).await;
-                });
+            }
+        }
+        let read = socket.try_io(Interest::READABLE, || {
+            // Fewer than a batch means the queue ran empty during the call. Saying WouldBlock
+            // then has tokio clear the readiness (unless an event came in meanwhile), which
+            // spares the next round a read that could only fail with EAGAIN.
+            if mmsg::recv(fd, &mut received)? < mmsg::BATCH {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !received.is_empty() => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on some systems; they concern
+                // one client, not the socket.
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
+            }
+        }
+        for (packet, peer) in received.iter() {
+            let Some(peer) = peer else { continue };
+            match handler.begin(packet, peer.ip(), Transport::Udp) {
+                Step::Done(None) => {}
+                Step::Done(Some(reply)) => replies.push((reply, peer)),
+                // The transfer module answers UDP with one message; a stream never comes here.
+                Step::Transfer(_) => {}
+                Step::Forward(request) => {
+                    let socket = Arc::clone(&socket);
+                    let handler = Arc::clone(&handler);
+                    tracker.spawn(async move {
+                        let reply = handler.finish(request).await;
+                        send(&socket, &reply, peer).await;
+                    });
+                }
+            }
+        }
+        send_all(&socket, &mut replies).await;
+    }
+}
+
+/// Sends every reply in `replies` and empties it; a reply the kernel refuses is skipped.
+async fn send_all(socket: &UdpSocket, replies: &mut Vec<(Vec<u8>, SocketAddr)>) {
+    let fd = socket.as_raw_fd();
+    let mut start = 0;
+    while let Some(rest) = replies.get(start..).filter(|rest| !rest.is_empty()) {
+        match socket.try_io(Interest::WRITABLE, || mmsg::send(fd, rest)) {
+            Ok(sent) => start += sent.max(1),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if socket.writable().await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                let peer = rest.first().map(|(_, peer)| *peer);
+                tracing::debug!(?peer, error = %e, "UDP send failed");
+                start += 1;
             }
         }
     }
+    replies.clear();
 }
 
 async fn send(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
