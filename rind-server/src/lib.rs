@@ -29,7 +29,8 @@
 //! ```
 //!
 //! - [`config`]: every flag with its env twin, validated into a [`config::Config`];
-//! - [`listener`]: DNS over UDP and TCP; DNS over TLS (`listener::tcp` behind a handshake) and
+//! - [`listener`]: DNS over UDP (reading and answering in batches, `recvmmsg`/`sendmmsg`) and
+//!   TCP; DNS over TLS (`listener::tcp` behind a handshake) and
 //!   DNS over HTTPS (`listener::https`, hyper), sharing the certificate of `listener::tls`,
 //!   which SIGHUP reloads;
 //! - [`request`]: the staged packet checks and the ACL; [`ratelimit`]: per-client limits;
