@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -157,6 +159,62 @@ async fn bursts_from_many_clients_each_get_their_own_answers() {
         ids.sort_unstable();
         assert_eq!(ids, (0..per_client).collect::<Vec<_>>(), "client {c}");
     }
+}
+
+/// A UDP flood that keeps the server's sockets full must not take the runtime: the receive
+/// loops read in batches and would never wait on readiness again, so they have to give way
+/// to other tasks (here the TCP listener and the HTTP API) on their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_flood_leaves_room_for_tcp_and_http() {
+    let server = Server::start(&[]);
+    let addr = server.dns_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut flooders = Vec::new();
+    for f in 0..4u16 {
+        let stop = Arc::clone(&stop);
+        flooders.push(std::thread::spawn(move || {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            sock.connect(addr).expect("connect");
+            let mut q = query("localhost.", RecordType::A);
+            q.metadata.id = f;
+            let bytes = q.to_vec().expect("encode");
+            // Bounded: at most 20 s or 50 million datagrams, whichever comes first.
+            let until = Instant::now() + Duration::from_secs(20);
+            for _ in 0..50_000_000u32 {
+                if stop.load(Ordering::Relaxed) || Instant::now() > until {
+                    break;
+                }
+                let _ = sock.send(&bytes);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let over_tcp = tokio::time::timeout(
+        Duration::from_secs(5),
+        ask_tcp(addr, &query("localhost.", RecordType::A)),
+    )
+    .await;
+    let tcp_took = started.elapsed();
+    let status = tokio::time::timeout(
+        Duration::from_secs(5),
+        http_get(server.http_addr(), "/api/v1/status", None),
+    )
+    .await;
+    let http_took = started.elapsed() - tcp_took;
+    stop.store(true, Ordering::Relaxed);
+    for flooder in flooders {
+        flooder.join().expect("flooder");
+    }
+    let over_tcp = over_tcp.expect("a TCP query went unanswered during the UDP flood");
+    assert_eq!(a_records(&over_tcp), vec![std::net::Ipv4Addr::LOCALHOST]);
+    let status = status.expect("the HTTP API did not answer during the UDP flood");
+    assert_eq!(status.status, 200);
+    assert!(
+        tcp_took < Duration::from_secs(2) && http_took < Duration::from_secs(2),
+        "TCP took {tcp_took:?}, HTTP {http_took:?} during the flood"
+    );
 }
 
 #[tokio::test]

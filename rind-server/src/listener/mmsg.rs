@@ -28,8 +28,9 @@ pub struct Received {
 }
 
 impl Received {
-    /// Buffers for datagrams of up to `size` bytes; longer ones are cut to `size`.
+    /// Buffers for datagrams of up to `size` bytes (not 0); longer ones are cut to `size`.
     pub fn new(size: usize) -> Self {
+        debug_assert!(size > 0, "a datagram buffer needs room");
         Received {
             size,
             data: vec![0; size * BATCH],
@@ -37,11 +38,6 @@ impl Received {
             peers: [None; BATCH],
             count: 0,
         }
-    }
-
-    /// Whether the last [`recv`] read nothing.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     /// The datagrams of the last [`recv`], with their senders (`None`: not an IP address).
@@ -83,7 +79,8 @@ pub fn recv(fd: RawFd, into: &mut Received) -> io::Result<usize> {
             fd,
             headers.as_mut_ptr(),
             BATCH as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            // `as _`: the flags are a c_int in glibc and a c_uint in musl.
+            libc::MSG_DONTWAIT as _,
             ptr::null_mut(),
         )
     };
@@ -130,7 +127,7 @@ pub fn send(fd: RawFd, datagrams: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize>
             fd,
             headers.as_mut_ptr(),
             datagrams.len() as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            libc::MSG_DONTWAIT as _,
         )
     };
     usize::try_from(sent).map_err(|_| io::Error::last_os_error())

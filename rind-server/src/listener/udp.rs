@@ -4,7 +4,7 @@
 //! kernel spreads clients over the cores. Answers that need no waiting (special-use names,
 //! local records, cache hits) are written from the receive loop itself; only queries that go
 //! upstream get a task of their own. The loop reads the queries waiting in one system call
-//! and writes the answers it has for them in one more ([`super::mmsg`]).
+//! and writes the answers it has for them in one more (recvmmsg and sendmmsg, in `mmsg`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -66,18 +66,8 @@ async fn receive_loop(
                 }
             }
         }
-        let read = socket.try_io(Interest::READABLE, || {
-            // Fewer than a batch means the queue ran empty during the call. Saying WouldBlock
-            // then has tokio clear the readiness (unless an event came in meanwhile), which
-            // spares the next round a read that could only fail with EAGAIN.
-            if mmsg::recv(fd, &mut received)? < mmsg::BATCH {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(())
-        });
-        match read {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !received.is_empty() => {}
+        match socket.try_io(Interest::READABLE, || mmsg::recv(fd, &mut received)) {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 // ICMP errors from earlier sends surface here on some systems; they concern
@@ -87,7 +77,13 @@ async fn receive_loop(
             }
         }
         for (packet, peer) in received.iter() {
-            let Some(peer) = peer else { continue };
+            // Neither readiness nor the calls above use tokio's budget: this makes the loop
+            // give way to other tasks under a flood, as the single reads it replaced did.
+            tokio::task::consume_budget().await;
+            let Some(peer) = peer else {
+                tracing::debug!("UDP datagram from a sender that is not an IP address");
+                continue;
+            };
             match handler.begin(packet, peer.ip(), Transport::Udp) {
                 Step::Done(None) => {}
                 Step::Done(Some(reply)) => replies.push((reply, peer)),
@@ -115,6 +111,7 @@ async fn send_all(socket: &UdpSocket, replies: &mut Vec<(Vec<u8>, SocketAddr)>) 
         match socket.try_io(Interest::WRITABLE, || mmsg::send(fd, rest)) {
             Ok(sent) => start += sent.max(1),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::task::consume_budget().await;
                 if socket.writable().await.is_err() {
                     break;
                 }

@@ -17,7 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -162,12 +162,6 @@ async fn udp(
     let query = question.query;
     let lease = pool.lease(addr).await?;
     let socket = lease.socket();
-    // The socket's last use left it marked readable, so tokio's first read would be one that
-    // can only fail with EAGAIN. Nothing for this query can be queued before it is sent:
-    // clear the mark (a stale datagram queued meanwhile is read after the next one arrives).
-    let _ = socket.try_io(Interest::READABLE, || {
-        Err::<(), _>(io::ErrorKind::WouldBlock.into())
-    });
     let first_sent = Instant::now();
     socket.send(&bytes).await?;
     let mut wait = resend.rtt.timeout(TRY_TIMEOUT);
