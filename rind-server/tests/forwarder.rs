@@ -176,6 +176,32 @@ async fn second_upstream_answers_when_the_first_is_silent() {
     assert_eq!(good.count("t6-second.example.com."), 1);
 }
 
+/// An upstream whose port is closed (a local resolver that is down) answers with ICMP port
+/// unreachable; the try fails on it at once instead of waiting out its 2 s.
+#[tokio::test]
+async fn a_closed_upstream_port_fails_over_at_once() {
+    let closed = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("addr")
+    };
+    let good = FakeUpstream::start(Behaviour::Answer);
+    let server = Server::start(&["--upstream", &closed.to_string(), "--upstream", &good.arg()]);
+
+    // Several questions: each draws its own socket from the pool, fresh or used before.
+    for i in 0..3 {
+        let qname = format!("t6-closed-{i}.example.com.");
+        let started = Instant::now();
+        let reply = ask_udp(server.dns_addr(), &query(&qname, RecordType::A)).await;
+        let elapsed = started.elapsed();
+        assert_eq!(a_records(&reply), vec![ANSWER_V4], "{qname}");
+        assert!(
+            elapsed < Duration::from_millis(500),
+            "{qname} answered after {elapsed:?}: the refused try should end at once"
+        );
+        assert_eq!(good.count(&qname), 1, "{qname}");
+    }
+}
+
 #[tokio::test]
 async fn a_lost_upstream_datagram_is_sent_again_well_before_the_try_ends() {
     let up = FakeUpstream::start(Behaviour::Answer);
