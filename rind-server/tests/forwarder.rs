@@ -202,6 +202,46 @@ async fn a_closed_upstream_port_fails_over_at_once() {
     }
 }
 
+/// An upstream that goes away after a query reached it: the resend draws ICMP port
+/// unreachable while the try is already waiting for a reply, and that ends the try then,
+/// not at its 2 s deadline.
+#[tokio::test]
+async fn an_upstream_that_goes_away_mid_try_fails_over_at_the_resend() {
+    let going = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    going
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let going_addr = going.local_addr().expect("addr");
+    let good = FakeUpstream::start(Behaviour::Answer);
+    let server = Server::start(&[
+        "--upstream",
+        &going_addr.to_string(),
+        "--upstream",
+        &good.arg(),
+    ]);
+
+    let qname = "t6-gone.example.com.";
+    let dns = server.dns_addr();
+    let started = Instant::now();
+    let asking = tokio::spawn(async move { ask_udp(dns, &query(qname, RecordType::A)).await });
+    // Take the query, then close: the resend (1 s later, before any round trip is known)
+    // finds the port closed.
+    let mut buf = [0u8; 512];
+    let (len, _) = tokio::task::spawn_blocking(move || going.recv_from(&mut buf))
+        .await
+        .expect("join")
+        .expect("the query reached the first upstream");
+    assert!(len > 12);
+    let reply = asking.await.expect("join");
+    let elapsed = started.elapsed();
+    assert_eq!(a_records(&reply), vec![ANSWER_V4]);
+    assert_eq!(good.count(qname), 1);
+    assert!(
+        elapsed < Duration::from_millis(1600),
+        "answered after {elapsed:?}: the refused resend should end the try"
+    );
+}
+
 #[tokio::test]
 async fn a_lost_upstream_datagram_is_sent_again_well_before_the_try_ends() {
     let up = FakeUpstream::start(Behaviour::Answer);
