@@ -92,6 +92,20 @@ struct Encrypted {
     doh: SocketAddr,
 }
 
+/// [`start`] with a fresh certificate, forwarding to a fake upstream that answers; the files
+/// and the upstream are returned so they live as long as the test.
+fn start_forwarding(extra: &[&str]) -> (Files, TestCert, FakeUpstream, Encrypted) {
+    let files = Files::new();
+    let cert = TestCert::new();
+    cert.install(&files);
+    let up = FakeUpstream::start(Behaviour::Answer);
+    let upstream = up.arg();
+    let mut args = vec!["--upstream", upstream.as_str()];
+    args.extend_from_slice(extra);
+    let s = start(&files, &args);
+    (files, cert, up, s)
+}
+
 fn start(files: &Files, extra: &[&str]) -> Encrypted {
     let mut args: Vec<String> = vec![
         "--dot-addr".into(),
@@ -325,11 +339,7 @@ async fn add_record(server: &Server, name: &str, ttl: u32) {
 
 #[tokio::test]
 async fn dot_and_doh_answer_as_plain_dns_does() {
-    let files = Files::new();
-    let cert = TestCert::new();
-    cert.install(&files);
-    let up = FakeUpstream::start(Behaviour::Answer);
-    let s = start(&files, &["--upstream", &up.arg()]);
+    let (_files, cert, _up, s) = start_forwarding(&[]);
     add_record(&s.server, "host.home.lan", 120).await;
 
     for (name, rtype) in [
@@ -409,11 +419,7 @@ async fn dot_and_doh_answer_as_plain_dns_does() {
 
 #[tokio::test]
 async fn acl_refuses_encrypted_clients_too() {
-    let files = Files::new();
-    let cert = TestCert::new();
-    cert.install(&files);
-    let up = FakeUpstream::start(Behaviour::Answer);
-    let s = start(&files, &["--upstream", &up.arg(), "--allow", "10.0.0.0/8"]);
+    let (_files, cert, up, s) = start_forwarding(&["--allow", "10.0.0.0/8"]);
     let dot = ask_dot(s.dot, &cert, &query("www.example.com.", RecordType::A)).await;
     assert_eq!(rcode(&dot), ResponseCode::Refused);
     let doh_reply = doh(
@@ -430,11 +436,7 @@ async fn acl_refuses_encrypted_clients_too() {
 
 #[tokio::test]
 async fn requests_that_are_not_doh_get_4xx_and_the_server_goes_on() {
-    let files = Files::new();
-    let cert = TestCert::new();
-    cert.install(&files);
-    let up = FakeUpstream::start(Behaviour::Answer);
-    let s = start(&files, &["--upstream", &up.arg()]);
+    let (_files, cert, _up, s) = start_forwarding(&[]);
     let good = doh_query("localhost.", RecordType::A)
         .to_vec()
         .expect("encode");
@@ -557,11 +559,7 @@ async fn requests_that_are_not_doh_get_4xx_and_the_server_goes_on() {
 /// upstream must not hold up the others, and every one must be answered.
 #[tokio::test]
 async fn doh_streams_on_one_connection_answer_independently() {
-    let files = Files::new();
-    let cert = TestCert::new();
-    cert.install(&files);
-    let up = FakeUpstream::start(Behaviour::Answer);
-    let s = start(&files, &["--upstream", &up.arg()]);
+    let (_files, cert, up, s) = start_forwarding(&[]);
     add_record(&s.server, "host.home.lan", 120).await;
     let slow: Vec<String> = (0..8).map(|i| format!("slow{i}.example.com.")).collect();
     for name in &slow {
@@ -622,11 +620,7 @@ async fn doh_streams_on_one_connection_answer_independently() {
 /// sends makes HTTP/2 reset the stream, which clients (curl) report instead of the 415.
 #[tokio::test]
 async fn a_doh_error_waits_for_the_body_and_keeps_the_connection() {
-    let files = Files::new();
-    let cert = TestCert::new();
-    cert.install(&files);
-    let up = FakeUpstream::start(Behaviour::Answer);
-    let s = start(&files, &["--upstream", &up.arg()]);
+    let (_files, cert, _up, s) = start_forwarding(&[]);
     let tls = connect(s.doh, &[&cert], &[b"h2"]).await;
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))

@@ -233,7 +233,7 @@ async fn serve_dot<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                 }
             }
             Mode::Split => {
-                let framed = [&(reply.len() as u16).to_be_bytes()[..], &reply].concat();
+                let framed = framed(&reply);
                 let middle = framed.len() / 2;
                 for piece in [&framed[..1], &framed[1..middle], &framed[middle..]] {
                     if stream.write_all(piece).await.is_err() || stream.flush().await.is_err() {
@@ -271,11 +271,7 @@ async fn write_all_at_once<S: tokio::io::AsyncWrite + Unpin>(
     stream: &mut S,
     replies: impl Iterator<Item = Vec<u8>>,
 ) -> std::io::Result<()> {
-    let mut all = Vec::new();
-    for reply in replies {
-        all.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-        all.extend_from_slice(&reply);
-    }
+    let all: Vec<u8> = replies.flat_map(|reply| framed(&reply)).collect();
     stream.write_all(&all).await?;
     stream.flush().await
 }

@@ -158,11 +158,16 @@ pub async fn ask_tcp(addr: SocketAddr, msg: &Message) -> Message {
 
 /// Writes one length-prefixed DNS message.
 pub async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, msg: &[u8]) -> std::io::Result<()> {
+    stream.write_all(&framed(msg)).await
+}
+
+/// `msg` with its two-byte length prefix, as DNS over TCP and TLS carry it.
+pub fn framed(msg: &[u8]) -> Vec<u8> {
     let len = u16::try_from(msg.len()).expect("message fits a TCP frame");
     let mut buf = Vec::with_capacity(msg.len() + 2);
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(msg);
-    stream.write_all(&buf).await
+    buf
 }
 
 /// Reads one length-prefixed DNS message; Ok(None) on a clean EOF before the prefix.
