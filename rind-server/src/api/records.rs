@@ -30,7 +30,7 @@ struct RecordView<'a> {
     #[serde(rename = "type")]
     rtype: String,
     ttl: u32,
-    data: &'a str,
+    data: String,
 }
 
 impl<'a> From<&'a LocalRecord> for RecordView<'a> {
@@ -40,7 +40,7 @@ impl<'a> From<&'a LocalRecord> for RecordView<'a> {
             name: r.name.to_ascii(),
             rtype: r.rtype.to_string(),
             ttl: r.ttl,
-            data: &r.text,
+            data: r.text(),
         }
     }
 }

@@ -130,11 +130,11 @@ pub fn answer(index: &Index, query: &Query) -> Option<Local> {
             ttl,
             RData::CNAME(CNAME(target.clone())),
         ));
-        if chain.iter().any(|r| r.name == *target) {
+        if chain.iter().any(|r| r.name == target) {
             tracing::debug!(name = %query.name, "local CNAME loop");
             return Some(Local::Answer(Answer::rcode(ResponseCode::ServFail)));
         }
-        owner = target.clone();
+        owner = target;
     }
 }
 
@@ -256,7 +256,7 @@ fn records_of(node: Node<'_>, owner: &Name, qtype: RecordType) -> Vec<Record> {
         Node::Exact(records) | Node::Wildcard(records) => records
             .iter()
             .filter(|r| wanted(r.rtype))
-            .map(|r| Record::from_rdata(owner.clone(), r.ttl, r.data.clone()))
+            .map(|r| Record::from_rdata(owner.clone(), r.ttl, r.rdata()))
             .collect(),
         Node::Reverse(records) if wanted(RecordType::PTR) => records
             .iter()
@@ -267,14 +267,17 @@ fn records_of(node: Node<'_>, owner: &Name, qtype: RecordType) -> Vec<Record> {
 }
 
 /// The CNAME target and TTL of `node`, if it has one.
-fn cname_of(node: Node<'_>) -> Option<(&Name, u32)> {
+fn cname_of(node: Node<'_>) -> Option<(Name, u32)> {
     let (Node::Exact(records) | Node::Wildcard(records)) = node else {
         return None;
     };
-    records.iter().find_map(|r| match &r.data {
-        RData::CNAME(target) => Some((&target.0, r.ttl)),
-        _ => None,
-    })
+    records
+        .iter()
+        .filter(|r| r.rtype == RecordType::CNAME)
+        .find_map(|r| match r.rdata() {
+            RData::CNAME(target) => Some((target.0, r.ttl)),
+            _ => None,
+        })
 }
 
 #[cfg(test)]

@@ -463,9 +463,10 @@ pub fn read_hosts(text: &str) -> Result<Parsed, SyntaxError> {
 /// DNSSEC canonical order, so a zone's names come together), type and data; `soa` (a
 /// zone's, when one zone is exported) comes first.
 pub fn write_master(records: &[Arc<LocalRecord>], soa: Option<&Record>, title: &str) -> String {
-    let mut sorted: Vec<&LocalRecord> = records.iter().map(AsRef::as_ref).collect();
-    sorted.sort_by(|a, b| {
-        (&a.name, u16::from(a.rtype), &a.text).cmp(&(&b.name, u16::from(b.rtype), &b.text))
+    let mut sorted: Vec<(&LocalRecord, String)> =
+        records.iter().map(|r| (r.as_ref(), r.text())).collect();
+    sorted.sort_by(|(a, a_text), (b, b_text)| {
+        (&a.name, u16::from(a.rtype), a_text).cmp(&(&b.name, u16::from(b.rtype), b_text))
     });
     let mut out = String::with_capacity(64 * (sorted.len() + 4));
     let _ = writeln!(out, "; {title}: {} records", sorted.len());
@@ -478,14 +479,14 @@ pub fn write_master(records: &[Arc<LocalRecord>], soa: Option<&Record>, title: &
             soa.data
         );
     }
-    for r in sorted {
+    for (r, text) in sorted {
         let _ = writeln!(
             out,
             "{}\t{}\tIN\t{}\t{}",
             r.name.to_ascii(),
             r.ttl,
             r.rtype,
-            r.text
+            text
         );
     }
     out
@@ -662,7 +663,7 @@ mod tests {
         };
         let first: Vec<String> = stored
             .iter()
-            .map(|r| format!("{} {} {} {}", r.name, r.rtype, r.ttl, r.text))
+            .map(|r| format!("{} {} {} {}", r.name, r.rtype, r.ttl, r.text()))
             .collect();
         assert_eq!(texts(&again.drafts), first);
     }

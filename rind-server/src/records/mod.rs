@@ -1,6 +1,7 @@
 //! Local records: what they are, how they change, and how DNS reads them.
 //!
 //! - [`rdata`]: names, types and RDATA in presentation form, parsed and printed;
+//! - [`data`]: RDATA as the index holds it, compactly;
 //! - [`index`]: the in-memory index DNS answers from (exact names, wildcards, reverse names);
 //! - [`answer`]: the answering rules (AA, NODATA, CNAME chains, PTR);
 //! - [`Records`]: the write path. Writers take turns on a lock only long enough to check the
@@ -21,6 +22,7 @@
 //! failed write sled got to disk.
 
 pub mod answer;
+pub mod data;
 pub mod index;
 pub mod master;
 pub mod rdata;
@@ -28,7 +30,7 @@ pub mod zone;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -61,7 +63,7 @@ pub const MAX_TTL: i64 = 2_147_483_647;
 /// The time prefix lists records in creation order; within one millisecond an id is the
 /// previous one plus one (the ULID "monotonic" rule), so that order holds there too.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RecordId(String);
+pub struct RecordId(Box<str>);
 
 impl RecordId {
     fn generate() -> RecordId {
@@ -77,7 +79,7 @@ impl RecordId {
             *last = fresh.max(last.wrapping_add(1));
             *last
         };
-        let id = (0..26)
+        let id: String = (0..26)
             .rev()
             // A 5-bit value always indexes the 32-letter alphabet.
             .filter_map(|i| {
@@ -86,12 +88,12 @@ impl RecordId {
                     .map(|&b| char::from(b))
             })
             .collect();
-        RecordId(id)
+        RecordId(id.into())
     }
 
     /// An id as read back from the store.
     pub fn from_stored(id: &str) -> RecordId {
-        RecordId(id.to_string())
+        RecordId(id.into())
     }
 
     /// The id as text (it is URL-safe as it is).
@@ -123,13 +125,41 @@ pub struct LocalRecord {
     pub rtype: RecordType,
     /// TTL in seconds, answered as it is.
     pub ttl: u32,
-    /// The data, ready for answers.
-    pub data: RData,
-    /// The data in its normal presentation form (what the API shows and duplicates compare).
-    pub text: String,
+    data: data::Data,
 }
 
 impl LocalRecord {
+    /// The record `id` with these fields; `data` must be of type `rtype`.
+    pub fn new(id: RecordId, name: Name, rtype: RecordType, ttl: u32, data: RData) -> LocalRecord {
+        LocalRecord {
+            id,
+            name,
+            rtype,
+            ttl,
+            data: data::Data::new(rtype, data),
+        }
+    }
+
+    /// The data, ready for answers.
+    pub fn rdata(&self) -> RData {
+        self.data.rdata(self.rtype)
+    }
+
+    /// The data in its normal presentation form (what the API shows and exports).
+    pub fn text(&self) -> String {
+        rdata::print(&self.rdata())
+    }
+
+    /// Whether `other` has the same type and data (a duplicate, TTL aside).
+    pub fn same_data(&self, other: &LocalRecord) -> bool {
+        self.rtype == other.rtype && self.data == other.data
+    }
+
+    /// The address of an A or AAAA record.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.data.address()
+    }
+
     /// A strong ETag (RFC 9110 §8.8.3) for this version of the record: a digest of its id,
     /// name, type, TTL and data, so it is the same after a restart and changes with any field.
     pub fn etag(&self) -> String {
@@ -140,7 +170,7 @@ impl LocalRecord {
             &self.name.to_ascii(),
             &self.rtype.to_string(),
             &self.ttl.to_string(),
-            &self.text,
+            &self.text(),
         ] {
             digest.update(part.as_bytes());
             digest.update([0]);
@@ -246,14 +276,7 @@ impl Draft {
 
     /// The record this draft becomes under `id`.
     pub fn into_record(self, id: RecordId) -> LocalRecord {
-        LocalRecord {
-            id,
-            name: self.name,
-            rtype: self.rtype,
-            ttl: self.ttl,
-            data: self.data,
-            text: self.text,
-        }
+        LocalRecord::new(id, self.name, self.rtype, self.ttl, self.data)
     }
 }
 
@@ -371,15 +394,14 @@ impl Records {
     /// Loads every record from `store` (records that no longer parse are logged and skipped).
     pub fn load(store: RecordStore) -> Result<Records, StoreError> {
         let mut live = Index::default();
-        let mut writer = Index::default();
         let loaded = store.load()?;
         let mut skipped: HashMap<Vec<u8>, Vec<u8>> = loaded.undecodable.into_iter().collect();
         for (id, stored) in loaded.records {
             match Draft::parse(&stored.name, &stored.rtype, stored.ttl.into(), &stored.data) {
                 Ok(draft) => {
-                    let change = Change::Put(Arc::new(draft.into_record(RecordId(id))));
-                    live.apply(&change);
-                    writer.apply(&change);
+                    live.apply(&Change::Put(Arc::new(
+                        draft.into_record(RecordId(id.into())),
+                    )));
                 }
                 Err(e) => {
                     tracing::error!(%id, error = %e, "stored record no longer valid; skipped");
@@ -409,7 +431,6 @@ impl Records {
                     changes.insert(0, Change::Zone(Arc::new(zone)));
                     for change in &changes {
                         live.apply(change);
-                        writer.apply(change);
                     }
                 }
                 Err(e) => {
@@ -417,6 +438,8 @@ impl Records {
                 }
             }
         }
+        // A copy (it shares the records), not built again: that is most of the load's time.
+        let writer = live.clone();
         tracing::info!(
             records = live.iter().count(),
             zones = live.zones().count(),
@@ -592,7 +615,7 @@ impl Records {
                     .at(&draft.name)
                     .iter()
                     .chain(pending)
-                    .any(|r| r.rtype == draft.rtype && r.text == draft.text);
+                    .any(|r| r.rtype == draft.rtype && r.text() == draft.text);
                 if present {
                     unchanged += 1;
                     continue;
@@ -1124,8 +1147,8 @@ fn watched_owners(index: &Index, changes: &[Change]) -> Vec<(Arc<Zone>, Name)> {
     let mut owners: Vec<Name> = Vec::new();
     let mut add = |record: &LocalRecord| {
         owners.push(record.name.clone());
-        if let Some(reverse) = index::reverse_name(&record.data) {
-            owners.push(reverse);
+        if let Some(address) = record.address() {
+            owners.push(Name::from(address));
         }
     };
     for change in changes {
@@ -1256,7 +1279,7 @@ fn stored_form(record: &LocalRecord) -> StoredRecord {
         name: record.name.to_ascii(),
         rtype: record.rtype.to_string(),
         ttl: record.ttl,
-        data: record.text.clone(),
+        data: record.text(),
     }
 }
 

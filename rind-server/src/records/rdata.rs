@@ -354,7 +354,7 @@ fn parse_caa(text: &str) -> Result<RData, Invalid> {
 }
 
 /// The normal presentation form of the data of the [`SUPPORTED`] types.
-fn print(data: &RData) -> String {
+pub fn print(data: &RData) -> String {
     match data {
         RData::A(a) => a.0.to_string(),
         RData::AAAA(aaaa) => aaaa.0.to_string(),

@@ -136,14 +136,13 @@ impl Secondary {
     pub fn new(soa: Record, records: Vec<Record>, refreshed: u64) -> Secondary {
         let mut index = Index::default();
         for (n, record) in records.iter().enumerate() {
-            let local = LocalRecord {
-                id: RecordId::from_stored(&n.to_string()),
-                name: record.name.to_lowercase(),
-                rtype: record.record_type(),
-                ttl: record.ttl,
-                data: record.data.clone(),
-                text: record.data.to_string(),
-            };
+            let local = LocalRecord::new(
+                RecordId::from_stored(&n.to_string()),
+                record.name.to_lowercase(),
+                record.record_type(),
+                record.ttl,
+                record.data.clone(),
+            );
             index.apply(&Change::Put(Arc::new(local)));
         }
         Secondary {
@@ -214,7 +213,7 @@ pub fn content_at(index: &Index, zone: &Zone, owner: &Name) -> Vec<Record> {
     let own = index.at(owner);
     let mut records: Vec<Record> = own
         .iter()
-        .map(|r| Record::from_rdata(owner.clone(), r.ttl, r.data.clone()))
+        .map(|r| Record::from_rdata(owner.clone(), r.ttl, r.rdata()))
         .collect();
     records.extend(
         index

@@ -111,10 +111,8 @@ impl RecordStore {
     /// returned apart, as stored (they stay on disk, for a later rind that may read them).
     pub fn load(&self) -> Result<Loaded, StoreError> {
         let tree = self.store.db()?.open_tree(TREE)?;
-        let mut loaded = Loaded {
-            records: Vec::with_capacity(tree.len()),
-            undecodable: Vec::new(),
-        };
+        // Not sized by `tree.len()`: in sled that is a scan of its own.
+        let mut loaded = Loaded::default();
         for entry in tree.iter() {
             let (key, value) = entry?;
             let decoded = std::str::from_utf8(&key)
