@@ -394,9 +394,8 @@ impl Records {
     /// Loads every record from `store` (records that no longer parse are logged and skipped).
     pub fn load(store: RecordStore) -> Result<Records, StoreError> {
         let mut live = Index::default();
-        let loaded = store.load()?;
-        let mut skipped: HashMap<Vec<u8>, Vec<u8>> = loaded.undecodable.into_iter().collect();
-        for (id, stored) in loaded.records {
+        let mut invalid = Vec::new();
+        let undecodable = store.load(|id, stored, raw| {
             match Draft::parse(&stored.name, &stored.rtype, stored.ttl.into(), &stored.data) {
                 Ok(draft) => {
                     live.apply(&Change::Put(Arc::new(
@@ -406,12 +405,11 @@ impl Records {
                 Err(e) => {
                     tracing::error!(%id, error = %e, "stored record no longer valid; skipped");
                     // Its bytes as stored, which printing `stored` again need not give back.
-                    if let Some(raw) = store.raw(&id)? {
-                        skipped.insert(id.into_bytes(), raw);
-                    }
+                    invalid.push((id.into_bytes(), raw.to_vec()));
                 }
             }
-        }
+        })?;
+        let skipped: HashMap<Vec<u8>, Vec<u8>> = undecodable.into_iter().chain(invalid).collect();
         let zone_store = ZoneStore::open(store.store())?;
         for stored in zone_store.load()? {
             match zone_from_stored(&stored) {

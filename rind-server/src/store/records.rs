@@ -53,15 +53,8 @@ impl StoredRecord {
     }
 }
 
-/// What [`RecordStore::load`] found.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    /// The records that decode, with their ids.
-    pub records: Vec<(String, StoredRecord)>,
-    /// The entries that do not (key and value as stored): left on disk for a later rind that
-    /// may read them, so a repair must keep them too.
-    pub undecodable: Vec<(Vec<u8>, Vec<u8>)>,
-}
+/// A key and its value, as stored.
+pub type RawEntry = (Vec<u8>, Vec<u8>);
 
 /// A flush that did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -107,12 +100,16 @@ impl RecordStore {
         &self.store
     }
 
-    /// Every stored record with its id; entries that cannot be decoded are logged and
-    /// returned apart, as stored (they stay on disk, for a later rind that may read them).
-    pub fn load(&self) -> Result<Loaded, StoreError> {
+    /// Hands every stored record to `each`, in id order, with its id and its bytes as stored
+    /// (one at a time: nothing holds them all). Entries that cannot be decoded are logged and
+    /// returned, key and value as stored: they stay on disk, for a later rind that may read
+    /// them, so a repair must keep them too.
+    pub fn load(
+        &self,
+        mut each: impl FnMut(String, StoredRecord, &[u8]),
+    ) -> Result<Vec<RawEntry>, StoreError> {
         let tree = self.store.db()?.open_tree(TREE)?;
-        // Not sized by `tree.len()`: in sled that is a scan of its own.
-        let mut loaded = Loaded::default();
+        let mut undecodable = Vec::new();
         for entry in tree.iter() {
             let (key, value) = entry?;
             let decoded = std::str::from_utf8(&key)
@@ -123,17 +120,18 @@ impl RecordStore {
                         .map_err(|e| e.to_string())
                 });
             match decoded {
-                Ok(record) => loaded.records.push(record),
+                Ok((id, record)) => each(id, record, &value),
                 Err(e) => {
                     tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable record in the store; skipped");
-                    loaded.undecodable.push((key.to_vec(), value.to_vec()));
+                    undecodable.push((key.to_vec(), value.to_vec()));
                 }
             }
         }
-        Ok(loaded)
+        Ok(undecodable)
     }
 
     /// The stored bytes of record `id`, if there is one.
+    #[cfg(test)]
     pub fn raw(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tree = self.store.db()?.open_tree(TREE)?;
         Ok(tree.get(id.as_bytes())?.map(|v| v.to_vec()))
@@ -323,6 +321,15 @@ mod tests {
         }
     }
 
+    /// Every decodable record, in id order.
+    fn all(records: &RecordStore) -> Vec<(String, StoredRecord)> {
+        let mut all = Vec::new();
+        records
+            .load(|id, record, _| all.push((id, record)))
+            .expect("load");
+        all
+    }
+
     #[tokio::test]
     async fn written_records_load_back() {
         // Durability across a real crash is the crash test's (tests/records_crash.rs): sled
@@ -335,8 +342,7 @@ mod tests {
         records.remove("a").expect("remove");
         records.flushed().await.expect("flushed");
         let again = RecordStore::open(&store).expect("tree");
-        let loaded = again.load().expect("load").records;
-        assert_eq!(loaded, vec![("b".to_string(), record("10.0.0.2"))]);
+        assert_eq!(all(&again), vec![("b".to_string(), record("10.0.0.2"))]);
     }
 
     #[tokio::test]
@@ -353,13 +359,10 @@ mod tests {
             .insert("bad", b"not json".as_slice())
             .expect("insert");
         records.put("good", &record("10.0.0.1")).expect("put");
-        let loaded = records.load().expect("load");
-        assert_eq!(loaded.records.len(), 1);
-        assert_eq!(loaded.records[0].0, "good");
-        assert_eq!(
-            loaded.undecodable,
-            vec![(b"bad".to_vec(), b"not json".to_vec())]
-        );
+        let mut good = Vec::new();
+        let undecodable = records.load(|id, _, _| good.push(id)).expect("load");
+        assert_eq!(good, ["good"]);
+        assert_eq!(undecodable, vec![(b"bad".to_vec(), b"not json".to_vec())]);
     }
 
     #[tokio::test]
@@ -380,7 +383,7 @@ mod tests {
         for task in tasks {
             task.await.expect("task").expect("flushed");
         }
-        assert_eq!(records.load().expect("load").records.len(), 64);
+        assert_eq!(all(&records).len(), 64);
         assert!(records.integrity_holds().expect("check"));
     }
 
@@ -443,8 +446,7 @@ mod tests {
         .map(|(id, r)| (id.as_bytes().to_vec(), r.to_json()))
         .collect();
         assert_eq!(records.reconcile(&want).expect("reconcile"), 3);
-        let mut loaded = records.load().expect("load").records;
-        loaded.sort_by(|a, b| a.0.cmp(&b.0));
+        let loaded = all(&records);
         assert_eq!(
             loaded,
             vec![
