@@ -1,7 +1,8 @@
 //! RDATA as the index holds it: addresses as they are, anything else in wire form. A hickory
 //! `RData` is 184 bytes whatever it holds, and most local records are a 4- or 16-byte address
-//! or a few dozen bytes of TXT, MX or CNAME data; a record is read back as an `RData` only when
-//! it answers or is shown.
+//! or a few dozen bytes of TXT, MX or CNAME data; a record is read back as an `RData` when it
+//! answers, and printed when the API shows it, exports it, or checks its ETag or an import's
+//! duplicates.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -59,7 +60,8 @@ impl Data {
     }
 }
 
-/// `data` in wire form, names uncompressed (nothing precedes them to point at).
+/// `data` in wire form. A second name may point into the first (SOA); the bytes are only
+/// ever read as a whole, which resolves that.
 fn wire(data: &RData) -> Option<Box<[u8]>> {
     let mut bytes = Vec::new();
     let mut encoder = BinEncoder::new(&mut bytes);

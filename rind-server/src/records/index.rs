@@ -135,15 +135,22 @@ impl Index {
 
     /// Every owner name at or below `apex`: of records, and of synthesised PTRs.
     pub fn names_under(&self, apex: &Name) -> Vec<Name> {
-        let owners = self.by_name.firsts().map(|r| r.name.clone());
-        let reverse = self
-            .reverse
+        let mut names: Vec<Name> = self
+            .by_name
             .firsts()
-            .filter_map(|r| r.address().map(Name::from));
-        owners
-            .chain(reverse)
-            .filter(|name| apex.zone_of(name))
-            .collect()
+            .filter(|r| apex.zone_of(&r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        // Reverse names are only under `arpa.`: not worth printing for any other zone.
+        if apex
+            .iter()
+            .next_back()
+            .is_some_and(|l| l.eq_ignore_ascii_case(b"arpa"))
+        {
+            let reverse = self.reverse.firsts().filter_map(|r| r.address());
+            names.extend(reverse.map(Name::from).filter(|name| apex.zone_of(name)));
+        }
+        names
     }
 
     /// The record with this id.
@@ -486,6 +493,9 @@ fn wildcard_parent(name: &Name) -> Option<Name> {
 /// zeros and nibbles single hex digits, as that form writes them; anything else names no
 /// address.
 pub(crate) fn address_of(name: &Name) -> Option<IpAddr> {
+    if !name.is_fqdn() {
+        return None;
+    }
     let labels: Vec<&[u8]> = name.iter().collect();
     match labels.as_slice() {
         [d, c, b, a, zone, arpa]
@@ -698,6 +708,7 @@ mod tests {
             "x.1.168.192.in-addr.arpa.",
             "1.1.1.1.1.in-addr.arpa.",
             "10.1.168.192.in-addr.arpa.example.",
+            "10.1.168.192.in-addr.arpa",
             "10.1.168.192.ip6.arpa.",
             &six[2..],
             &format!("0.{six}"),

@@ -1568,6 +1568,13 @@ mod tests {
         );
         // The A record's synthesised PTR is content of the reverse zone.
         assert_eq!(records.zone(&reverse).expect("zone").0.serial, rev0 + 1);
+        let (_, _, content) = records.zone_content(&reverse).expect("content");
+        let ptrs: Vec<String> = content
+            .iter()
+            .filter(|r| r.record_type() == RecordType::PTR)
+            .map(|r| format!("{} {}", r.name, r.data))
+            .collect();
+        assert_eq!(ptrs, ["10.1.168.192.in-addr.arpa. nas.home.lan."]);
 
         records
             .update(
