@@ -1,5 +1,6 @@
-//! Loads the local records of a data directory the way the server does at start, and prints
-//! the resident memory after each step; run it under heaptrack to see where it goes:
+//! Loads the local records of a data directory the way the server does at start (open and
+//! check the store, then load the records), and prints the resident memory after each step;
+//! run it under heaptrack to see where it goes (it uses the system allocator):
 //!
 //! ```sh
 //! heaptrack target/release/examples/records_memory /path/to/data-dir
