@@ -553,6 +553,49 @@ async fn health(http: SocketAddr) -> HttpReply {
     http_get(http, "/healthz", None).await
 }
 
+/// Creates `{prefix}{i}.home.arpa.` records on a full disk until one is refused, adding each
+/// acknowledged one to `acked`; the refused name and its 507. sled may still have room in
+/// the files it holds: a few writes fit on a fresh store, over a thousand after a repair.
+async fn write_until_refused(
+    http: SocketAddr,
+    prefix: &str,
+    acked: &mut BTreeSet<Made>,
+) -> (String, HttpReply) {
+    for i in 0..5000 {
+        let name = format!("{prefix}{i}.home.arpa.");
+        let reply = create(http, &name, &ip(i)).await;
+        match reply.status {
+            201 => {
+                acked.insert(Made {
+                    id: reply.json()["id"].as_str().expect("id").to_string(),
+                    name,
+                    ip: ip(i),
+                });
+            }
+            507 => return (name, reply),
+            other => panic!("create {name}: {other} {}", reply.body),
+        }
+    }
+    panic!("no write was refused on a full disk");
+}
+
+/// Waits (10 s at most) for the store to report itself healthy again after space came back.
+async fn wait_healthy(http: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = health(http).await;
+        if h.status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still unhealthy after space came back: {}",
+            h.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     let Some(disk) = Tmpfs::mount("8m") else {
@@ -581,27 +624,7 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
 
     let filler = disk.path().join("filler");
     fill(&filler);
-    // Writes go on until sled needs room it cannot get; every 201 on the way counts.
-    let mut refused = None;
-    for i in 0..200 {
-        let name = format!("full{i}.home.arpa.");
-        let reply = create(http, &name, &ip(i)).await;
-        match reply.status {
-            201 => {
-                acked.insert(Made {
-                    id: reply.json()["id"].as_str().expect("id").to_string(),
-                    name,
-                    ip: ip(i),
-                });
-            }
-            507 => {
-                refused = Some((name, reply));
-                break;
-            }
-            other => panic!("create {name}: {other} {}", reply.body),
-        }
-    }
-    let (refused_name, reply) = refused.expect("no write was refused on a full disk");
+    let (refused_name, reply) = write_until_refused(http, "full", &mut acked).await;
     let message = reply.json()["error"].as_str().expect("error").to_string();
     eprintln!("refused {refused_name} with 507: {message}");
     assert!(
@@ -641,19 +664,7 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
 
     // Space comes back: the store recovers by itself, without a restart.
     std::fs::remove_file(&filler).expect("remove filler");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let h = health(http).await;
-        if h.status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still unhealthy after space came back: {}",
-            h.body
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_healthy(http).await;
     for i in 0..10 {
         acked.insert(create_ok(http, &format!("after{i}.home.arpa."), &ip(1000 + i)).await);
     }
@@ -669,6 +680,43 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
 
     // A crash now: every 201 of the whole episode is there after restart, nothing refused is.
     eprintln!("{} records acknowledged", acked.len());
+    server.kill9();
+    drop(server);
+    let server = start();
+    assert_eq!(listed(server.http_addr()).await, acked);
+    stop(server);
+}
+
+#[tokio::test]
+async fn a_second_full_disk_after_a_repair_loses_nothing_either() {
+    let Some(disk) = Tmpfs::mount("8m") else {
+        return;
+    };
+    let data = disk.path().join("data");
+    let start = || ServerBuilder::new().data_dir(&data).start();
+    let mut server = start();
+    let http = server.http_addr();
+    let mut acked = BTreeSet::new();
+    for i in 0..20 {
+        acked.insert(create_ok(http, &format!("ok{i}.home.arpa."), &ip(i)).await);
+    }
+    let filler = disk.path().join("filler");
+    // Each round fills the disk, is refused, gets the space back and is repaired; the second
+    // round writes into the store the first repair opened again, and what it acknowledged
+    // must survive its own refusal, its repair and a kill -9.
+    for round in 0..2 {
+        fill(&filler);
+        let (refused, reply) = write_until_refused(http, &format!("r{round}-"), &mut acked).await;
+        eprintln!("round {round}: refused {refused} with 507: {}", reply.body);
+        assert_eq!(listed(http).await, acked);
+        std::fs::remove_file(&filler).expect("remove filler");
+        wait_healthy(http).await;
+        for i in 0..10 {
+            let name = format!("after{round}-{i}.home.arpa.");
+            acked.insert(create_ok(http, &name, &ip(2000 + i)).await);
+        }
+        assert_eq!(listed(http).await, acked);
+    }
     server.kill9();
     drop(server);
     let server = start();
