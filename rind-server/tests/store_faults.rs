@@ -322,6 +322,22 @@ async fn a_store_without_sled_snap_files_opens_whole() {
     );
 }
 
+#[tokio::test]
+async fn a_store_with_an_unfinished_sled_snapshot_opens_whole() {
+    let built = Built::new().await;
+    let copy = built.copy("unfinished-snap");
+    // A snapshot write cut short by a full disk or a crash: sled names it `.generating` until
+    // it is synced and renamed, and its name sorts after every finished one.
+    let unfinished = copy.join("snap.FFFFFFFFFFFFFFFF.generating");
+    std::fs::write(&unfinished, b"").expect("write");
+    let server = built.server(&copy).start();
+    assert_eq!(listed(server.http_addr()).await, built.records);
+    assert!(!unfinished.exists());
+    assert!(server
+        .stderr_text()
+        .contains("removed an unfinished sled snapshot"));
+}
+
 /// A data dir whose `conf` is a FIFO: sled's open blocks reading it, for ever.
 fn stuck_store(root: &Path) -> PathBuf {
     let data = root.join("stuck");

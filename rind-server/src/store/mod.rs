@@ -29,6 +29,7 @@ pub mod zones;
 pub mod cache;
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -351,6 +352,9 @@ impl Store {
 /// Opens sled on `dir` (no migration, no checks) and syncs the directories it made.
 fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
     let existing = dirs::nearest_existing(dir);
+    if let Err(e) = remove_unfinished_snapshots(dir) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot look for sled's unfinished snapshots");
+    }
     let db = sled::Config::new()
         .path(dir)
         .cache_capacity(SLED_CACHE_BYTES)
@@ -379,6 +383,39 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
         source,
     })?;
     Ok(db)
+}
+
+/// Removes the `snap.*.generating` files in `dir`. sled writes each snapshot under that name
+/// and renames it once synced, so such a file is left only by a write cut short (a full disk,
+/// a crash); sled 0.34.7 then reads it as the newest snapshot and calls the whole store
+/// corrupted, though nothing is lost: a snapshot only shortens sled's recovery, which reads
+/// its log without one. Only while no sled holds the store's lock (sled's `flock` on `db`),
+/// so a snapshot being written is never touched.
+fn remove_unfinished_snapshots(dir: &Path) -> io::Result<()> {
+    let db = match std::fs::File::open(dir.join("db")) {
+        Ok(db) => db,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // SAFETY: flock on a descriptor `db` owns for the whole call; the lock, if taken, goes
+    // with the descriptor when `db` is dropped. (`File::try_lock` needs Rust 1.89.)
+    if unsafe { libc::flock(db.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        // Held (sled's open reports it), or no locks here: either way, touch nothing.
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+            tracing::warn!(
+                file = %entry.path().display(),
+                "removed an unfinished sled snapshot (its write was cut short); sled recovers from its log"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The ledger in `db`'s meta tree.
@@ -520,6 +557,35 @@ fn is_lock_error(e: &sled::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unfinished_sled_snapshot_is_removed_not_called_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let db = store.db().expect("db");
+            db.insert("kept", "1").expect("insert");
+            db.flush().expect("flush");
+        }
+        // What a snapshot write cut short by a full disk leaves: an empty file whose name
+        // sorts after every finished snapshot.
+        let unfinished = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&unfinished, b"").expect("write");
+        let store = Store::open(dir.path()).expect("open with the unfinished snapshot");
+        let db = store.db().expect("db");
+        assert_eq!(db.get("kept").expect("get").as_deref(), Some(&b"1"[..]));
+        assert!(!unfinished.exists());
+    }
+
+    #[test]
+    fn a_held_store_keeps_its_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _store = Store::open(dir.path()).expect("open");
+        let generating = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&generating, b"").expect("write");
+        remove_unfinished_snapshots(dir.path()).expect("look");
+        assert!(generating.exists(), "removed while sled held the store");
+    }
 
     /// A sled database whose records tree holds `a`, with a ledger one change (`c` added)
     /// ahead, at generation 5: the state a crash between the two inserts of a write leaves.
