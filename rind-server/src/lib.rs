@@ -48,7 +48,8 @@
 //!   [`tsig`]: the shared-key signatures on them;
 //! - [`store`]: the only code that touches sled (records tree and its integrity data,
 //!   group-committed flushes, the cache trees, the blocklist trees, snapshots, the directory fsyncs sled leaves out,
-//!   opening with a deadline, reopening after a write error);
+//!   opening and, once everything is loaded, reopening with a deadline; reopening after a
+//!   write error);
 //! - [`api`]: the HTTP routes (REST records API, zones, cache, blocklists and allowlist,
 //!   snapshots, query log, status) and the web page that drives them ([`api::web`], its
 //!   files in `api/web/`);
@@ -463,9 +464,16 @@ pub async fn run(
     .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
     // sled keeps every page the loads above read (some 30 MiB for 193,534 local records) for
     // as long as it stays open, far past its cache setting; opening it again gives them back.
-    store
-        .reopen()
-        .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
+    let reopened = tokio::select! {
+        reopened = store::open::reopen_with_deadline(
+            &store,
+            &config.snapshot_dir,
+            store::open::OPEN_DEADLINE,
+        ) => reopened,
+        // Nothing is served or written yet: there is nothing to drain or flush.
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    reopened.map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
     // From here on a flush is remembered, so the warm-up cannot load back what it removed.
     cache.begin_warm();
     // The writer outlives the listeners: it stops only after the last query has cached its

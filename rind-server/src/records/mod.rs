@@ -1492,7 +1492,7 @@ mod tests {
         // name in the first batch and the last.
         let mut seeded: HashMap<Vec<u8>, Vec<u8>> = (0..2500u32)
             .map(|i| {
-                let name = if i == 2000 { 10 } else { i };
+                let name = if i == 2400 { 10 } else { i };
                 let stored = StoredRecord {
                     name: format!("h{name}.lan."),
                     rtype: "A".into(),
@@ -1515,7 +1515,7 @@ mod tests {
         assert_eq!(listed.len(), 2500);
         for record in &listed {
             let i: u32 = record.id.as_str().parse().expect("a seeded id");
-            let name = if i == 2000 { 10 } else { i };
+            let name = if i == 2400 { 10 } else { i };
             assert_eq!(
                 record.name,
                 Name::from_str(&format!("h{name}.lan.")).expect("name")

@@ -336,6 +336,39 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::reopen`] for a store nothing writes to meanwhile (at start, once everything is
+    /// loaded), checking that sled comes back at the state it closed at: the records' ledger
+    /// byte for byte. sled's recovery runs again, and an older state would leave what was
+    /// loaded ahead of the disk. Blocking.
+    pub fn reopen_unchanged(&self) -> Result<(), StoreError> {
+        let ledger = || -> Result<Option<sled::IVec>, StoreError> {
+            Ok(self
+                .db()?
+                .open_tree(migrations::META_TREE)?
+                .get(check::INTEGRITY_KEY)?)
+        };
+        let before = ledger()?;
+        self.reopen().map_err(|e| match e {
+            // Nothing else has the store yet: the holder is the instance just closed.
+            StoreError::Locked(path) => StoreError::Open {
+                source: sled::Error::Io(io::Error::other(format!(
+                    "sled still held it {} s after it was closed",
+                    REOPEN_WAIT.as_secs()
+                ))),
+                path,
+            },
+            other => other,
+        })?;
+        if ledger()? != before {
+            return Err(StoreError::Damaged {
+                path: self.inner.dir.clone(),
+                reason: "sled opened it at another state the second time".to_string(),
+                restore: open::Restore::Unknown,
+            });
+        }
+        Ok(())
+    }
+
     /// Marks the store as writable again, if it is still at the failure `mark` (from
     /// [`Store::fault_mark`] before the repair began); returns whether it did. A write that
     /// failed meanwhile keeps its fault, for the next repair.

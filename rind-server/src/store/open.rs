@@ -87,18 +87,45 @@ pub async fn open_with_deadline(
     snapshot_dir: &Path,
     deadline: Duration,
 ) -> Result<Store, StoreError> {
+    let path = dir.to_path_buf();
+    guarded(dir, snapshot_dir, deadline, move |progress| {
+        Store::open_reporting(&path, progress)
+    })
+    .await
+}
+
+/// [`Store::reopen_unchanged`] under the same guard as [`open_with_deadline`]: sled's
+/// recovery runs again, and may spin or panic on damage the first open got past.
+pub async fn reopen_with_deadline(
+    store: &Store,
+    snapshot_dir: &Path,
+    deadline: Duration,
+) -> Result<(), StoreError> {
+    let reopening = store.clone();
+    guarded(store.dir(), snapshot_dir, deadline, move |_| {
+        reopening.reopen_unchanged()
+    })
+    .await
+}
+
+/// Runs `open` on a thread of its own and waits for it until `progress` (which `open` adds
+/// to as it gets on) stands still for `deadline`; a panic or a stall is damage.
+async fn guarded<T: Send + 'static>(
+    dir: &Path,
+    snapshot_dir: &Path,
+    deadline: Duration,
+    open: impl FnOnce(&AtomicU64) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
     quiet_opener_panics();
     let (tx, mut rx) = tokio::sync::oneshot::channel();
-    let path = dir.to_path_buf();
     let progress = Arc::new(AtomicU64::new(0));
     let reporting = Arc::clone(&progress);
     let spawned = std::thread::Builder::new()
         .name(OPENER_THREAD.to_string())
         .spawn(move || {
-            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                Store::open_reporting(&path, &reporting)
-            }));
-            // The server may have stopped waiting; then the store is simply dropped.
+            let opened =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open(&reporting)));
+            // The server may have stopped waiting; then what it opened is simply dropped.
             let _ = tx.send(opened);
         });
     if let Err(source) = spawned {
@@ -124,7 +151,7 @@ pub async fn open_with_deadline(
         }
     };
     let reason = match outcome {
-        Some(Ok(Ok(Ok(store)))) => return Ok(store),
+        Some(Ok(Ok(Ok(opened)))) => return Ok(opened),
         Some(Ok(Ok(Err(StoreError::Damaged { reason, .. })))) => reason,
         Some(Ok(Ok(Err(other)))) => return Err(other),
         Some(Ok(Err(panic))) => format!("sled failed reading it ({})", panic_text(&*panic)),
