@@ -176,14 +176,22 @@ async fn second_upstream_answers_when_the_first_is_silent() {
     assert_eq!(good.count("t6-second.example.com."), 1);
 }
 
+/// Makes `socket` refuse: connected to itself, it is handed nothing from anyone else, so the
+/// kernel answers every datagram to its port with ICMP port unreachable, as for a closed port;
+/// but the port stays taken. A port merely closed could be bound again by any socket made
+/// after it (one of rind's 1024 upstream sockets took it in about one run in ten).
+fn refuse(socket: &std::net::UdpSocket) {
+    let own = socket.local_addr().expect("addr");
+    socket.connect(own).expect("connect to itself");
+}
+
 /// An upstream whose port is closed (a local resolver that is down) answers with ICMP port
 /// unreachable; the try fails on it at once instead of waiting out its 2 s.
 #[tokio::test]
 async fn a_closed_upstream_port_fails_over_at_once() {
-    let closed = {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        socket.local_addr().expect("addr")
-    };
+    let refusing = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    refuse(&refusing);
+    let closed = refusing.local_addr().expect("addr");
     let good = FakeUpstream::start(Behaviour::Answer);
     let server = Server::start(&["--upstream", &closed.to_string(), "--upstream", &good.arg()]);
 
@@ -224,13 +232,17 @@ async fn an_upstream_that_goes_away_mid_try_fails_over_at_the_resend() {
     let dns = server.dns_addr();
     let started = Instant::now();
     let asking = tokio::spawn(async move { ask_udp(dns, &query(qname, RecordType::A)).await });
-    // Take the query, then close: the resend (1 s later, before any round trip is known)
+    // Take the query, then refuse: the resend (1 s later, before any round trip is known)
     // finds the port closed.
     let mut buf = [0u8; 512];
-    let (len, _) = tokio::task::spawn_blocking(move || going.recv_from(&mut buf))
-        .await
-        .expect("join")
-        .expect("the query reached the first upstream");
+    let (going, received) = tokio::task::spawn_blocking(move || {
+        let received = going.recv_from(&mut buf);
+        refuse(&going);
+        (going, received)
+    })
+    .await
+    .expect("join");
+    let (len, _) = received.expect("the query reached the first upstream");
     assert!(len > 12);
     let reply = asking.await.expect("join");
     let elapsed = started.elapsed();
@@ -240,6 +252,7 @@ async fn an_upstream_that_goes_away_mid_try_fails_over_at_the_resend() {
         elapsed < Duration::from_millis(1600),
         "answered after {elapsed:?}: the refused resend should end the try"
     );
+    drop(going);
 }
 
 #[tokio::test]
