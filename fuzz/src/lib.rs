@@ -30,7 +30,7 @@ use rind_server::records::Draft;
 use rind_server::request::{Transport, MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
 use rind_server::store::Store;
 use rind_server::upstream::pool::UdpPool;
-use rind_server::Pipeline;
+use rind_server::{Opened, Pipeline};
 
 /// A client the ACL allows.
 pub const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -87,7 +87,7 @@ impl Rig {
         // The record store, the upstream sockets and the fake upstream start tasks of their own.
         let entered = runtime.enter();
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
+        let opened = Opened::load(Store::open(dir.path()).expect("store")).expect("records");
         let script = Arc::new(Mutex::new(Vec::new()));
         let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         socket.set_nonblocking(true).expect("nonblocking");
@@ -120,7 +120,7 @@ impl Rig {
             ..
         } = Pipeline::assemble(
             &config,
-            &store,
+            &opened,
             Clock::manual(Arc::clone(&clock)),
             None,
             pool,

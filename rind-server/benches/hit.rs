@@ -31,7 +31,7 @@ use rind_server::request::Transport;
 use rind_server::store::blocklists::{BlocklistStore, StoredList};
 use rind_server::store::Store;
 use rind_server::upstream::pool::UdpPool;
-use rind_server::Pipeline;
+use rind_server::{Opened, Pipeline};
 
 struct Counting;
 
@@ -77,8 +77,9 @@ fn handler_with_cached(name: &Name, signed: &Name, data_dir: &std::path::Path) -
         store_blocklist(&store, names);
     }
     let pool = UdpPool::new(1, config.upstreams.iter().map(|u| u.addr)).expect("pool");
+    let opened = Opened::load(store).expect("records");
     let pipeline =
-        Pipeline::assemble(&config, &store, Clock::default(), None, pool).expect("pipeline");
+        Pipeline::assemble(&config, &opened, Clock::default(), None, pool).expect("pipeline");
     let a = |owner: &Name, last| {
         Record::from_rdata(
             owner.clone(),

@@ -137,7 +137,7 @@ fn start_server(
         .enable_all()
         .build()?;
     let (sockets, store) = runtime.block_on(async {
-        let store = Store::open(&config.data_dir)?;
+        let store = rind_server::Opened::load(Store::open(&config.data_dir)?)?;
         let sockets = rind_server::bind(&config).await?;
         anyhow::Ok((sockets, store))
     })?;

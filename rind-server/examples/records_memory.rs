@@ -1,11 +1,12 @@
-//! Loads the local records of a data directory the way the server does at start (open and
-//! check the store, then load the records), and prints the resident memory after each step;
+//! Loads the local records of a data directory the way the server does at start (open the
+//! store, then load the records in the pass that checks them), and prints the resident memory after each step;
 //! run it under heaptrack to see where it goes (it uses the system allocator):
 //!
 //! ```sh
 //! heaptrack target/release/examples/records_memory /path/to/data-dir
 //! ```
 
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use rind_server::records::Records;
@@ -32,11 +33,12 @@ fn main() -> anyhow::Result<()> {
     let _guard = runtime.enter();
     println!("start: {}", rss_mib());
     let began = Instant::now();
-    let store = Store::open(dir.as_ref())?;
+    let progress = AtomicU64::new(0);
+    let (store, check) = Store::open_leaving_check(dir.as_ref(), &progress)?;
     println!("store open: {} after {:?}", rss_mib(), began.elapsed());
-    let records = Records::load(RecordStore::open(&store)?)?;
+    let records = Records::load_checking(RecordStore::open(&store)?, Some(check), &progress)?;
     println!(
-        "{} records loaded: {} after {:?}",
+        "{} records loaded and checked: {} after {:?}",
         records.list(None, None).len(),
         rss_mib(),
         began.elapsed()

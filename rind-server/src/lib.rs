@@ -60,7 +60,9 @@
 //!   and shell completions generated from the flags' definitions.
 //!
 //! [`run`] takes sockets already bound (so port 0 works and bind errors are the caller's to
-//! report) and a shutdown token, in the manner of mini-redis's `server::run`.
+//! report), the store opened with the local records loaded ([`Opened::open`], one guarded
+//! pass that also checks them) and a shutdown token, in the manner of mini-redis's
+//! `server::run`.
 
 #![warn(missing_docs)]
 // Bytes from the network and the disk never get to panic the server; tests may.
@@ -353,14 +355,63 @@ pub struct Pipeline {
     pub blocking: Arc<Blocking>,
 }
 
+/// The store and the local records loaded from it: what [`run`] serves.
+#[derive(Debug)]
+pub struct Opened {
+    /// The store, checked.
+    pub store: Store,
+    /// The local records and zones.
+    pub records: Arc<Records>,
+}
+
+impl Opened {
+    /// Opens the store in `config.data_dir` as the server does: on a thread of its own under
+    /// the open's deadline ([`store::open::guarded`]: sled may hang or panic on a damaged
+    /// store), loading the local records in the pass that checks them. Call it inside a tokio
+    /// runtime (the record store starts its flusher task on it).
+    pub async fn open(config: &Config) -> Result<Opened, store::StoreError> {
+        let dir = config.data_dir.clone();
+        let runtime = tokio::runtime::Handle::current();
+        store::open::guarded(
+            &config.data_dir,
+            &config.snapshot_dir,
+            store::open::OPEN_DEADLINE,
+            move |progress| {
+                let _runtime = runtime.enter();
+                let (store, check) = Store::open_leaving_check(&dir, progress)?;
+                let records = Records::load_checking(
+                    store::records::RecordStore::open(&store)?,
+                    Some(check),
+                    progress,
+                )?;
+                Ok(Opened {
+                    store,
+                    records: Arc::new(records),
+                })
+            },
+        )
+        .await
+        .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))
+    }
+
+    /// Loads the local records from `store`, opened (and so checked) by [`Store::open`]: for
+    /// tests, benches and fuzz targets. Inside a tokio runtime, as [`Opened::open`].
+    pub fn load(store: Store) -> Result<Opened, store::StoreError> {
+        let records = Records::load(store::records::RecordStore::open(&store)?)?;
+        Ok(Opened {
+            store,
+            records: Arc::new(records),
+        })
+    }
+}
+
 impl Pipeline {
     /// Builds the pipeline as [`run`] serves it; benches, fuzz targets and tests build the
-    /// same thing without sockets. Loads the local records and the blocklists from `store` (so
-    /// call it inside a tokio runtime: the record store starts its flusher task), not the
-    /// cache.
+    /// same thing without sockets. Loads the blocklists from the store (so call it inside a
+    /// tokio runtime), not the cache.
     pub fn assemble(
         config: &Config,
-        store: &Store,
+        opened: &Opened,
         clock: Clock,
         cache_writes: Option<persist::Queue>,
         upstream_pool: UdpPool,
@@ -393,8 +444,8 @@ impl Pipeline {
             config.max_upstream_queries,
             Arc::clone(&metrics),
         ));
-        // Loaded before any listener runs, so the first query already sees every record.
-        let records = Arc::new(Records::load(store::records::RecordStore::open(store)?)?);
+        let store = &opened.store;
+        let records = Arc::clone(&opened.records);
         let transfers = Arc::new(Transfers::new(
             Arc::clone(&records),
             config.tsig_keys.clone(),
@@ -438,7 +489,7 @@ impl Pipeline {
 /// flight (at most [`DRAIN_TIMEOUT`]) and flushes the store.
 pub async fn run(
     config: Config,
-    store: Store,
+    opened: Opened,
     sockets: Sockets,
     shutdown: CancellationToken,
 ) -> Result<(), store::StoreError> {
@@ -456,12 +507,13 @@ pub async fn run(
         blocking,
     } = Pipeline::assemble(
         &config,
-        &store,
+        &opened,
         clock.clone(),
         Some(cache_writes),
         sockets.upstream_pool,
     )
     .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
+    let Opened { store, .. } = opened;
     // sled keeps every page the loads above read (some 30 MiB for 193,534 local records) for
     // as long as it stays open, far past its cache setting; opening it again gives them back.
     let reopened = tokio::select! {

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use rind_server::config::Config;
 use rind_server::manual::{self, Invocation};
 use rind_server::operations::LogFormat;
-use rind_server::store::open::{open_with_deadline, OPEN_DEADLINE};
 
 /// jemalloc instead of glibc malloc: with sled's writer threads, the blocking pool and the
 /// tokio workers each in their own glibc arena, freed memory stayed in the process (the
@@ -136,12 +135,11 @@ fn start(config: Config) -> anyhow::Result<()> {
         let sockets = rind_server::bind(&config).await?;
         // sled may hang on a damaged store: the open has a deadline, and SIGTERM ends the
         // wait (the opening thread is abandoned with the process).
-        let opening = open_with_deadline(&config.data_dir, &config.snapshot_dir, OPEN_DEADLINE);
-        let store = tokio::select! {
-            store = opening => store?,
+        let opened = tokio::select! {
+            opened = rind_server::Opened::open(&config) => opened?,
             _ = shutdown.cancelled() => return Ok(()),
         };
-        rind_server::run(config, store, sockets, shutdown).await?;
+        rind_server::run(config, opened, sockets, shutdown).await?;
         Ok(())
     })
 }

@@ -131,13 +131,14 @@ impl TestServer {
                     };
                     let dns = sockets.tcp.local_addr().expect("DNS addr");
                     let http = sockets.http.local_addr().expect("HTTP addr");
-                    let store = match Store::open(&config.data_dir) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            let _ = ready.send(Err(format!("store: {e}")));
-                            return;
-                        }
-                    };
+                    let store =
+                        match Store::open(&config.data_dir).and_then(rind_server::Opened::load) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                let _ = ready.send(Err(format!("store: {e}")));
+                                return;
+                            }
+                        };
                     let _ = ready.send(Ok((dns, http)));
                     if let Err(e) = rind_server::run(config, store, sockets, shutdown).await {
                         eprintln!("rind-server (test) stopped with an error: {e}");

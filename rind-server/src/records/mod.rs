@@ -32,6 +32,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -43,7 +44,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use crate::store::records::{FlushError, RecordStore, StoredRecord};
 use crate::store::snapshot::SnapshotError;
 use crate::store::zones::{StoredZone, ZoneStore};
-use crate::store::StoreError;
+use crate::store::{RecordsCheck, StoreError};
 use answer::Local;
 use index::{Change, Conflict, Index};
 use rdata::Invalid;
@@ -391,22 +392,37 @@ impl ZoneDraft {
 }
 
 impl Records {
-    /// Loads every record from `store` (records that no longer parse are logged and skipped).
+    /// Loads every record from `store`, whose records check is done (records that no longer
+    /// parse are logged and skipped).
     pub fn load(store: RecordStore) -> Result<Records, StoreError> {
+        Records::load_checking(store, None, &AtomicU64::new(0))
+    }
+
+    /// [`Records::load`] that also ends the records check of a store opened with
+    /// [`Store::open_leaving_check`], from the same pass over the records: a store whose records
+    /// are not the ones written is refused before its zones are read. Adds to `progress` every
+    /// few thousand records, for the open's deadline.
+    ///
+    /// [`Store::open_leaving_check`]: crate::store::Store::open_leaving_check
+    pub fn load_checking(
+        store: RecordStore,
+        check: Option<RecordsCheck>,
+        progress: &AtomicU64,
+    ) -> Result<Records, StoreError> {
         let mut live = Index::default();
         // Two stages on two threads, so a restart takes the longer of them instead of their
         // sum: reading and parsing the stored records, and building each record's data and
         // indexing it; a profile of 193,534 records put about half the work in each. Batches
         // keep the channel's cost per record small.
         const BATCH: usize = 1024;
-        let (undecodable, invalid) = std::thread::scope(|scope| {
+        let (loaded, invalid) = std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(String, Draft)>>(8);
             let store = &store;
             // Owns `tx`, so the indexer's loop ends when the reader does.
-            let reader = scope.spawn(move || {
+            let read = move || {
                 let mut batch = Vec::with_capacity(BATCH);
                 let mut invalid = Vec::new();
-                let undecodable = store.load(|id, stored, raw| {
+                let loaded = store.load(progress, |id, stored, raw| {
                     match Draft::parse(&stored.name, &stored.rtype, stored.ttl.into(), &stored.data)
                     {
                         Ok(draft) => {
@@ -428,8 +444,17 @@ impl Records {
                     }
                 });
                 let _ = tx.send(batch);
-                undecodable.map(|undecodable| (undecodable, invalid))
-            });
+                loaded.map(|loaded| (loaded, invalid))
+            };
+            // Named as the opening thread: a panic in sled here is damage, and the open's
+            // guard reports it in one line.
+            let reader = std::thread::Builder::new()
+                .name(crate::store::open::OPENER_THREAD.to_string())
+                .spawn_scoped(scope, read)
+                .map_err(|source| StoreError::Open {
+                    path: store.store().dir().to_path_buf(),
+                    source: sled::Error::Io(source),
+                })?;
             for batch in rx {
                 for (id, draft) in batch {
                     let record = draft.into_record(RecordId(id.into()));
@@ -440,9 +465,14 @@ impl Records {
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })?;
-        let skipped: HashMap<Vec<u8>, Vec<u8>> = undecodable.into_iter().chain(invalid).collect();
+        if let Some(check) = check {
+            store.store().finish_check(check, loaded.integrity)?;
+        }
+        let skipped: HashMap<Vec<u8>, Vec<u8>> =
+            loaded.undecodable.into_iter().chain(invalid).collect();
         let zone_store = ZoneStore::open(store.store())?;
         for stored in zone_store.load()? {
+            progress.fetch_add(1, Ordering::Relaxed);
             match zone_from_stored(&stored) {
                 Ok(zone) => {
                     let mut changes = Vec::new();
@@ -1252,7 +1282,7 @@ fn zone_diffs(
 
 /// When the primary last confirmed `data`.
 fn refreshed_at(data: &zone::Secondary) -> u64 {
-    data.refreshed.load(std::sync::atomic::Ordering::Relaxed)
+    data.refreshed.load(Ordering::Relaxed)
 }
 
 fn stored_zone(zone: &Zone, refreshed: Option<u64>) -> StoredZone {

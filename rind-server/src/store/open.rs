@@ -3,7 +3,9 @@
 //! On a damaged data dir sled 0.34.7 may spin forever (an overwritten file head), panic, or
 //! open with data missing. So the open runs on a thread of its own: the server waits for it
 //! with a deadline (and for SIGTERM), can abandon it when it is stuck, and a panic on it is
-//! caught and reported as damage instead of killing the process with a backtrace.
+//! caught and reported as damage instead of killing the process with a backtrace. The server
+//! loads its local records on that thread too ([`crate::Opened::open`]): the load is the pass
+//! that checks them against their integrity data, and reads every page of their tree.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ pub const OPEN_DEADLINE: Duration = Duration::from_secs(10);
 const PROGRESS_POLL: Duration = Duration::from_millis(100);
 
 /// Name of the opening thread: its panics are reported as damage, not printed.
-const OPENER_THREAD: &str = "rind-store-open";
+pub(crate) const OPENER_THREAD: &str = "rind-store-open";
 
 /// What a damaged store can be restored from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,22 +81,7 @@ impl fmt::Display for Restore {
     }
 }
 
-/// Opens the store in `dir` as [`Store::open`] does, but gives up when it makes no progress
-/// for `deadline`, and turns sled's panics into [`StoreError::Damaged`]. A damaged store's error names the newest
-/// snapshot under `snapshot_dir`. A stuck opening thread is left behind: the caller exits.
-pub async fn open_with_deadline(
-    dir: &Path,
-    snapshot_dir: &Path,
-    deadline: Duration,
-) -> Result<Store, StoreError> {
-    let path = dir.to_path_buf();
-    guarded(dir, snapshot_dir, deadline, move |progress| {
-        Store::open_reporting(&path, progress)
-    })
-    .await
-}
-
-/// [`Store::reopen_unchanged`] under the same guard as [`open_with_deadline`]: sled's
+/// [`Store::reopen_unchanged`] under the same guard as the first open: sled's
 /// recovery runs again, and may spin or panic on damage the first open got past.
 pub async fn reopen_with_deadline(
     store: &Store,
@@ -109,8 +96,10 @@ pub async fn reopen_with_deadline(
 }
 
 /// Runs `open` on a thread of its own and waits for it until `progress` (which `open` adds
-/// to as it gets on) stands still for `deadline`; a panic or a stall is damage.
-async fn guarded<T: Send + 'static>(
+/// to as it gets on) stands still for `deadline`; a panic or a stall is damage, whose error
+/// names the newest snapshot under `snapshot_dir`. A stuck thread is left behind: the caller
+/// exits.
+pub async fn guarded<T: Send + 'static>(
     dir: &Path,
     snapshot_dir: &Path,
     deadline: Duration,

@@ -56,6 +56,15 @@ impl StoredRecord {
 /// A key and its value, as stored.
 pub type RawEntry = (Vec<u8>, Vec<u8>);
 
+/// What [`RecordStore::load`] found besides the records it handed over.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The entries that could not be decoded.
+    pub undecodable: Vec<RawEntry>,
+    /// The integrity of every entry, decoded or not: what [`Store::finish_check`] takes.
+    pub integrity: Integrity,
+}
+
 /// A flush that did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FlushError {
@@ -101,17 +110,23 @@ impl RecordStore {
     }
 
     /// Hands every stored record to `each`, in id order, with its id and its bytes as stored
-    /// (one at a time: nothing holds them all). Entries that cannot be decoded are logged and
-    /// returned, key and value as stored: they stay on disk, for a later rind that may read
-    /// them, so a repair must keep them too.
+    /// (one at a time: nothing holds them all), adding to `progress` every few thousand.
+    /// Entries that cannot be decoded are logged and returned, key and value as stored: they
+    /// stay on disk, for a later rind that may read them, so a repair must keep them too.
     pub fn load(
         &self,
+        progress: &AtomicU64,
         mut each: impl FnMut(String, StoredRecord, &[u8]),
-    ) -> Result<Vec<RawEntry>, StoreError> {
+    ) -> Result<Loaded, StoreError> {
         let tree = self.store.db()?.open_tree(TREE)?;
         let mut undecodable = Vec::new();
-        for entry in tree.iter() {
+        let mut integrity = Integrity::default();
+        for (i, entry) in tree.iter().enumerate() {
             let (key, value) = entry?;
+            integrity.add(&key, &value);
+            if i % 4096 == 0 {
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
             let decoded = std::str::from_utf8(&key)
                 .map_err(|e| e.to_string())
                 .and_then(|id| {
@@ -127,7 +142,10 @@ impl RecordStore {
                 }
             }
         }
-        Ok(undecodable)
+        Ok(Loaded {
+            undecodable,
+            integrity,
+        })
     }
 
     /// The stored bytes of record `id`, if there is one.
@@ -325,7 +343,7 @@ mod tests {
     fn all(records: &RecordStore) -> Vec<(String, StoredRecord)> {
         let mut all = Vec::new();
         records
-            .load(|id, record, _| all.push((id, record)))
+            .load(&AtomicU64::new(0), |id, record, _| all.push((id, record)))
             .expect("load");
         all
     }
@@ -350,19 +368,29 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let records = RecordStore::open(&store).expect("tree");
-        records
+        let tree = records
             .store
             .db()
             .expect("db")
             .open_tree(TREE)
-            .expect("tree")
-            .insert("bad", b"not json".as_slice())
-            .expect("insert");
+            .expect("tree");
+        tree.insert("bad", b"not json".as_slice()).expect("insert");
         records.put("good", &record("10.0.0.1")).expect("put");
         let mut good = Vec::new();
-        let undecodable = records.load(|id, _, _| good.push(id)).expect("load");
+        let loaded = records
+            .load(&AtomicU64::new(0), |id, _, _| good.push(id))
+            .expect("load");
         assert_eq!(good, ["good"]);
-        assert_eq!(undecodable, vec![(b"bad".to_vec(), b"not json".to_vec())]);
+        assert_eq!(
+            loaded.undecodable,
+            vec![(b"bad".to_vec(), b"not json".to_vec())]
+        );
+        // The records check covers what the load skipped, too.
+        assert_eq!(loaded.integrity.count, 2);
+        assert_eq!(
+            loaded.integrity,
+            Integrity::compute(&tree).expect("integrity")
+        );
     }
 
     #[tokio::test]

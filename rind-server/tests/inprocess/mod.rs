@@ -23,7 +23,7 @@ use rind_server::records::Draft;
 use rind_server::request::Transport;
 use rind_server::store::Store;
 use rind_server::upstream::pool::UdpPool;
-use rind_server::Pipeline;
+use rind_server::{Opened, Pipeline};
 
 /// Unix seconds on the manual clock when the cache is filled.
 pub const START: u64 = 1_700_000_000;
@@ -65,7 +65,7 @@ fn name(text: &str) -> Name {
 /// store starts a task).
 pub async fn build(upstream: SocketAddr) -> InProcess {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("store");
+    let opened = Opened::load(Store::open(dir.path()).expect("store")).expect("records");
     let upstream_arg = upstream.to_string();
     let argv = [
         "rind-server",
@@ -89,7 +89,7 @@ pub async fn build(upstream: SocketAddr) -> InProcess {
         ..
     } = Pipeline::assemble(
         &config,
-        &store,
+        &opened,
         Clock::manual(Arc::clone(&clock)),
         None,
         pool,
