@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rind_server::config::Args as ServerArgs;
-use rind_server::store::Store;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -136,14 +135,14 @@ fn start_server(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (sockets, store) = runtime.block_on(async {
-        let store = rind_server::Opened::load(Store::open(&config.data_dir)?)?;
+    let (sockets, opened) = runtime.block_on(async {
+        let opened = rind_server::Opened::open(&config).await?;
         let sockets = rind_server::bind(&config).await?;
-        anyhow::Ok((sockets, store))
+        anyhow::Ok((sockets, opened))
     })?;
     let url = format!("http://{}", sockets.http.local_addr()?);
     let thread = std::thread::spawn(move || {
-        if let Err(e) = runtime.block_on(rind_server::run(config, store, sockets, shutdown)) {
+        if let Err(e) = runtime.block_on(rind_server::run(config, opened, sockets, shutdown)) {
             eprintln!("server: {e}");
         }
     });

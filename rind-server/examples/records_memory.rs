@@ -1,6 +1,7 @@
 //! Loads the local records of a data directory the way the server does at start (open the
-//! store, then load the records in the pass that checks them), and prints the resident memory after each step;
-//! run it under heaptrack to see where it goes (it uses the system allocator):
+//! store, then load the records in the pass that checks them), and prints the resident
+//! memory after each step; run it under heaptrack to see where it goes (it uses the system
+//! allocator):
 //!
 //! ```sh
 //! heaptrack target/release/examples/records_memory /path/to/data-dir
@@ -36,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     let progress = AtomicU64::new(0);
     let (store, check) = Store::open_leaving_check(dir.as_ref(), &progress)?;
     println!("store open: {} after {:?}", rss_mib(), began.elapsed());
-    let records = Records::load_checking(RecordStore::open(&store)?, Some(check), &progress)?;
+    let records = Records::load_checking(RecordStore::open(&store)?, check, &progress)?;
     println!(
         "{} records loaded and checked: {} after {:?}",
         records.list(None, None).len(),

@@ -359,9 +359,9 @@ pub struct Pipeline {
 #[derive(Debug)]
 pub struct Opened {
     /// The store, checked.
-    pub store: Store,
+    store: Store,
     /// The local records and zones.
-    pub records: Arc<Records>,
+    records: Arc<Records>,
 }
 
 impl Opened {
@@ -381,7 +381,7 @@ impl Opened {
                 let (store, check) = Store::open_leaving_check(&dir, progress)?;
                 let records = Records::load_checking(
                     store::records::RecordStore::open(&store)?,
-                    Some(check),
+                    check,
                     progress,
                 )?;
                 Ok(Opened {
@@ -514,8 +514,9 @@ pub async fn run(
     )
     .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
     let Opened { store, .. } = opened;
-    // sled keeps every page the loads above read (some 30 MiB for 193,534 local records) for
-    // as long as it stays open, far past its cache setting; opening it again gives them back.
+    // sled keeps every page the loads read (the records in Opened::open, the blocklists in
+    // assemble: some 30 MiB for 193,534 local records) for as long as it stays open, far past
+    // its cache setting; opening it again gives them back.
     let reopened = tokio::select! {
         reopened = store::open::reopen_with_deadline(
             &store,

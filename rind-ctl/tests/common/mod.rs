@@ -17,7 +17,6 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rind_server::config::Args;
-use rind_server::store::Store;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -131,16 +130,15 @@ impl TestServer {
                     };
                     let dns = sockets.tcp.local_addr().expect("DNS addr");
                     let http = sockets.http.local_addr().expect("HTTP addr");
-                    let store =
-                        match Store::open(&config.data_dir).and_then(rind_server::Opened::load) {
-                            Ok(s) => s,
-                            Err(e) => {
-                                let _ = ready.send(Err(format!("store: {e}")));
-                                return;
-                            }
-                        };
+                    let opened = match rind_server::Opened::open(&config).await {
+                        Ok(opened) => opened,
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("store: {e}")));
+                            return;
+                        }
+                    };
                     let _ = ready.send(Ok((dns, http)));
-                    if let Err(e) = rind_server::run(config, store, sockets, shutdown).await {
+                    if let Err(e) = rind_server::run(config, opened, sockets, shutdown).await {
                         eprintln!("rind-server (test) stopped with an error: {e}");
                     }
                 });

@@ -395,7 +395,7 @@ impl Records {
     /// Loads every record from `store`, whose records check is done (records that no longer
     /// parse are logged and skipped).
     pub fn load(store: RecordStore) -> Result<Records, StoreError> {
-        Records::load_checking(store, None, &AtomicU64::new(0))
+        Records::read(store, None, &AtomicU64::new(0))
     }
 
     /// [`Records::load`] that also ends the records check of a store opened with
@@ -405,6 +405,15 @@ impl Records {
     ///
     /// [`Store::open_leaving_check`]: crate::store::Store::open_leaving_check
     pub fn load_checking(
+        store: RecordStore,
+        check: RecordsCheck,
+        progress: &AtomicU64,
+    ) -> Result<Records, StoreError> {
+        Records::read(store, Some(check), progress)
+    }
+
+    /// [`Records::load`], and [`Records::load_checking`] with `check`.
+    fn read(
         store: RecordStore,
         check: Option<RecordsCheck>,
         progress: &AtomicU64,
@@ -487,6 +496,8 @@ impl Records {
                             changes.push(Change::Secondary(zone.name.clone(), Arc::new(secondary)));
                         }
                     }
+                    // A big secondary zone takes a step of its own.
+                    progress.fetch_add(1, Ordering::Relaxed);
                     changes.insert(0, Change::Zone(Arc::new(zone)));
                     for change in &changes {
                         live.apply(change);
@@ -497,6 +508,7 @@ impl Records {
                 }
             }
         }
+        progress.fetch_add(1, Ordering::Relaxed);
         // A copy (it shares the records), not built again: that is most of the load's time.
         let writer = live.clone();
         tracing::info!(

@@ -139,25 +139,21 @@ pub struct RecordsCheck {
 impl Store {
     /// Opens (creating when needed) the store in `dir`, migrates it, and checks the records
     /// against their integrity data. Blocking, and it may hang or panic on a damaged store
-    /// (sled does both): a server opens through [`crate::open_and_load`] instead.
+    /// (sled does both): a server opens through [`crate::Opened::open`] instead.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Store::open_reporting(dir, &AtomicU64::new(0))
-    }
-
-    /// [`Store::open`], adding to `progress` as it gets on (after sled's open, after the
-    /// migration, and every few thousand records checked), so a watcher can tell a slow open
-    /// from a stuck one.
-    pub fn open_reporting(dir: &Path, progress: &AtomicU64) -> Result<Store, StoreError> {
-        let (store, check) = Store::open_leaving_check(dir, progress)?;
-        let actual = records_integrity(&store.db()?, progress).map_err(|e| after_open(dir, e))?;
+        let progress = AtomicU64::new(0);
+        let (store, check) = Store::open_leaving_check(dir, &progress)?;
+        let actual = records_integrity(&store.db()?, &progress).map_err(|e| after_open(dir, e))?;
         store.finish_check(check, actual)?;
         Ok(store)
     }
 
-    /// [`Store::open_reporting`] up to the records check, which is left to the caller: the
-    /// server's records load reads every record anyway, and computing their integrity on the
-    /// way spares a pass over the tree (a fifth of a restart with 193,534 records). Nothing
-    /// may write to the store before [`Store::finish_check`] has seen the records.
+    /// [`Store::open`] up to the records check, which is left to the caller: the server's
+    /// records load reads every record anyway, and computing their integrity on the way
+    /// spares a pass over the tree (a fifth of a restart with 193,534 records). Nothing may
+    /// use the store but that load before [`Store::finish_check`] has seen the records. Adds
+    /// to `progress` after sled's open and after the migration, so a watcher can tell a slow
+    /// open from a stuck one.
     pub fn open_leaving_check(
         dir: &Path,
         progress: &AtomicU64,
@@ -728,6 +724,103 @@ mod tests {
             .insert("a", "changed")
             .expect("insert");
         assert!(check_integrity(&db, None).expect("check").is_some());
+    }
+
+    /// A data dir whose records tree holds `n` valid records, flushed and checked at
+    /// generation 1, then changed by `then` with sled directly, behind rind's back.
+    fn records_changed_behind_the_ledger(dir: &Path, n: usize, then: impl FnOnce(&sled::Db)) {
+        let store = Store::open(dir).expect("open");
+        let db = store.db().expect("db");
+        let tree = db.open_tree(RECORDS_TREE).expect("tree");
+        for i in 0..n {
+            let stored = records::StoredRecord {
+                name: format!("h{i}.lan."),
+                rtype: "A".into(),
+                ttl: 60,
+                data: format!("10.0.0.{i}"),
+            };
+            tree.insert(format!("r{i}"), stored.to_json())
+                .expect("insert");
+        }
+        let one = Integrity::compute(&tree).expect("integrity");
+        db.open_tree(migrations::META_TREE)
+            .expect("meta")
+            .insert(
+                check::INTEGRITY_KEY,
+                check::Ledger::settled(one, 1).encode().as_slice(),
+            )
+            .expect("ledger");
+        store.flush_records(1).expect("flush");
+        then(&db);
+        db.flush().expect("flush");
+    }
+
+    /// The server's open and records load on `dir` ([`crate::Opened::open`] without its
+    /// thread), once the sled of the last step has let go of the data dir.
+    fn open_and_load(dir: &Path) -> Result<(Store, crate::records::Records), StoreError> {
+        let progress = AtomicU64::new(0);
+        let deadline = Instant::now() + REOPEN_WAIT;
+        let (store, check) = loop {
+            match Store::open_leaving_check(dir, &progress) {
+                Err(StoreError::Locked(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                opened => break opened?,
+            }
+        };
+        let records = records::RecordStore::open(&store)?;
+        let loaded = crate::records::Records::load_checking(records, check, &progress)?;
+        Ok((store, loaded))
+    }
+
+    #[tokio::test]
+    async fn the_servers_load_accepts_and_settles_a_torn_last_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        records_changed_behind_the_ledger(dir.path(), 3, |db| {
+            let tree = db.open_tree(RECORDS_TREE).expect("tree");
+            let before = Integrity::compute(&tree).expect("integrity");
+            let mut after = before;
+            after.add(b"r9", b"{}");
+            let torn = check::Ledger {
+                current: after,
+                previous: before,
+                generation: 2,
+            };
+            db.open_tree(migrations::META_TREE)
+                .expect("meta")
+                .insert(check::INTEGRITY_KEY, torn.encode().as_slice())
+                .expect("ledger");
+        });
+        let (store, records) =
+            open_and_load(dir.path()).expect("a torn change that was never flushed");
+        assert_eq!(records.list(None, None).len(), 3);
+        let LedgerState::Found(ledger) = load_ledger(&store.db().expect("db")).expect("load")
+        else {
+            panic!("no ledger");
+        };
+        assert_eq!(ledger.current, ledger.previous, "settled: {ledger:?}");
+        assert_eq!(ledger.generation, 2);
+        assert_eq!(
+            check::read(dir.path()).expect("read"),
+            check::CheckFile::Flushed(2)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_servers_load_refuses_a_record_lost_behind_the_ledger() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        records_changed_behind_the_ledger(dir.path(), 3, |db| {
+            db.open_tree(RECORDS_TREE)
+                .expect("tree")
+                .remove("r1")
+                .expect("remove");
+        });
+        match open_and_load(dir.path()) {
+            Err(StoreError::Damaged { reason, .. }) => {
+                assert_eq!(reason, "2 records on disk where 3 were written")
+            }
+            other => panic!("expected damage, got {:?}", other.map(|_| "records")),
+        }
     }
 
     /// Set in a child process of [`a_crash_right_after_an_open_that_settled_a_torn_change`]:

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use super::{one_line, snapshot, Store, StoreError};
 
 /// How long the open may go without progress before it counts as stuck on damage. Each step
-/// (sled's own open, the migration, every few thousand records checked) gets this long, so a
-/// big store is never mistaken for a stuck one: 200 000 records take about 4 s in all in a
-/// debug build (the `store_faults` tests). A store sled spins or blocks on is reported
-/// within 15 s of start, as the contract asks.
+/// (sled's own open, the migration, every few thousand records loaded and checked, each zone)
+/// gets this long, so a big store is never mistaken for a stuck one: 200 000 records take
+/// about 4 s in all in a debug build (the `store_faults` tests). A store sled spins or blocks
+/// on is reported within 15 s of start, as the contract asks.
 pub const OPEN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How often the waiter looks at the opener's progress.
@@ -96,9 +96,10 @@ pub async fn reopen_with_deadline(
 }
 
 /// Runs `open` on a thread of its own and waits for it until `progress` (which `open` adds
-/// to as it gets on) stands still for `deadline`; a panic or a stall is damage, whose error
-/// names the newest snapshot under `snapshot_dir`. A stuck thread is left behind: the caller
-/// exits.
+/// to as it gets on) stands still for `deadline`; a stall, or a panic in sled's code, is
+/// damage, whose error names the newest snapshot under `snapshot_dir`. Any other panic is a
+/// bug in rind, not in the store: it goes on, with its message and location printed. A stuck
+/// thread is left behind: the caller exits.
 pub async fn guarded<T: Send + 'static>(
     dir: &Path,
     snapshot_dir: &Path,
@@ -106,6 +107,7 @@ pub async fn guarded<T: Send + 'static>(
     open: impl FnOnce(&AtomicU64) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     quiet_opener_panics();
+    let sled_panics = SLED_PANICS.load(Ordering::SeqCst);
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let progress = Arc::new(AtomicU64::new(0));
     let reporting = Arc::clone(&progress);
@@ -143,7 +145,10 @@ pub async fn guarded<T: Send + 'static>(
         Some(Ok(Ok(Ok(opened)))) => return Ok(opened),
         Some(Ok(Ok(Err(StoreError::Damaged { reason, .. })))) => reason,
         Some(Ok(Ok(Err(other)))) => return Err(other),
-        Some(Ok(Err(panic))) => format!("sled failed reading it ({})", panic_text(&*panic)),
+        Some(Ok(Err(panic))) if SLED_PANICS.load(Ordering::SeqCst) != sled_panics => {
+            format!("sled failed reading it ({})", panic_text(&*panic))
+        }
+        Some(Ok(Err(panic))) => std::panic::resume_unwind(panic),
         Some(Err(_)) => "the thread opening it stopped without an answer".to_string(),
         None => format!(
             "sled got stuck opening it (no progress for {} s)",
@@ -179,18 +184,36 @@ pub fn refusal(e: StoreError, data_dir: &Path, snapshot_dir: &Path) -> StoreErro
     }
 }
 
-/// Keeps the default panic message (several lines and a backtrace hint) off stderr for the
-/// opening thread, whose panics become one line of [`StoreError::Damaged`].
+/// Panics raised in sled's code on an opening thread so far. sled panics on some data it
+/// cannot read, so such a panic is damage; a panic elsewhere (rind's own load) is a bug, and
+/// reporting it as damage would send the operator to restore a snapshot that has the same
+/// records. One count for the process: the server opens one store at a time.
+static SLED_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps the default panic message (several lines and a backtrace hint) off stderr for sled's
+/// panics on an opening thread, which become one line of [`StoreError::Damaged`], and counts
+/// them in [`SLED_PANICS`].
 fn quiet_opener_panics() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name() != Some(OPENER_THREAD) {
+            let opener = std::thread::current().name() == Some(OPENER_THREAD);
+            if opener && info.location().is_some_and(|at| in_sled(at.file())) {
+                SLED_PANICS.fetch_add(1, Ordering::SeqCst);
+            } else {
                 previous(info);
             }
         }));
     });
+}
+
+/// Whether `file`, where a panic was raised, is in sled's source (`.../sled-0.34.7/src/...`).
+fn in_sled(file: &str) -> bool {
+    file.split(['/', '\\']).any(|part| {
+        part.strip_prefix("sled-")
+            .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+    })
 }
 
 /// The message a panic was raised with.
@@ -206,6 +229,59 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The panic tests share [`SLED_PANICS`]: one at a time.
+    static PANICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// `guarded` around `open` in a data dir with a snapshot: its error, or the panic it went on
+    /// with.
+    async fn guard(open: fn() -> Result<(), StoreError>) -> Result<Result<(), StoreError>, String> {
+        let _one = PANICS.lock().await;
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = root.path().join("data");
+        let snapshots = root.path().join("snapshots");
+        snapshot::tests::fake_snapshot(&snapshots.join("snapshot-20261204T030000Z"));
+        let guarding = tokio::spawn(async move {
+            guarded(&data, &snapshots, OPEN_DEADLINE, move |_| open()).await
+        });
+        guarding.await.map_err(|e| {
+            assert!(e.is_panic(), "{e}");
+            panic_text(&*e.into_panic())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_sled_is_damage_and_any_other_a_bug() {
+        let from_sled = guard(|| {
+            // sled asserts the range inside its own code.
+            let _ = sled::IVec::from(&b"ab"[..]).subslice(0, 5);
+            Ok(())
+        })
+        .await
+        .expect("no panic goes on from sled's")
+        .expect_err("damage");
+        assert!(
+            matches!(&from_sled, StoreError::Damaged { reason, .. } if reason.starts_with("sled failed reading it")),
+            "{from_sled:?}"
+        );
+        assert!(
+            from_sled.to_string().contains("snapshot-20261204T030000Z"),
+            "{from_sled}"
+        );
+        let bug = guard(|| panic!("a bug in the load"))
+            .await
+            .expect_err("the panic goes on");
+        assert_eq!(bug, "a bug in the load");
+    }
+
+    #[test]
+    fn only_sleds_own_files_count_as_sled() {
+        assert!(in_sled(
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/sled-0.34.7/src/ivec.rs"
+        ));
+        assert!(!in_sled("rind-server/src/records/mod.rs"));
+        assert!(!in_sled("/home/me/sled-notes/rind/src/lib.rs"));
+    }
 
     #[test]
     fn a_read_failing_after_the_open_is_refused_as_damage_with_the_snapshot() {
