@@ -42,12 +42,12 @@ fuzz_target!(|data: &[u8]| {
     let key = |name: String, rtype: String, ttl: u32, text: &str| format!("{name} {rtype} {ttl} {text}");
     let mut first: Vec<String> = drafts
         .iter()
-        .map(|(_, d)| key(d.name().to_ascii(), d.rtype().to_string(), d.ttl(), d.text()))
+        .map(|(_, d)| key(d.name().to_ascii(), d.rtype().to_string(), d.ttl(), &d.text()))
         .collect();
     let mut second: Vec<String> = again
         .drafts
         .iter()
-        .map(|(_, d)| key(d.name().to_ascii(), d.rtype().to_string(), d.ttl(), d.text()))
+        .map(|(_, d)| key(d.name().to_ascii(), d.rtype().to_string(), d.ttl(), &d.text()))
         .collect();
     first.sort();
     second.sort();

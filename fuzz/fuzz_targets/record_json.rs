@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
             &draft.name().to_ascii(),
             &draft.rtype().to_string(),
             draft.ttl().into(),
-            draft.text(),
+            &draft.text(),
         )
         .unwrap_or_else(|e| panic!("{shown} from the store is refused: {e}"));
         assert_eq!(stored, draft, "{shown} from the store is another record");

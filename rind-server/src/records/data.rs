@@ -95,7 +95,7 @@ mod tests {
             (RecordType::TXT, "\"v=spf1 -all\" \"second\" \"\""),
             (RecordType::CAA, "0 issue \"letsencrypt.org\""),
         ] {
-            let (rdata, _) = parse_data(rtype, text).expect("valid");
+            let rdata = parse_data(rtype, text).expect("valid");
             let data = Data::new(rtype, rdata.clone());
             assert!(
                 !matches!(data, Data::Whole(_)),
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn addresses_take_no_heap_and_other_data_a_few_bytes() {
         assert!(std::mem::size_of::<Data>() <= 24);
-        let (txt, _) = parse_data(RecordType::TXT, "\"host 2\" \"rack 2\"").expect("valid");
+        let txt = parse_data(RecordType::TXT, "\"host 2\" \"rack 2\"").expect("valid");
         match Data::new(RecordType::TXT, txt) {
             Data::Wire(bytes) => assert_eq!(&bytes[..], b"\x06host 2\x06rack 2"),
             other => panic!("TXT held as {other:?}"),

@@ -229,7 +229,6 @@ pub struct Draft {
     rtype: RecordType,
     ttl: u32,
     data: RData,
-    text: String,
 }
 
 impl Draft {
@@ -245,13 +244,13 @@ impl Draft {
                     "ttl {ttl} is out of range: it must be 0 to {MAX_TTL} seconds"
                 ))
             })?;
-        let (data, text) = rdata::parse_data(rtype, data)?;
+        // Not printed here: a restart parses every stored record, and needs no text back.
+        let data = rdata::parse_data(rtype, data)?;
         Ok(Draft {
             name,
             rtype,
             ttl,
             data,
-            text,
         })
     }
 
@@ -271,8 +270,8 @@ impl Draft {
     }
 
     /// The data in its normal presentation form (parsed again, it gives the same data).
-    pub fn text(&self) -> &str {
-        &self.text
+    pub fn text(&self) -> String {
+        rdata::print(&self.data)
     }
 
     /// The record this draft becomes under `id`.
@@ -682,11 +681,12 @@ impl Records {
                     error: Box::new(error),
                 };
                 let pending = added.get(&draft.name).map_or(&[][..], Vec::as_slice);
+                let text = draft.text();
                 let present = index
                     .at(&draft.name)
                     .iter()
                     .chain(pending)
-                    .any(|r| r.rtype == draft.rtype && r.text() == draft.text);
+                    .any(|r| r.rtype == draft.rtype && r.text() == text);
                 if present {
                     unchanged += 1;
                     continue;

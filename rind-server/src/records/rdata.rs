@@ -136,8 +136,8 @@ fn parse_name(text: &str, what: &str, wildcard: Wildcard, root: Root) -> Result<
     Name::from_ascii(format!("{relative}.")).or_else(|e| invalid(format!("{what} {text:?}: {e}")))
 }
 
-/// Parses `text` as the RDATA of `rtype`; returns it with its normal printed form.
-pub fn parse_data(rtype: RecordType, text: &str) -> Result<(RData, String), Invalid> {
+/// Parses `text` as the RDATA of `rtype` ([`print`] gives its normal form).
+pub fn parse_data(rtype: RecordType, text: &str) -> Result<RData, Invalid> {
     let data = match rtype {
         RecordType::A => RData::A(A(text.trim().parse::<Ipv4Addr>().or_else(|_| {
             invalid(format!(
@@ -158,8 +158,7 @@ pub fn parse_data(rtype: RecordType, text: &str) -> Result<(RData, String), Inva
         RecordType::CAA => parse_caa(text)?,
         other => return invalid(format!("record type {other} is not served by rind")),
     };
-    let printed = print(&data);
-    Ok((data, printed))
+    Ok(data)
 }
 
 fn target(text: &str, what: &str, root: Root) -> Result<Name, Invalid> {
@@ -411,14 +410,12 @@ mod tests {
     use super::*;
 
     fn ok(rtype: RecordType, text: &str) -> String {
-        parse_data(rtype, text)
-            .unwrap_or_else(|e| panic!("{rtype} {text:?}: {e}"))
-            .1
+        print(&parse_data(rtype, text).unwrap_or_else(|e| panic!("{rtype} {text:?}: {e}")))
     }
 
     fn refused(rtype: RecordType, text: &str) -> String {
         match parse_data(rtype, text) {
-            Ok((_, printed)) => panic!("{rtype} {text:?} accepted as {printed:?}"),
+            Ok(data) => panic!("{rtype} {text:?} accepted as {:?}", print(&data)),
             Err(e) => e.0,
         }
     }
@@ -518,7 +515,8 @@ mod tests {
         assert_eq!(ok(RecordType::TXT, "\"caf\u{e9}\""), "\"caf\u{e9}\"");
         assert_eq!(ok(RecordType::TXT, "\"tab\\009\""), "\"tab\\009\"");
         let long = "x".repeat(300);
-        let (data, printed) = parse_data(RecordType::TXT, &long).expect("long unquoted");
+        let data = parse_data(RecordType::TXT, &long).expect("long unquoted");
+        let printed = print(&data);
         let RData::TXT(txt) = data else {
             panic!("not TXT")
         };
@@ -550,8 +548,8 @@ mod tests {
         ] {
             let printed = ok(rtype, text);
             assert_eq!(ok(rtype, &printed), printed, "{rtype} {text:?}");
-            let (first, _) = parse_data(rtype, text).expect("parses");
-            let (again, _) = parse_data(rtype, &printed).expect("parses");
+            let first = parse_data(rtype, text).expect("parses");
+            let again = parse_data(rtype, &printed).expect("parses");
             assert_eq!(first, again, "{rtype} {text:?}");
         }
     }
