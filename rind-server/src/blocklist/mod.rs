@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::ValueEnum;
@@ -99,7 +99,10 @@ pub struct Blocking {
     generation: AtomicU64,
     cache: Arc<Cache>,
     lists: BlocklistStore,
-    fetcher: Result<Fetcher, FetchError>,
+    /// Made at the first fetch: most servers never fetch a list, and the system's CA roots
+    /// (some 150 files read and parsed) and the HTTP client would only cost time at start
+    /// and memory.
+    fetcher: OnceLock<Result<Fetcher, FetchError>>,
     /// Held by every change, so two never interleave their store writes and rebuilds.
     changes: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -124,7 +127,7 @@ impl Blocking {
             generation: AtomicU64::new(0),
             cache,
             lists,
-            fetcher: Fetcher::new(),
+            fetcher: OnceLock::new(),
             changes: tokio::sync::Mutex::new(()),
             metrics,
         };
@@ -466,7 +469,10 @@ impl Blocking {
     }
 
     fn fetcher(&self) -> Result<&Fetcher, FetchError> {
-        self.fetcher.as_ref().map_err(Clone::clone)
+        self.fetcher
+            .get_or_init(Fetcher::new)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Builds the set from the store on the blocking pool and swaps it in.
