@@ -660,7 +660,8 @@ pub async fn run(
             Err(_) => tracing::error!("stopping with the store still failing ({fault})"),
         }
     }
-    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+    let flushing = store.clone();
+    let flushed = tokio::task::spawn_blocking(move || flushing.flush()).await;
     let failure = warm_failure
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -673,11 +674,29 @@ pub async fn run(
         ));
     }
     match flushed {
-        Ok(result) => result,
+        Ok(Ok(())) => {
+            snapshot_for_the_next_start(&store, &config).await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
         Err(join) => {
             tracing::error!(error = %join, "store flush task failed");
             Ok(())
         }
+    }
+}
+
+/// Opens sled once more after the last flush, so that it writes its recovery snapshot: sled
+/// writes one only when it opens, and the next start would otherwise replay every change
+/// made since this one started (a restart right after importing 193,534 records read the
+/// log for about 50 ms more; a million cached answers, 0.7 s against 0.3 s). A failure
+/// costs the next start that time, nothing else: everything is on disk already.
+async fn snapshot_for_the_next_start(store: &Store, config: &Config) {
+    let reopened =
+        store::open::reopen_with_deadline(store, &config.snapshot_dir, store::open::OPEN_DEADLINE)
+            .await;
+    if let Err(e) = reopened {
+        tracing::warn!(error = %e, "sled's recovery snapshot was not written at stop; the next start reads its log instead");
     }
 }
 

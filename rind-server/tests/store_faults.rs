@@ -338,6 +338,40 @@ async fn a_store_with_an_unfinished_sled_snapshot_opens_whole() {
         .contains("removed an unfinished sled snapshot"));
 }
 
+/// The log position of the newest finished sled snapshot in `dir` (its name is that position
+/// in hex); 0 when there is none.
+fn newest_snap(dir: &Path) -> u64 {
+    sled_snap_files(dir)
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            u64::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// sled writes its recovery snapshot only when it opens; the server opens it once more at a
+/// clean stop, so the next start need not replay the changes made while it ran.
+#[tokio::test]
+async fn a_clean_stop_leaves_sled_a_snapshot_of_every_change() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("data");
+    let server = ServerBuilder::new().data_dir(&data).start();
+    let mut made = BTreeSet::new();
+    for i in 0..50 {
+        made.insert(create_ok(server.http_addr(), &format!("s{i}.home.arpa."), &ip(i)).await);
+    }
+    let running = newest_snap(&data);
+    stop(server);
+    let stopped = newest_snap(&data);
+    assert!(
+        stopped > running,
+        "no newer sled snapshot after the stop: {stopped:X}, {running:X} while running"
+    );
+    let server = ServerBuilder::new().data_dir(&data).start();
+    assert_eq!(listed(server.http_addr()).await, made);
+}
+
 /// A data dir whose `conf` is a FIFO: sled's open blocks reading it, for ever.
 fn stuck_store(root: &Path) -> PathBuf {
     let data = root.join("stuck");
