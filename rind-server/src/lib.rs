@@ -48,8 +48,8 @@
 //!   [`tsig`]: the shared-key signatures on them;
 //! - [`store`]: the only code that touches sled (records tree and its integrity data,
 //!   group-committed flushes, the cache trees, the blocklist trees, snapshots, the directory fsyncs sled leaves out,
-//!   opening and, once everything is loaded, reopening with a deadline; reopening after a
-//!   write error);
+//!   opening with a deadline, reopening once a big store is loaded and at a clean stop;
+//!   reopening after a write error);
 //! - [`api`]: the HTTP routes (REST records API, zones, cache, blocklists and allowlist,
 //!   snapshots, query log, status) and the web page that drives them ([`api::web`], its
 //!   files in `api/web/`);
@@ -125,6 +125,15 @@ use crate::upstream::Forwarder;
 
 /// Receive buffer asked for on each DNS UDP socket.
 const RECV_BUFFER: usize = 4 << 20;
+
+/// Bytes the start's loads read from sled (by the estimates below) past which sled is opened
+/// again before serving, to give back the pages it keeps of them: about 28,000 local records
+/// or 420,000 blocklist names.
+const REOPEN_AFTER_READING: u64 = 4 << 20;
+/// A local record as stored (JSON, with its id and sled's overhead), roughly.
+const STORED_RECORD_BYTES: u64 = 150;
+/// A blocklist name as stored (its list deflated), roughly.
+const STORED_NAME_BYTES: u64 = 10;
 
 /// How long shutdown waits for queries in flight before it stops anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -516,17 +525,24 @@ pub async fn run(
     let Opened { store, .. } = opened;
     // sled keeps every page the loads read (the records in Opened::open, the blocklists in
     // assemble: some 30 MiB for 193,534 local records) for as long as it stays open, far past
-    // its cache setting; opening it again gives them back.
-    let reopened = tokio::select! {
-        reopened = store::open::reopen_with_deadline(
-            &store,
-            &config.snapshot_dir,
-            store::open::OPEN_DEADLINE,
-        ) => reopened,
-        // Nothing is served or written yet: there is nothing to drain or flush.
-        _ = shutdown.cancelled() => return Ok(()),
-    };
-    reopened.map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
+    // its cache setting; opening it again gives them back. That costs an open of sled,
+    // which grows with the whole store (a quarter of a second with a million cached
+    // answers), so only where the loads read much.
+    let names = u64::try_from(blocking.names()).unwrap_or(u64::MAX);
+    let read = (records.loaded().saturating_mul(STORED_RECORD_BYTES))
+        .saturating_add(names.saturating_mul(STORED_NAME_BYTES));
+    if read >= REOPEN_AFTER_READING {
+        let reopened = tokio::select! {
+            reopened = store::open::reopen_with_deadline(
+                &store,
+                &config.snapshot_dir,
+                store::open::OPEN_DEADLINE,
+            ) => reopened,
+            // Nothing is served or written yet: there is nothing to drain or flush.
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        reopened.map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
+    }
     // From here on a flush is remembered, so the warm-up cannot load back what it removed.
     cache.begin_warm();
     // The writer outlives the listeners: it stops only after the last query has cached its

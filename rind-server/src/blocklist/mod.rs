@@ -505,6 +505,11 @@ impl Blocking {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Names in the blocklists now.
+    pub fn names(&self) -> usize {
+        self.current().set.len()
+    }
+
     /// The generation to pass to [`Blocking::changed_since`]: read before the name is checked.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

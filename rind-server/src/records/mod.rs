@@ -346,6 +346,8 @@ pub struct Records {
     /// The entries on disk this build skipped at load (key → stored bytes): no write can reach
     /// them, and a repair keeps them for a later rind that may read them.
     skipped: HashMap<Vec<u8>, Vec<u8>>,
+    /// Entries the load read from the records tree.
+    loaded: u64,
     store: RecordStore,
     zone_store: ZoneStore,
     /// Told the apex of each zone that changed (settings, serial, data), once the change is
@@ -473,6 +475,7 @@ impl Records {
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })?;
+        let entries = loaded.integrity.count;
         if let Some(check) = check {
             store.store().finish_check(check, loaded.integrity)?;
         }
@@ -524,10 +527,17 @@ impl Records {
             unpublished: Mutex::new(VecDeque::new()),
             in_flight: Arc::new(tokio::sync::RwLock::new(())),
             skipped,
+            loaded: entries,
             store,
             zone_store,
             zone_changes: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Entries the load read from the records tree (records it skipped included): sled keeps
+    /// its pages of them until it is opened again.
+    pub fn loaded(&self) -> u64 {
+        self.loaded
     }
 
     /// The apex of every zone that changes from now on (created, deleted, new settings, new
