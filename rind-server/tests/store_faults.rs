@@ -605,8 +605,8 @@ async fn health(http: SocketAddr) -> HttpReply {
 
 /// Creates `{prefix}{i}.home.arpa.` records on a full disk until one is refused, adding each
 /// acknowledged one to `acked`; the refused name and its 507. sled may still have room in
-/// the files it holds: over a thousand writes fit after it was reopened (at every start, and
-/// by a repair).
+/// the files it holds: over a thousand writes fit after it was opened (at start, and again by
+/// a repair).
 async fn write_until_refused(
     http: SocketAddr,
     prefix: &str,

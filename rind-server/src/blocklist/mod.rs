@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::ValueEnum;
@@ -102,7 +102,7 @@ pub struct Blocking {
     /// Made at the first fetch: most servers never fetch a list, and the system's CA roots
     /// (some 150 files read and parsed) and the HTTP client would only cost time at start
     /// and memory.
-    fetcher: OnceLock<Result<Fetcher, FetchError>>,
+    fetcher: tokio::sync::OnceCell<Result<Fetcher, FetchError>>,
     /// Held by every change, so two never interleave their store writes and rebuilds.
     changes: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -127,7 +127,7 @@ impl Blocking {
             generation: AtomicU64::new(0),
             cache,
             lists,
-            fetcher: OnceLock::new(),
+            fetcher: tokio::sync::OnceCell::new(),
             changes: tokio::sync::Mutex::new(()),
             metrics,
         };
@@ -240,7 +240,11 @@ impl Blocking {
             text,
             etag,
             last_modified,
-        } = self.fetcher()?.fetch(&url, &Validators::default()).await?
+        } = self
+            .fetcher()
+            .await?
+            .fetch(&url, &Validators::default())
+            .await?
         else {
             return Err(BlockError::Invalid(format!(
                 "{url} answered 304 Not Modified to a request that asked for the whole list"
@@ -347,7 +351,7 @@ impl Blocking {
             etag: list.etag.clone(),
             last_modified: list.last_modified.clone(),
         };
-        let outcome = match self.fetcher() {
+        let outcome = match self.fetcher().await {
             Ok(fetcher) => fetcher.fetch(&url, &kept).await,
             Err(e) => Err(e),
         };
@@ -468,9 +472,20 @@ impl Blocking {
             .ok_or_else(|| BlockError::NotFound(format!("no blocklist with id {id}")))
     }
 
-    fn fetcher(&self) -> Result<&Fetcher, FetchError> {
+    /// The fetcher, made on the blocking pool the first time (it reads files).
+    async fn fetcher(&self) -> Result<&Fetcher, FetchError> {
         self.fetcher
-            .get_or_init(Fetcher::new)
+            .get_or_init(|| async {
+                tokio::task::spawn_blocking(Fetcher::new)
+                    .await
+                    .unwrap_or_else(|join| {
+                        Err(FetchError::Request {
+                            url: String::new(),
+                            reason: format!("the HTTP client cannot start: {join}"),
+                        })
+                    })
+            })
+            .await
             .as_ref()
             .map_err(Clone::clone)
     }

@@ -507,7 +507,7 @@ mod tests {
                     d.name().to_ascii(),
                     d.rtype().to_string(),
                     d.ttl(),
-                    d.text().to_string(),
+                    d.text(),
                 )
             })
             .collect()
@@ -618,14 +618,7 @@ mod tests {
         let got: Vec<_> = parsed
             .drafts
             .iter()
-            .map(|(l, d)| {
-                (
-                    *l,
-                    d.name().to_ascii(),
-                    d.rtype().to_string(),
-                    d.text().to_string(),
-                )
-            })
+            .map(|(l, d)| (*l, d.name().to_ascii(), d.rtype().to_string(), d.text()))
             .collect();
         assert_eq!(
             got,

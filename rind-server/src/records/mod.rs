@@ -346,7 +346,7 @@ pub struct Records {
     /// The entries on disk this build skipped at load (key → stored bytes): no write can reach
     /// them, and a repair keeps them for a later rind that may read them.
     skipped: HashMap<Vec<u8>, Vec<u8>>,
-    /// Entries the load read from the records tree.
+    /// Entries the load read: the records tree's and the secondary zones' data.
     loaded: u64,
     store: RecordStore,
     zone_store: ZoneStore,
@@ -475,7 +475,7 @@ impl Records {
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })?;
-        let entries = loaded.integrity.count;
+        let mut entries = loaded.integrity.count;
         if let Some(check) = check {
             store.store().finish_check(check, loaded.integrity)?;
         }
@@ -488,7 +488,9 @@ impl Records {
                 Ok(zone) => {
                     let mut changes = Vec::new();
                     if zone.is_secondary() {
-                        let mut data = zone_store.load_secondary(&stored.name)?.into_iter();
+                        let data = zone_store.load_secondary(&stored.name)?;
+                        entries = entries.saturating_add(data.len().try_into().unwrap_or(u64::MAX));
+                        let mut data = data.into_iter();
                         if let Some(soa) = data.next() {
                             let secondary = zone::Secondary::new(
                                 soa,
@@ -534,8 +536,8 @@ impl Records {
         })
     }
 
-    /// Entries the load read from the records tree (records it skipped included): sled keeps
-    /// its pages of them until it is opened again.
+    /// Entries the load read, from the records tree (those it skipped included) and the
+    /// secondary zones' data: sled keeps its pages of them until it is opened again.
     pub fn loaded(&self) -> u64 {
         self.loaded
     }
@@ -691,12 +693,14 @@ impl Records {
                     error: Box::new(error),
                 };
                 let pending = added.get(&draft.name).map_or(&[][..], Vec::as_slice);
-                let text = draft.text();
+                // Printed only for a name that has records of the type already.
+                let mut text = None;
                 let present = index
                     .at(&draft.name)
                     .iter()
                     .chain(pending)
-                    .any(|r| r.rtype == draft.rtype && r.text() == text);
+                    .filter(|r| r.rtype == draft.rtype)
+                    .any(|r| r.text() == *text.get_or_insert_with(|| draft.text()));
                 if present {
                     unchanged += 1;
                     continue;

@@ -350,6 +350,18 @@ impl Store {
     /// stays until the caller has made the records right and flushed ([`Store::clear_fault`]).
     /// Blocking.
     pub fn reopen(&self) -> Result<(), StoreError> {
+        self.reopen_within(REOPEN_WAIT)
+    }
+
+    /// [`Store::reopen`] that gives up at once when sled's lock is still held (a task the stop
+    /// does not wait for, such as a snapshot being copied, still has the database): for the
+    /// last thing a stopping server does, as the store is then out of use. Blocking.
+    pub fn reopen_once(&self) -> Result<(), StoreError> {
+        self.reopen_within(Duration::ZERO)
+    }
+
+    /// [`Store::reopen`], waiting at most `wait` for the old database's last users.
+    fn reopen_within(&self, wait: Duration) -> Result<(), StoreError> {
         let old = self
             .inner
             .db
@@ -357,7 +369,7 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         drop(old);
-        let deadline = Instant::now() + REOPEN_WAIT;
+        let deadline = Instant::now() + wait;
         let db = loop {
             match open_sled(&self.inner.dir) {
                 Ok(db) => break db,
@@ -953,6 +965,24 @@ mod tests {
         assert_eq!(store.fault().as_deref(), Some("the second failure"));
         assert!(store.clear_fault(store.fault_mark()));
         assert_eq!(store.fault(), None);
+    }
+
+    #[test]
+    fn the_stops_reopen_gives_up_at_once_on_a_held_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        // What a snapshot still being copied holds.
+        let held = store.db().expect("db");
+        let started = Instant::now();
+        let refused = store.reopen_once();
+        assert!(matches!(refused, Err(StoreError::Locked(_))), "{refused:?}");
+        // Not REOPEN_WAIT (10 s): the stop does not wait for the holder.
+        assert!(
+            started.elapsed() < REOPEN_WAIT / 2,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(held);
     }
 
     #[test]
