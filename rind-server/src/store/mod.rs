@@ -678,27 +678,34 @@ mod tests {
         assert!(generating.exists(), "removed while sled held the store");
     }
 
-    /// A sled database whose records tree holds `a`, with a ledger one change (`c` added)
-    /// ahead, at generation 5: the state a crash between the two inserts of a write leaves.
+    /// Sets `db`'s ledger one change (`c` added) ahead of its records tree, at `generation`:
+    /// the state a crash between the two inserts of a write leaves. Returns the records'
+    /// integrity.
+    fn tear(db: &sled::Db, generation: u64) -> Integrity {
+        let tree = db.open_tree(RECORDS_TREE).expect("tree");
+        let before = Integrity::compute(&tree).expect("integrity");
+        let mut after = before;
+        after.add(b"c", b"3");
+        let ledger = check::Ledger {
+            current: after,
+            previous: before,
+            generation,
+        };
+        db.open_tree(migrations::META_TREE)
+            .expect("meta")
+            .insert(check::INTEGRITY_KEY, ledger.encode().as_slice())
+            .expect("insert");
+        before
+    }
+
+    /// A sled database whose records tree holds `a`, torn at generation 5 ([`tear`]).
     fn torn() -> (sled::Db, Integrity) {
         let db = sled::Config::new().temporary(true).open().expect("sled");
         db.open_tree(RECORDS_TREE)
             .expect("tree")
             .insert("a", "1")
             .expect("insert");
-        let mut before = Integrity::default();
-        before.add(b"a", b"1");
-        let mut after = before;
-        after.add(b"c", b"3");
-        let ledger = check::Ledger {
-            current: after,
-            previous: before,
-            generation: 5,
-        };
-        db.open_tree(migrations::META_TREE)
-            .expect("meta")
-            .insert(check::INTEGRITY_KEY, ledger.encode().as_slice())
-            .expect("insert");
+        let before = tear(&db, 5);
         (db, before)
     }
 
@@ -789,19 +796,7 @@ mod tests {
     async fn the_servers_load_accepts_and_settles_a_torn_last_change() {
         let dir = tempfile::tempdir().expect("tempdir");
         records_changed_behind_the_ledger(dir.path(), 3, |db| {
-            let tree = db.open_tree(RECORDS_TREE).expect("tree");
-            let before = Integrity::compute(&tree).expect("integrity");
-            let mut after = before;
-            after.add(b"r9", b"{}");
-            let torn = check::Ledger {
-                current: after,
-                previous: before,
-                generation: 2,
-            };
-            db.open_tree(migrations::META_TREE)
-                .expect("meta")
-                .insert(check::INTEGRITY_KEY, torn.encode().as_slice())
-                .expect("ledger");
+            tear(db, 2);
         });
         let (store, records) =
             open_and_load(dir.path()).expect("a torn change that was never flushed");
@@ -888,15 +883,7 @@ mod tests {
                     )
                     .expect("insert");
                     store.flush_records(1).expect("flush");
-                    let mut two = one;
-                    two.add(b"c", b"3");
-                    let torn = check::Ledger {
-                        current: two,
-                        previous: one,
-                        generation: 2,
-                    };
-                    meta.insert(check::INTEGRITY_KEY, torn.encode().as_slice())
-                        .expect("insert");
+                    assert_eq!(tear(&db, 2), one);
                     db.flush().expect("flush");
                 }
                 // The start that settles it, and the crash right after.
