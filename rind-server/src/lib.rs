@@ -542,6 +542,7 @@ pub async fn run(
                 &store,
                 &config.snapshot_dir,
                 store::open::OPEN_DEADLINE,
+                Store::reopen_unchanged,
             ) => reopened,
             // Nothing is served or written yet: there is nothing to drain or flush.
             _ = shutdown.cancelled() => return Ok(()),
@@ -714,12 +715,11 @@ pub async fn run(
 /// the open's guard with a deadline of its own: a failure costs the next start that time,
 /// nothing else, since everything is on disk already.
 async fn snapshot_for_the_next_start(store: &Store, config: &Config) {
-    let reopening = store.clone();
-    let reopened = store::open::guarded(
-        store.dir(),
+    let reopened = store::open::reopen_with_deadline(
+        store,
         &config.snapshot_dir,
         STOP_REOPEN_DEADLINE,
-        move |_| reopening.reopen_once(),
+        Store::reopen_once,
     )
     .await;
     let reason = match reopened {

@@ -141,9 +141,12 @@ impl Store {
     /// against their integrity data. Blocking, and it may hang or panic on a damaged store
     /// (sled does both): a server opens through [`crate::Opened::open`] instead.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let progress = AtomicU64::new(0);
-        let (store, check) = Store::open_leaving_check(dir, &progress)?;
-        let actual = records_integrity(&store.db()?, &progress).map_err(|e| after_open(dir, e))?;
+        let (store, check) = Store::open_leaving_check(dir, &AtomicU64::new(0))?;
+        let actual = store
+            .db()?
+            .open_tree(RECORDS_TREE)
+            .and_then(|records| Integrity::compute(&records))
+            .map_err(|e| after_open(dir, e))?;
         store.finish_check(check, actual)?;
         Ok(store)
     }
@@ -508,20 +511,6 @@ fn load_ledger(db: &sled::Db) -> sled::Result<LedgerState> {
     check::load_ledger(&db.open_tree(migrations::META_TREE)?)
 }
 
-/// The integrity of every entry in `db`'s records tree, adding to `progress` every few
-/// thousand.
-fn records_integrity(db: &sled::Db, progress: &AtomicU64) -> sled::Result<Integrity> {
-    let mut actual = Integrity::default();
-    for (i, entry) in db.open_tree(RECORDS_TREE)?.iter().enumerate() {
-        let (key, value) = entry?;
-        actual.add(&key, &value);
-        if i % 4096 == 0 {
-            progress.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    Ok(actual)
-}
-
 /// Compares `actual`, the records tree's integrity, with its ledger; `Some(reason)` when they
 /// differ. `flushed` is the generation the check file says was flushed. A last change that a
 /// crash tore (ledger written, record not) is accepted when it was never flushed, and the
@@ -711,7 +700,11 @@ mod tests {
 
     /// The records check as an open makes it, on `db` as it is.
     fn check_integrity(db: &sled::Db, flushed: Option<u64>) -> sled::Result<Option<String>> {
-        judge_integrity(db, flushed, records_integrity(db, &AtomicU64::new(0))?)
+        judge_integrity(
+            db,
+            flushed,
+            Integrity::compute(&db.open_tree(RECORDS_TREE)?)?,
+        )
     }
 
     #[test]

@@ -81,16 +81,18 @@ impl fmt::Display for Restore {
     }
 }
 
-/// [`Store::reopen_unchanged`] under the same guard as the first open: sled's
-/// recovery runs again, and may spin or panic on damage the first open got past.
+/// `reopen` ([`Store::reopen_unchanged`] at start, [`Store::reopen_once`] at stop) under the
+/// same guard as the first open: sled's recovery runs again, and may spin or panic on damage
+/// the first open got past.
 pub async fn reopen_with_deadline(
     store: &Store,
     snapshot_dir: &Path,
     deadline: Duration,
+    reopen: fn(&Store) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let reopening = store.clone();
     guarded(store.dir(), snapshot_dir, deadline, move |_| {
-        reopening.reopen_unchanged()
+        reopen(&reopening)
     })
     .await
 }
