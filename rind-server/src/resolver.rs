@@ -139,7 +139,7 @@ impl Resolver {
             }
             Lookup::Stale(entry) if self.cache.failed_recently(&entry) => {
                 if entry.start_refresh() {
-                    self.refresh_in_background(&request.query, Arc::clone(&entry));
+                    self.refresh_in_background(&request.query, entry.clone());
                 }
                 let reply = self.cache.stale_reply(&entry, request)?;
                 Some((Ready::Wire(reply, entry.rcode()), Source::Stale))
@@ -240,7 +240,7 @@ impl Resolver {
 
     /// Refreshes `query` from upstream without a client waiting (prefetch, stale refresh);
     /// `claimed` is the entry whose refresh slot this caller holds.
-    fn refresh_in_background(&self, query: &Query, claimed: Arc<Entry>) {
+    fn refresh_in_background(&self, query: &Query, claimed: Entry) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use triomphe::ThinArc;
 
 use crate::request::{Request, Transport, MAX_UDP_PAYLOAD};
 use crate::response::{is_dnssec_only, Answer};
@@ -139,39 +140,35 @@ impl PartialEq for Key {
     }
 }
 
-/// A reply template and the offsets of its TTLs, in one allocation; its two positions are
-/// kept in that allocation too, which keeps an [`Entry`] small.
-#[derive(Debug)]
-struct Template {
-    /// Where the template starts in `bytes` and where its question ends, relative to the
-    /// template (big-endian u16 each), then the TTL offsets (big-endian u16 each), then the
-    /// reply template.
-    bytes: Box<[u8]>,
+/// A reply template and the offsets of its TTLs, laid out in one byte string: where the
+/// template starts and where its question ends, relative to the template (big-endian u16
+/// each), then the TTL offsets (big-endian u16 each), then the reply template.
+#[derive(Debug, Clone, Copy)]
+struct Template<'a> {
+    bytes: &'a [u8],
 }
 
 /// Bytes before a template's TTL offsets: its two positions.
 const POSITIONS_LEN: usize = 4;
 
-impl Template {
-    /// Walks `wire`; also says whether it holds records a DO=0 client must not get.
-    fn new(wire: &[u8]) -> Option<(Template, bool)> {
-        let walked = walk(wire)?;
-        let template_at = POSITIONS_LEN + 2 * walked.ttl_offsets.len();
-        let mut bytes = Vec::with_capacity(template_at + wire.len());
-        bytes.extend_from_slice(&u16::try_from(template_at).ok()?.to_be_bytes());
-        bytes.extend_from_slice(&u16::try_from(walked.question_end).ok()?.to_be_bytes());
-        for offset in walked.ttl_offsets {
-            bytes.extend_from_slice(&offset.to_be_bytes());
-        }
-        bytes.extend_from_slice(wire);
-        let template = Template {
-            bytes: bytes.into_boxed_slice(),
-        };
-        Some((template, walked.dnssec_only))
+/// Lays out `wire` as a [`Template`]'s bytes; also says whether it holds records a DO=0
+/// client must not get.
+fn lay_out(wire: &[u8]) -> Option<(Vec<u8>, bool)> {
+    let walked = walk(wire)?;
+    let template_at = POSITIONS_LEN + 2 * walked.ttl_offsets.len();
+    let mut bytes = Vec::with_capacity(template_at + wire.len());
+    bytes.extend_from_slice(&u16::try_from(template_at).ok()?.to_be_bytes());
+    bytes.extend_from_slice(&u16::try_from(walked.question_end).ok()?.to_be_bytes());
+    for offset in walked.ttl_offsets {
+        bytes.extend_from_slice(&offset.to_be_bytes());
     }
+    bytes.extend_from_slice(wire);
+    Some((bytes, walked.dnssec_only))
+}
 
+impl<'a> Template<'a> {
     /// Where the template starts in `bytes`.
-    fn template_at(&self) -> usize {
+    fn template_at(self) -> usize {
         match *self.bytes {
             [high, low, ..] => usize::from(u16::from_be_bytes([high, low])),
             _ => 0,
@@ -179,7 +176,7 @@ impl Template {
     }
 
     /// Where the question ends in the template.
-    fn question_end(&self) -> usize {
+    fn question_end(self) -> usize {
         match *self.bytes {
             [_, _, high, low, ..] => usize::from(u16::from_be_bytes([high, low])),
             _ => 0,
@@ -187,19 +184,19 @@ impl Template {
     }
 
     /// The reply template: ID 0, the question in lower case, the TTLs as stored.
-    fn wire(&self) -> &[u8] {
+    fn wire(self) -> &'a [u8] {
         self.bytes.get(self.template_at()..).unwrap_or_default()
     }
 
     /// The question's wire form (lower case), which is also the start of its key.
-    fn question(&self) -> &[u8] {
+    fn question(self) -> &'a [u8] {
         self.wire()
             .get(HEADER_LEN..self.question_end())
             .unwrap_or_default()
     }
 
     /// Offsets of the TTLs in the template.
-    fn ttl_offsets(&self) -> impl Iterator<Item = usize> + '_ {
+    fn ttl_offsets(self) -> impl Iterator<Item = usize> + 'a {
         self.bytes
             .get(POSITIONS_LEN..self.template_at())
             .unwrap_or_default()
@@ -209,16 +206,22 @@ impl Template {
     }
 }
 
-/// One cached answer. An unsigned answer takes two allocations (this struct behind its `Arc`,
-/// 64 bytes with the counts, and its template): a full cache holds `--cache-size` of them,
-/// and they are most of the server's memory, so every field is as small as it can be.
+/// One cached answer, shared by reference count: cloning it is cheap.
+///
+/// An unsigned answer is one allocation: the count, [`Meta`], and the template of the answer
+/// as fetched, DNSSEC records included. A full cache holds `--cache-size` of them and they are
+/// most of the server's memory, so every field is as small as it can be (a separate `Arc` and
+/// template cost 16 to 32 bytes more per entry).
+#[derive(Debug, Clone)]
+pub struct Entry(ThinArc<Meta, u8>);
+
+/// An entry's fields besides its full template.
 #[derive(Debug)]
-pub struct Entry {
-    /// The answer as fetched, DNSSEC records included.
-    full: Template,
-    /// The answer without RRSIG/NSEC/NSEC3, for DO=0 clients; `None` when it would equal
-    /// `full`. Boxed: only signed answers have one, and inline it would cost every entry.
-    plain: Option<Box<Template>>,
+struct Meta {
+    /// The answer without RRSIG/NSEC/NSEC3, for DO=0 clients, laid out as a [`Template`];
+    /// `None` when it would equal the full one. Boxed twice, for a thin pointer: only signed
+    /// answers have one, and a slice's fat pointer would take the size class up a step.
+    plain: Option<Box<Box<[u8]>>>,
     fetched: Fetched,
     /// Unix seconds when it was fetched.
     stored_at: u64,
@@ -310,31 +313,49 @@ impl Entry {
 
     /// The entry for a template; the DO=0 view is derived from it when it differs.
     fn from_wire(wire: &[u8], fetched: Fetched, stored_at: u64, lifetime: u32) -> Option<Entry> {
-        let (full, has_dnssec_records) = Template::new(wire)?;
+        let (full, has_dnssec_records) = lay_out(wire)?;
         let plain = if has_dnssec_records {
-            Some(Box::new(Template::new(&without_dnssec(wire)?)?.0))
+            Some(Box::new(
+                lay_out(&without_dnssec(wire)?)?.0.into_boxed_slice(),
+            ))
         } else {
             None
         };
-        Some(Entry {
-            full,
+        let meta = Meta {
             plain,
             fetched,
             stored_at,
             lifetime,
             refreshing: AtomicBool::new(false),
             refresh_failed: AtomicU32::new(0),
-        })
+        };
+        Some(Entry(ThinArc::from_header_and_slice(meta, &full)))
+    }
+
+    fn meta(&self) -> &Meta {
+        &self.0.header.header
+    }
+
+    /// The answer as fetched, DNSSEC records included.
+    fn full(&self) -> Template<'_> {
+        Template {
+            bytes: &self.0.slice,
+        }
+    }
+
+    /// Whether `other` is this very entry, not just an equal one.
+    pub fn same(&self, other: &Entry) -> bool {
+        std::ptr::eq(self.0.ptr(), other.0.ptr())
     }
 
     /// The cache key of the entry, the same bytes as [`Key::of`] gives for its question: the
     /// template's question is already in lower case.
     pub fn key(&self) -> Key {
         let mut key = Key::EMPTY;
-        for &b in self.full.question() {
+        for &b in self.full().question() {
             key.push(b);
         }
-        if self.fetched.checking_disabled {
+        if self.meta().fetched.checking_disabled {
             key.push(CD_MARK);
         }
         key
@@ -342,10 +363,10 @@ impl Entry {
 
     /// Whether `key` is this entry's key, without building it (the hit path).
     pub fn has_key(&self, key: &Key) -> bool {
-        let question = self.full.question();
+        let question = self.full().question();
         match key.as_bytes().split_at_checked(question.len()) {
-            Some((head, [])) => head == question && !self.fetched.checking_disabled,
-            Some((head, [CD_MARK])) => head == question && self.fetched.checking_disabled,
+            Some((head, [])) => head == question && !self.meta().fetched.checking_disabled,
+            Some((head, [CD_MARK])) => head == question && self.meta().fetched.checking_disabled,
             _ => false,
         }
     }
@@ -353,29 +374,29 @@ impl Entry {
     /// Whether the entry has what a client needs that set DO as given: DNSSEC records for
     /// DO=1, which entries fetched without DO (by an older rind) lack.
     pub fn serves(&self, dnssec_ok: bool) -> bool {
-        self.fetched.dnssec_ok || !dnssec_ok
+        self.meta().fetched.dnssec_ok || !dnssec_ok
     }
 
     /// How the answer was asked of the upstream.
     pub fn fetched(&self) -> Fetched {
-        self.fetched
+        self.meta().fetched
     }
 
     /// The bytes kept on disk: format, expiry, store time, flags, template. The store reads
     /// the expiry at bytes 1..9 of every format.
     pub fn encode(&self) -> Vec<u8> {
-        let template = self.full.wire();
+        let template = self.full().wire();
         let mut flags = 0;
-        if self.fetched.dnssec_ok {
+        if self.meta().fetched.dnssec_ok {
             flags |= FLAG_DNSSEC_OK;
         }
-        if self.fetched.checking_disabled {
+        if self.meta().fetched.checking_disabled {
             flags |= FLAG_CHECKING_DISABLED;
         }
         let mut out = Vec::with_capacity(18 + template.len());
         out.push(FORMAT);
         out.extend_from_slice(&self.expires_at().to_be_bytes());
-        out.extend_from_slice(&self.stored_at.to_be_bytes());
+        out.extend_from_slice(&self.meta().stored_at.to_be_bytes());
         out.push(flags);
         out.extend_from_slice(template);
         out
@@ -411,12 +432,12 @@ impl Entry {
 
     /// Response code of the cached answer.
     pub fn rcode(&self) -> ResponseCode {
-        ResponseCode::from_low(self.full.wire().get(3).map_or(0, |b| b & 0x0f))
+        ResponseCode::from_low(self.full().wire().get(3).map_or(0, |b| b & 0x0f))
     }
 
     /// Unix seconds after which the entry is stale.
     pub fn expires_at(&self) -> u64 {
-        self.stored_at + u64::from(self.lifetime)
+        self.meta().stored_at + u64::from(self.meta().lifetime)
     }
 
     /// Whether the entry may be served as fresh at `now`.
@@ -429,33 +450,33 @@ impl Entry {
     /// using that lower bound lets entries of 10 s and less trigger in their last second.
     pub fn nearly_expired(&self, now: u64) -> bool {
         let left = self.expires_at().saturating_sub(now).saturating_sub(1);
-        left * 10 < u64::from(self.lifetime)
+        left * 10 < u64::from(self.meta().lifetime)
     }
 
     /// Claims the entry's one refresh; false when another is already running.
     pub fn start_refresh(&self) -> bool {
-        !self.refreshing.swap(true, Ordering::AcqRel)
+        !self.meta().refreshing.swap(true, Ordering::AcqRel)
     }
 
     /// Records that a refresh found no upstream, and frees the refresh slot.
     pub fn refresh_failed(&self, now: u64) {
-        let after = now.saturating_sub(self.stored_at).saturating_add(1);
+        let after = now.saturating_sub(self.meta().stored_at).saturating_add(1);
         let after = u32::try_from(after).unwrap_or(u32::MAX);
-        self.refresh_failed.store(after, Ordering::Relaxed);
-        self.refreshing.store(false, Ordering::Release);
+        self.meta().refresh_failed.store(after, Ordering::Relaxed);
+        self.meta().refreshing.store(false, Ordering::Release);
     }
 
     /// Whether a refresh failed within the last `window` seconds.
     pub fn failed_within(&self, now: u64, window: u64) -> bool {
-        match self.refresh_failed.load(Ordering::Relaxed) {
+        match self.meta().refresh_failed.load(Ordering::Relaxed) {
             0 => false,
-            after => now.saturating_sub(self.stored_at + u64::from(after - 1)) < window,
+            after => now.saturating_sub(self.meta().stored_at + u64::from(after - 1)) < window,
         }
     }
 
     /// The question of the entry (lower case), for listings.
     pub fn question(&self) -> Option<Query> {
-        Query::read(&mut BinDecoder::new(self.full.question())).ok()
+        Query::read(&mut BinDecoder::new(self.full().question())).ok()
     }
 
     /// The cached answer as records without DNSSEC records, TTLs counted down to `now` (for a
@@ -484,10 +505,10 @@ impl Entry {
     /// Extended DNS Error when `stale`. `None` if the question does not fit the template,
     /// which a matching key rules out.
     pub fn reply(&self, request: &Request, now: u64, stale: bool) -> Option<Vec<u8>> {
-        let elapsed = u32::try_from(now.saturating_sub(self.stored_at)).unwrap_or(u32::MAX);
-        let view = match &self.plain {
-            Some(plain) if !request.dnssec_ok() => plain,
-            _ => &self.full,
+        let elapsed = u32::try_from(now.saturating_sub(self.meta().stored_at)).unwrap_or(u32::MAX);
+        let view = match &self.meta().plain {
+            Some(plain) if !request.dnssec_ok() => Template { bytes: plain },
+            _ => self.full(),
         };
         let template = view.wire();
         let question_end = view.question_end();
@@ -811,13 +832,15 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_stays_within_48_bytes() {
-        // With the Arc's two counts that is jemalloc's 64-byte class: a million cached
-        // answers hold 64 MB of entries besides their templates (it was 96 bytes a piece).
+    fn an_entry_is_a_pointer_to_a_32_byte_head_and_its_template() {
+        // One allocation: the count, `Meta`, the slice's length, the template. A million
+        // cached answers of ~64 template bytes then sit in jemalloc's 112-byte class (they took
+        // 128: a 64-byte `Arc<Entry>` and a separate template).
+        assert_eq!(std::mem::size_of::<Entry>(), 8);
         assert!(
-            std::mem::size_of::<Entry>() <= 48,
-            "Entry is {} bytes",
-            std::mem::size_of::<Entry>()
+            std::mem::size_of::<Meta>() <= 32,
+            "Meta is {} bytes",
+            std::mem::size_of::<Meta>()
         );
     }
 

@@ -55,7 +55,7 @@ const WARM_BATCH: usize = 1_024;
 /// Every read compares the entry's question with the key, so two names with the same hash
 /// (vanishingly rare, and not steerable by a client without the random seed) only ever
 /// replace each other, never answer for each other.
-type Memory = QuickCache<u64, Arc<Entry>, UnitWeighter, BuildHasherDefault<Prehashed>, Evictions>;
+type Memory = QuickCache<u64, Entry, UnitWeighter, BuildHasherDefault<Prehashed>, Evictions>;
 
 /// Passes a key that is already a hash through unchanged, so it is not hashed twice.
 #[derive(Default)]
@@ -124,10 +124,10 @@ pub enum Lookup {
         /// Its response code.
         rcode: ResponseCode,
         /// The entry, when it is nearly expired and this caller won the right to refresh it.
-        refresh: Option<Arc<Entry>>,
+        refresh: Option<Entry>,
     },
     /// An expired entry still inside the serve-stale window.
-    Stale(Arc<Entry>),
+    Stale(Entry),
     /// Nothing usable.
     Miss,
 }
@@ -178,10 +178,10 @@ pub struct Listed {
 #[derive(Clone, Default)]
 struct Evictions;
 
-impl Lifecycle<u64, Arc<Entry>> for Evictions {
-    type RequestState = Vec<Arc<Entry>>;
+impl Lifecycle<u64, Entry> for Evictions {
+    type RequestState = Vec<Entry>;
 
-    fn on_evict(&self, evicted: &mut Self::RequestState, _hash: u64, entry: Arc<Entry>) {
+    fn on_evict(&self, evicted: &mut Self::RequestState, _hash: u64, entry: Entry) {
         evicted.push(entry);
     }
 }
@@ -310,14 +310,14 @@ impl Cache {
             self.metrics.cache(CacheEvent::Miss);
             return Lookup::Stale(entry);
         } else {
-            memory.remove_if(&hash, |e| Arc::ptr_eq(e, &entry));
+            memory.remove_if(&hash, |e| e.same(&entry));
         }
         self.metrics.cache(CacheEvent::Miss);
         Lookup::Miss
     }
 
     /// The fresh entry for `request`, if there is one.
-    pub fn fresh_entry(&self, request: &Request) -> Option<Arc<Entry>> {
+    pub fn fresh_entry(&self, request: &Request) -> Option<Entry> {
         let now = self.clock.now();
         self.get(&request.query, Wants::of(request), now)
             .map(|(_, entry)| entry)
@@ -331,7 +331,7 @@ impl Cache {
         query: &Query,
         checking_disabled: bool,
         reply: &Message,
-    ) -> Option<Arc<Entry>> {
+    ) -> Option<Entry> {
         let now = self.clock.now();
         Entry::from_upstream(
             query,
@@ -340,7 +340,6 @@ impl Cache {
             &self.config.ttl,
             now,
         )
-        .map(Arc::new)
     }
 
     /// The fresh cached answer for `query` as records (for the target of a local CNAME).
@@ -367,7 +366,7 @@ impl Cache {
     }
 
     /// The entry for `request` if it is expired but still within the serve-stale window.
-    pub fn stale_entry(&self, request: &Request) -> Option<Arc<Entry>> {
+    pub fn stale_entry(&self, request: &Request) -> Option<Entry> {
         let now = self.clock.now();
         let (_, entry) = self.get(&request.query, Wants::of(request), now)?;
         (!entry.is_fresh(now) && now < entry.expires_at() + u64::from(self.config.serve_stale))
@@ -377,7 +376,7 @@ impl Cache {
     /// The entry that can answer `query` for a client that `wants` so, fresh or not, with its
     /// hash. A CD=1 client takes what the upstream validated when it is fresh, else what was
     /// fetched with CD=1; a CD=0 client never sees the latter.
-    fn get(&self, query: &Query, wants: Wants, now: u64) -> Option<(u64, Arc<Entry>)> {
+    fn get(&self, query: &Query, wants: Wants, now: u64) -> Option<(u64, Entry)> {
         let checked = self.get_keyed(&Key::of(query, false), wants);
         if !wants.checking_disabled || checked.as_ref().is_some_and(|(_, e)| e.is_fresh(now)) {
             return checked;
@@ -385,7 +384,7 @@ impl Cache {
         self.get_keyed(&Key::of(query, true), wants).or(checked)
     }
 
-    fn get_keyed(&self, key: &Key, wants: Wants) -> Option<(u64, Arc<Entry>)> {
+    fn get_keyed(&self, key: &Key, wants: Wants) -> Option<(u64, Entry)> {
         let hash = self.hasher.hash_one(key.as_bytes());
         let entry = self.memory.as_ref()?.get(&hash)?;
         (entry.has_key(key) && entry.serves(wants.dnssec_ok)).then_some((hash, entry))
@@ -393,15 +392,10 @@ impl Cache {
 
     /// Stores the upstream `reply` to `query`, asked with DO=1 and CD as given, when it may
     /// be cached; returns the entry.
-    pub fn insert(
-        &self,
-        query: &Query,
-        checking_disabled: bool,
-        reply: &Message,
-    ) -> Option<Arc<Entry>> {
+    pub fn insert(&self, query: &Query, checking_disabled: bool, reply: &Message) -> Option<Entry> {
         let memory = self.memory.as_ref()?;
         let entry = self.entry_for(query, checking_disabled, reply)?;
-        self.remember(memory, Arc::clone(&entry));
+        self.remember(memory, entry.clone());
         // Queued after the memory insert, so it lands after any eviction that insert caused.
         self.queue(CacheWrite::Put {
             key: entry.key().as_bytes().to_vec(),
@@ -413,17 +407,17 @@ impl Cache {
 
     /// Inserts into memory; what that evicts (not the key's own older entry) is counted and
     /// forgotten on disk.
-    fn remember(&self, memory: &Memory, entry: Arc<Entry>) {
+    fn remember(&self, memory: &Memory, entry: Entry) {
         let mut evicted = Vec::new();
         let key = entry.key();
         let hash = self.hasher.hash_one(key.as_bytes());
-        memory.insert_with_lifecycle(hash, Arc::clone(&entry), &mut evicted);
+        memory.insert_with_lifecycle(hash, entry.clone(), &mut evicted);
         self.evicted(&key, evicted);
     }
 
     /// Inserts a warm-up's `entry` unless memory already holds something for its key (an
     /// answer fetched since the start is newer than the disk's); returns whether it did.
-    fn remember_if_absent(&self, memory: &Memory, entry: Arc<Entry>) -> bool {
+    fn remember_if_absent(&self, memory: &Memory, entry: Entry) -> bool {
         let key = entry.key();
         let hash = self.hasher.hash_one(key.as_bytes());
         // A placeholder, not a look then an insert: an upstream answer inserted in between
@@ -439,7 +433,7 @@ impl Cache {
     }
 
     /// Counts what an insert of `key` pushed out, and forgets it on disk.
-    fn evicted(&self, key: &Key, evicted: Vec<Arc<Entry>>) {
+    fn evicted(&self, key: &Key, evicted: Vec<Entry>) {
         for old in evicted {
             let old_key = old.key();
             if old_key == *key {
@@ -498,12 +492,12 @@ impl Cache {
                 if warming.active {
                     warming.flushed.insert(name.clone());
                 }
-                let doomed: Vec<(u64, Arc<Entry>)> = memory
+                let doomed: Vec<(u64, Entry)> = memory
                     .iter()
                     .filter(|(_, e)| e.question().is_some_and(|q| q.name == *name))
                     .collect();
                 for (hash, entry) in doomed {
-                    memory.remove_if(&hash, |e| Arc::ptr_eq(e, &entry));
+                    memory.remove_if(&hash, |e| e.same(&entry));
                 }
                 // By name, not by the keys found above: the disk may hold entries memory
                 // does not (an eviction dropped with a full queue, or more than a warm start
@@ -528,7 +522,7 @@ impl Cache {
         // it has been inserted before the sweep below looks.
         let _warming = self.warming();
         // Collected first, as in `flush`: removing while iterating is not safe.
-        let picked: Vec<(u64, Arc<Entry>, Name)> = memory
+        let picked: Vec<(u64, Entry, Name)> = memory
             .iter()
             .filter_map(|(hash, entry)| {
                 let name = entry.question()?.name;
@@ -538,7 +532,7 @@ impl Cache {
         let dropped = picked.len();
         let mut names = std::collections::HashSet::new();
         for (hash, entry, name) in picked {
-            memory.remove_if(&hash, |e| Arc::ptr_eq(e, &entry));
+            memory.remove_if(&hash, |e| e.same(&entry));
             names.insert(name);
         }
         for name in &names {
@@ -658,7 +652,7 @@ impl Cache {
                     }
                 }
             }
-            if self.remember_if_absent(memory, Arc::new(entry)) {
+            if self.remember_if_absent(memory, entry) {
                 *loaded += 1;
             }
         }
