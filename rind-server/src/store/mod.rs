@@ -41,7 +41,10 @@ use migrations::MigrationError;
 
 /// sled's page cache: the hot data lives in rind's own memory structures, and sled only
 /// reads at start (records, warm cache), so a small cache costs nothing on the query path.
-const SLED_CACHE_BYTES: u64 = 8 << 20;
+/// sled counts pages at their size on disk, well below what they take in memory: at 8 MiB
+/// the cache held ~14 MiB more after a 193,534-record import and ~10 MiB more after a
+/// million-answer warm-up than at 1 MiB, for an import 3-4% faster.
+const SLED_CACHE_BYTES: u64 = 1 << 20;
 
 /// How long a reopen waits for the old database's last users (a cache batch in flight) to let
 /// go of sled's lock on the data dir.
