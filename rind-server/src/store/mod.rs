@@ -654,7 +654,9 @@ mod tests {
         // sorts after every finished snapshot.
         let unfinished = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
         std::fs::write(&unfinished, b"").expect("write");
-        let store = Store::open(dir.path()).expect("open with the unfinished snapshot");
+        // sled's threads let go of the data dir a moment after the store above is dropped.
+        let store =
+            when_free(|| Store::open(dir.path())).expect("open with the unfinished snapshot");
         let db = store.db().expect("db");
         assert_eq!(db.get("kept").expect("get").as_deref(), Some(&b"1"[..]));
         assert!(!unfinished.exists());
@@ -770,19 +772,25 @@ mod tests {
         db.flush().expect("flush");
     }
 
+    /// `open`, tried again while the sled of an earlier step still holds the data dir (at
+    /// most [`REOPEN_WAIT`]).
+    fn when_free<T>(mut open: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let deadline = Instant::now() + REOPEN_WAIT;
+        loop {
+            match open() {
+                Err(StoreError::Locked(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
     /// The server's open and records load on `dir` ([`crate::Opened::open`] without its
     /// thread), once the sled of the last step has let go of the data dir.
     fn open_and_load(dir: &Path) -> Result<(Store, crate::records::Records), StoreError> {
         let progress = AtomicU64::new(0);
-        let deadline = Instant::now() + REOPEN_WAIT;
-        let (store, check) = loop {
-            match Store::open_leaving_check(dir, &progress) {
-                Err(StoreError::Locked(_)) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                opened => break opened?,
-            }
-        };
+        let (store, check) = when_free(|| Store::open_leaving_check(dir, &progress))?;
         let records = records::RecordStore::open(&store)?;
         let loaded = crate::records::Records::load_checking(records, check, &progress)?;
         Ok((store, loaded))
