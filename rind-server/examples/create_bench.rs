@@ -140,7 +140,7 @@ fn start_server(
         let sockets = rind_server::bind(&config).await?;
         anyhow::Ok((sockets, opened))
     })?;
-    let url = format!("http://{}", sockets.http.local_addr()?);
+    let url = format!("http://{}", sockets.listeners.http.local_addr()?);
     let thread = std::thread::spawn(move || {
         if let Err(e) = runtime.block_on(rind_server::run(config, opened, sockets, shutdown)) {
             eprintln!("server: {e}");

@@ -152,6 +152,15 @@ const SNAPSHOT_RETRY: Duration = Duration::from_secs(60);
 /// The sockets, bound before [`run`].
 #[derive(Debug)]
 pub struct Sockets {
+    /// Where clients reach rind.
+    pub listeners: Listeners,
+    /// Sockets for queries to UDP upstreams.
+    pub upstream_pool: UdpPool,
+}
+
+/// The listening sockets, bound by [`bind_listeners`].
+#[derive(Debug)]
+pub struct Listeners {
     /// DNS over UDP: one socket per core on the same port (`SO_REUSEPORT`), each with its own
     /// receive loop.
     pub udp: Vec<UdpSocket>,
@@ -159,8 +168,6 @@ pub struct Sockets {
     pub tcp: TcpListener,
     /// The HTTP API.
     pub http: TcpListener,
-    /// Sockets for queries to UDP upstreams.
-    pub upstream_pool: UdpPool,
     /// DNS over TLS and DNS over HTTPS, when configured.
     pub encrypted: Option<EncryptedSockets>,
 }
@@ -232,13 +239,22 @@ pub enum BindError {
     },
 }
 
-/// Binds the DNS (UDP and TCP, one port) and HTTP listeners of `config`, and the upstream
-/// socket pool; with `--dot-addr` or `--doh-addr`, loads the certificate first and binds
-/// those too.
+/// Binds the listeners of `config` ([`bind_listeners`]) and its upstream socket pool
+/// ([`bind_upstream_pool`]).
+pub async fn bind(config: &Config) -> Result<Sockets, BindError> {
+    let listeners = bind_listeners(config).await?;
+    Ok(Sockets {
+        listeners,
+        upstream_pool: bind_upstream_pool(config)?,
+    })
+}
+
+/// Binds the DNS (UDP and TCP, one port) and HTTP listeners of `config`; with `--dot-addr` or
+/// `--doh-addr`, loads the certificate first and binds those too.
 ///
 /// The UDP sockets share their port through `SO_REUSEPORT`; the TCP listener does not, so
 /// another server already on the port is still detected by the TCP bind.
-pub async fn bind(config: &Config) -> Result<Sockets, BindError> {
+pub async fn bind_listeners(config: &Config) -> Result<Listeners, BindError> {
     let certificate = match &config.encrypted {
         Some(e) => Some(Arc::new(listener::tls::Certificate::load(&e.cert, &e.key)?)),
         None => None,
@@ -276,17 +292,6 @@ pub async fn bind(config: &Config) -> Result<Sockets, BindError> {
             addr: config.http_addr,
             source,
         })?;
-    let udp_upstreams = config
-        .upstreams
-        .iter()
-        .chain(config.forward_zones.iter().flat_map(|z| &z.upstreams))
-        .filter(|u| u.protocol == Protocol::Udp)
-        .map(|u| u.addr);
-    let upstream_pool =
-        UdpPool::new(POOL_SIZE, udp_upstreams).map_err(|source| BindError::UpstreamPool {
-            count: POOL_SIZE,
-            source,
-        })?;
     let encrypted = match (&config.encrypted, certificate) {
         (Some(e), Some(certificate)) => {
             let dot = bind_optional(e.dot_addr, |addr, source| BindError::Dot { addr, source });
@@ -310,12 +315,26 @@ pub async fn bind(config: &Config) -> Result<Sockets, BindError> {
         }
         _ => None,
     };
-    Ok(Sockets {
+    Ok(Listeners {
         udp,
         tcp,
         http,
-        upstream_pool,
         encrypted,
+    })
+}
+
+/// Binds [`POOL_SIZE`] sockets per address family that `config`'s UDP upstreams use. Blocks
+/// for tens of milliseconds: `main` runs it beside the store's open.
+pub fn bind_upstream_pool(config: &Config) -> Result<UdpPool, BindError> {
+    let udp_upstreams = config
+        .upstreams
+        .iter()
+        .chain(config.forward_zones.iter().flat_map(|z| &z.upstreams))
+        .filter(|u| u.protocol == Protocol::Udp)
+        .map(|u| u.addr);
+    UdpPool::new(POOL_SIZE, udp_upstreams).map_err(|source| BindError::UpstreamPool {
+        count: POOL_SIZE,
+        source,
     })
 }
 
@@ -508,6 +527,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), store::StoreError> {
     let started = std::time::Instant::now();
+    let Sockets {
+        listeners,
+        upstream_pool,
+    } = sockets;
     let clock = Clock::default();
     let (cache_writes, cache_queue) = persist::queue();
     let Pipeline {
@@ -524,7 +547,7 @@ pub async fn run(
         &opened,
         clock.clone(),
         Some(cache_writes),
-        sockets.upstream_pool,
+        upstream_pool,
     )
     .map_err(|e| store::open::refusal(e, &config.data_dir, &config.snapshot_dir))?;
     let Opened { store, .. } = opened;
@@ -562,11 +585,11 @@ pub async fn run(
         shutdown.clone(),
     );
 
-    let dns_addr = sockets.udp.first().and_then(|s| s.local_addr().ok());
-    let http_addr = sockets.http.local_addr().ok();
+    let dns_addr = listeners.udp.first().and_then(|s| s.local_addr().ok());
+    let http_addr = listeners.http.local_addr().ok();
     let tracker = TaskTracker::new();
     listener::udp::spawn(
-        sockets.udp,
+        listeners.udp,
         Arc::clone(&handler),
         shutdown.clone(),
         &tracker,
@@ -576,13 +599,13 @@ pub async fn run(
         idle_timeout: config.tcp_idle_timeout,
     };
     listener::tcp::spawn(
-        sockets.tcp,
+        listeners.tcp,
         limits,
         Arc::clone(&handler),
         shutdown.clone(),
         &tracker,
     );
-    let encrypted_addrs = match sockets.encrypted {
+    let encrypted_addrs = match listeners.encrypted {
         Some(encrypted) => spawn_encrypted(encrypted, limits, handler, &shutdown, &tracker),
         None => String::new(),
     };
@@ -641,7 +664,7 @@ pub async fn run(
     });
     let http = tokio::spawn(
         warp::serve(api::routes(api_state))
-            .incoming(sockets.http)
+            .incoming(listeners.http)
             .graceful(shutdown.clone().cancelled_owned())
             .run(),
     );

@@ -138,12 +138,24 @@ fn start(config: Config) -> anyhow::Result<()> {
         let signals = ShutdownSignals::install()?;
         tokio::spawn(signals.cancel_on_first(shutdown.clone()));
         // Bind first: a busy port is the likelier mistake, and nothing is logged before it.
-        let sockets = rind_server::bind(&config).await?;
+        let listeners = rind_server::bind_listeners(&config).await?;
+        // The upstream pool's thousand sockets take 30 to 50 ms to bind: done while the
+        // store opens, which is most of a restart.
+        let pool_config = config.clone();
+        let upstream_pool =
+            tokio::task::spawn_blocking(move || rind_server::bind_upstream_pool(&pool_config));
         // sled may hang on a damaged store: the open has a deadline, and SIGTERM ends the
         // wait (the opening thread is abandoned with the process).
         let opened = tokio::select! {
             opened = rind_server::Opened::open(&config) => opened?,
             _ = shutdown.cancelled() => return Ok(()),
+        };
+        let upstream_pool = upstream_pool
+            .await
+            .map_err(|e| anyhow::anyhow!("binding the upstream sockets failed: {e}"))??;
+        let sockets = rind_server::Sockets {
+            listeners,
+            upstream_pool,
         };
         rind_server::run(config, opened, sockets, shutdown).await?;
         Ok(())

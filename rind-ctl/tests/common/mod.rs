@@ -128,8 +128,8 @@ impl TestServer {
                             return;
                         }
                     };
-                    let dns = sockets.tcp.local_addr().expect("DNS addr");
-                    let http = sockets.http.local_addr().expect("HTTP addr");
+                    let dns = sockets.listeners.tcp.local_addr().expect("DNS addr");
+                    let http = sockets.listeners.http.local_addr().expect("HTTP addr");
                     let opened = match rind_server::Opened::open(&config).await {
                         Ok(opened) => opened,
                         Err(e) => {
