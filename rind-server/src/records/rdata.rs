@@ -90,7 +90,7 @@ fn parse_name(text: &str, what: &str, wildcard: Wildcard, root: Root) -> Result<
             Root::Refused => invalid(format!("{what} cannot be the root \".\"")),
         };
     }
-    let ascii = if trimmed.is_ascii() {
+    let mut ascii = if trimmed.is_ascii() {
         trimmed.to_ascii_lowercase()
     } else {
         match Name::from_utf8(trimmed) {
@@ -98,6 +98,11 @@ fn parse_name(text: &str, what: &str, wildcard: Wildcard, root: Root) -> Result<
             Err(e) => return invalid(format!("{what} {text:?} is not a valid name: {e}")),
         }
     };
+    // Made fully qualified in place: a restart parses every stored name, and a second
+    // string for each showed in its profile.
+    if !ascii.ends_with('.') {
+        ascii.push('.');
+    }
     let relative = ascii.strip_suffix('.').unwrap_or(&ascii);
     let mut wire_len = 1;
     for (i, label) in relative.split('.').enumerate() {
@@ -133,7 +138,7 @@ fn parse_name(text: &str, what: &str, wildcard: Wildcard, root: Root) -> Result<
             "{what} {text:?} is {wire_len} bytes long; a name holds at most 255"
         ));
     }
-    Name::from_ascii(format!("{relative}.")).or_else(|e| invalid(format!("{what} {text:?}: {e}")))
+    Name::from_ascii(&ascii).or_else(|e| invalid(format!("{what} {text:?}: {e}")))
 }
 
 /// Parses `text` as the RDATA of `rtype` ([`print`] gives its normal form).

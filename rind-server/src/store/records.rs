@@ -109,14 +109,14 @@ impl RecordStore {
         &self.store
     }
 
-    /// Hands every stored record to `each`, in id order, with its id and its bytes as stored
+    /// Hands every stored record to `each`, in id order, with its id
     /// (one at a time: nothing holds them all), adding to `progress` every few thousand.
     /// Entries that cannot be decoded are logged and returned, key and value as stored: they
     /// stay on disk, for a later rind that may read them, so a repair must keep them too.
     pub fn load(
         &self,
         progress: &AtomicU64,
-        mut each: impl FnMut(String, StoredRecord, &[u8]),
+        mut each: impl FnMut(String, StoredRecord),
     ) -> Result<Loaded, StoreError> {
         let tree = self.store.db()?.open_tree(TREE)?;
         let mut undecodable = Vec::new();
@@ -135,7 +135,7 @@ impl RecordStore {
                         .map_err(|e| e.to_string())
                 });
             match decoded {
-                Ok((id, record)) => each(id, record, &value),
+                Ok((id, record)) => each(id, record),
                 Err(e) => {
                     tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable record in the store; skipped");
                     undecodable.push((key.to_vec(), value.to_vec()));
@@ -149,7 +149,6 @@ impl RecordStore {
     }
 
     /// The stored bytes of record `id`, if there is one.
-    #[cfg(test)]
     pub fn raw(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tree = self.store.db()?.open_tree(TREE)?;
         Ok(tree.get(id.as_bytes())?.map(|v| v.to_vec()))
@@ -343,7 +342,7 @@ mod tests {
     fn all(records: &RecordStore) -> Vec<(String, StoredRecord)> {
         let mut all = Vec::new();
         records
-            .load(&AtomicU64::new(0), |id, record, _| all.push((id, record)))
+            .load(&AtomicU64::new(0), |id, record| all.push((id, record)))
             .expect("load");
         all
     }
@@ -378,7 +377,7 @@ mod tests {
         records.put("good", &record("10.0.0.1")).expect("put");
         let mut good = Vec::new();
         let loaded = records
-            .load(&AtomicU64::new(0), |id, _, _| good.push(id))
+            .load(&AtomicU64::new(0), |id, _| good.push(id))
             .expect("load");
         assert_eq!(good, ["good"]);
         assert_eq!(
