@@ -31,6 +31,7 @@ pub mod zone;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -437,10 +438,14 @@ impl Records {
                 let loaded = store.load(progress, |id, stored| {
                     batch.push((id, stored));
                     if batch.len() == BATCH {
-                        // An error means the next stage is gone, and with it the load.
-                        let _ = stored_tx
-                            .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        // The next stage is gone (a panic), and with it the load: reading the
+                        // rest would only delay its report.
+                        if stored_tx.send(full).is_err() {
+                            return ControlFlow::Break(());
+                        }
                     }
+                    ControlFlow::Continue(())
                 });
                 let _ = stored_tx.send(batch);
                 loaded
@@ -466,7 +471,10 @@ impl Records {
                             }
                         })
                         .collect();
-                    let _ = draft_tx.send(drafts);
+                    // Dropping `stored_rx` stops the reader too.
+                    if draft_tx.send(drafts).is_err() {
+                        break;
+                    }
                 }
                 invalid
             };

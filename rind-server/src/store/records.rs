@@ -12,6 +12,7 @@
 //! integrity data never disagree beyond one unacknowledged change.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -109,14 +110,16 @@ impl RecordStore {
         &self.store
     }
 
-    /// Hands every stored record to `each`, in id order, with its id
-    /// (one at a time: nothing holds them all), adding to `progress` every few thousand.
-    /// Entries that cannot be decoded are logged and returned, key and value as stored: they
-    /// stay on disk, for a later rind that may read them, so a repair must keep them too.
+    /// Hands every stored record to `each`, in id order, with its id (one at a time:
+    /// nothing holds them all), adding to `progress` every few thousand. Entries that cannot
+    /// be decoded are logged and returned, key and value as stored: they stay on disk, for a
+    /// later rind that may read them, so a repair must keep them too. Stops early when `each`
+    /// breaks (whoever takes the records is gone); what it returns then covers only the
+    /// entries read.
     pub fn load(
         &self,
         progress: &AtomicU64,
-        mut each: impl FnMut(String, StoredRecord),
+        mut each: impl FnMut(String, StoredRecord) -> ControlFlow<()>,
     ) -> Result<Loaded, StoreError> {
         let tree = self.store.db()?.open_tree(TREE)?;
         let mut undecodable = Vec::new();
@@ -135,7 +138,11 @@ impl RecordStore {
                         .map_err(|e| e.to_string())
                 });
             match decoded {
-                Ok((id, record)) => each(id, record),
+                Ok((id, record)) => {
+                    if each(id, record).is_break() {
+                        break;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable record in the store; skipped");
                     undecodable.push((key.to_vec(), value.to_vec()));
@@ -342,7 +349,10 @@ mod tests {
     fn all(records: &RecordStore) -> Vec<(String, StoredRecord)> {
         let mut all = Vec::new();
         records
-            .load(&AtomicU64::new(0), |id, record| all.push((id, record)))
+            .load(&AtomicU64::new(0), |id, record| {
+                all.push((id, record));
+                ControlFlow::Continue(())
+            })
             .expect("load");
         all
     }
@@ -363,6 +373,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_load_stops_when_told() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let records = RecordStore::open(&store).expect("tree");
+        for (id, data) in [("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.0.0.3")] {
+            records.put(id, &record(data)).expect("put");
+        }
+        let mut seen = Vec::new();
+        let loaded = records
+            .load(&AtomicU64::new(0), |id, _| {
+                seen.push(id);
+                if seen.len() == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .expect("load");
+        assert_eq!(seen, ["a", "b"]);
+        assert_eq!(loaded.integrity.count, 2);
+    }
+
+    #[tokio::test]
     async fn undecodable_entries_are_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
@@ -377,7 +410,10 @@ mod tests {
         records.put("good", &record("10.0.0.1")).expect("put");
         let mut good = Vec::new();
         let loaded = records
-            .load(&AtomicU64::new(0), |id, _| good.push(id))
+            .load(&AtomicU64::new(0), |id, _| {
+                good.push(id);
+                ControlFlow::Continue(())
+            })
             .expect("load");
         assert_eq!(good, ["good"]);
         assert_eq!(
