@@ -60,7 +60,8 @@
 //!   and shell completions generated from the flags' definitions.
 //!
 //! [`run`] takes sockets already bound (so port 0 works and bind errors are the caller's to
-//! report), the store opened with the local records loaded ([`Opened::open`], one guarded
+//! report: [`bind`], or as `main` does [`bind_listeners`] first and [`bind_upstream_pool`]
+//! beside the store's open), the store opened with the local records loaded ([`Opened::open`], one guarded
 //! pass that also checks them) and a shutdown token, in the manner of mini-redis's
 //! `server::run`.
 
