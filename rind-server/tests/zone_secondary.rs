@@ -150,6 +150,12 @@ async fn a_rind_secondary_follows_a_rind_primary() {
     primary.sigterm();
     assert!(answers(sec, "host5.home.lan.", "192.168.2.5").await);
     secondary.sigterm();
+    // The next start needs the data dir, which the stopping server holds until it exits.
+    let stopped = secondary.wait_exit(Duration::from_secs(10));
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "the secondary did not stop cleanly: {stopped:?}"
+    );
     let dir = secondary.data_dir().to_path_buf();
     let again = ServerBuilder::new()
         .args(&["--tsig-key", KEY, "--upstream", NOWHERE_UPSTREAM])
