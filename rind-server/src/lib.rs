@@ -61,9 +61,9 @@
 //!
 //! [`run`] takes sockets already bound (so port 0 works and bind errors are the caller's to
 //! report: [`bind`], or as `main` does [`bind_listeners`] first and [`bind_upstream_pool`]
-//! beside the store's open), the store opened with the local records loaded ([`Opened::open`], one guarded
-//! pass that also checks them) and a shutdown token, in the manner of mini-redis's
-//! `server::run`.
+//! beside the store's open), the store opened with the local records loaded
+//! ([`Opened::open`], one guarded pass that also checks them) and a shutdown token, in the
+//! manner of mini-redis's `server::run`.
 
 #![warn(missing_docs)]
 // Bytes from the network and the disk never get to panic the server; tests may.

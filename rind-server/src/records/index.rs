@@ -240,11 +240,11 @@ impl Index {
 
     fn insert(&mut self, record: Arc<LocalRecord>) {
         self.by_id.insert(ById(Arc::clone(&record)));
-        self.insert_by_name(record);
+        self.insert_except_by_id(record);
     }
 
     /// [`Index::insert`] into every index but the one by id.
-    fn insert_by_name(&mut self, record: Arc<LocalRecord>) {
+    fn insert_except_by_id(&mut self, record: Arc<LocalRecord>) {
         for ancestor in ancestors(&record.name) {
             *self.below.entry(ancestor).or_default() += 1;
         }
@@ -292,7 +292,7 @@ impl Loading {
     /// Adds a record whose id no record added before has.
     pub fn add(&mut self, record: Arc<LocalRecord>) {
         self.ids.push(ById(Arc::clone(&record)));
-        self.index.insert_by_name(record);
+        self.index.insert_except_by_id(record);
     }
 
     /// The index of every record added.
