@@ -5,12 +5,14 @@
 # performance table at the end. Install the tools with bench/setup.sh (Debian/Ubuntu, root).
 #
 # usage: bench/compare.sh [options] [peer ...]
-#   peers          : rind unbound dnsdist knot echo
+#   peers          : rind unbound dnsdist knot echo forward
 #                    (default: rind, plus unbound and dnsdist when installed)
 #                    rind runs target/release/rind-server (built first when missing; or
 #                    RIND_BIN=/path/rind-server) through bench/rind-peer.sh, fresh data dir.
 #                    knot measures the upstream itself; echo is a recvmmsg/sendmmsg responder
-#                    (needs cc), the machine's limit.
+#                    (needs cc), the machine's limit for hits; forward relays every query to
+#                    the upstream and back with nothing else (needs cc; 1024 random-port
+#                    sockets as rind's contract asks), the machine's limit for misses.
 #   a custom peer  : NAME --cmd "<command line>" [--port P] [--version "text"]
 #                    The command must stay in the foreground, listen on 127.0.0.1:{PORT}
 #                    (default 5310) and forward to 127.0.0.1:{UPSTREAM} (5300); both are
@@ -51,6 +53,7 @@ BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 UPSTREAM_PORT=5300
 REPO="$(cd "$BENCH/.." && pwd)"
 ECHO_BIN=/tmp/rind-bench/bin/udp_echo
+FORWARD_BIN=/tmp/rind-bench/bin/udp_forward
 
 QUIET_PCT=${QUIET_PCT:-10}; QUIET_MAX=${QUIET_MAX:-120}
 ROUNDS=1; SCEN="hit,lat,miss"; HIT_SECS=10; MISS_SECS=10; LAT_SECS=5; LAT_QPS=10000
@@ -89,14 +92,14 @@ fi
 
 default_port() {
   case "$1" in
-    knot) echo $UPSTREAM_PORT;; unbound) echo 5301;; dnsdist) echo 5305;; echo) echo 5399;;
+    knot) echo $UPSTREAM_PORT;; unbound) echo 5301;; dnsdist) echo 5305;; echo) echo 5399;; forward) echo 5398;;
     *) echo 5310;;
   esac
 }
 for p in "${PEERS[@]}"; do
   [ -n "${PORT[$p]:-}" ] || PORT[$p]=$(default_port "$p")
   case "$p" in
-    echo|knot|unbound|dnsdist) ;;
+    echo|forward|knot|unbound|dnsdist) ;;
     rind) [ -n "${CMD[$p]:-}" ] || CMD[$p]="$BENCH/rind-peer.sh {PORT} {UPSTREAM}";;
     *) [ -n "${CMD[$p]:-}" ] || { echo "custom peer '$p' needs --cmd" >&2; exit 2; };;
   esac
@@ -198,6 +201,7 @@ render() {        # render TEMPLATE OUTFILE PORT RUNDIR
 peer_version() {
   case "$1" in
     echo) echo "udp_echo (recvmmsg/sendmmsg, 2 threads)";;
+    forward) echo "udp_forward (2 threads, 1024 upstream sockets)";;
     knot) knotd --version | head -1;;
     unbound) echo "unbound $(unbound -V | sed -n 's/^Version //p' | head -1)";;
     dnsdist) echo "$(dnsdist --version | head -1 | cut -d' ' -f1,2) (packet cache)";;
@@ -216,6 +220,8 @@ start_peer() {
   case "$name" in
     echo)
       start_bg "$run/log" "$ECHO_BIN" "$port" 2; PEER_PIDS+=("$BG_PID");;
+    forward)
+      start_bg "$run/log" "$FORWARD_BIN" "$port" "$UPSTREAM_PORT" 1024; PEER_PIDS+=("$BG_PID");;
     knot)
       PEER_PIDS+=("$UPSTREAM_PID");;                      # the running upstream itself
     unbound)
@@ -314,7 +320,12 @@ for p in "${PEERS[@]}"; do
   case "$p" in
     unbound|dnsdist) command -v $p >/dev/null || { echo "$p is not installed (bench/setup.sh)" >&2; exit 1; };;
     echo) if [ ! -x "$ECHO_BIN" ] || [ "$BENCH/echo/udp_echo.c" -nt "$ECHO_BIN" ]; then
+            mkdir -p "$(dirname "$ECHO_BIN")"
             cc -O2 -pthread -o "$ECHO_BIN" "$BENCH/echo/udp_echo.c" || exit 1
+          fi;;
+    forward) if [ ! -x "$FORWARD_BIN" ] || [ "$BENCH/echo/udp_forward.c" -nt "$FORWARD_BIN" ]; then
+            mkdir -p "$(dirname "$FORWARD_BIN")"
+            cc -O2 -pthread -o "$FORWARD_BIN" "$BENCH/echo/udp_forward.c" || exit 1
           fi;;
     rind) if [ -z "${RIND_BIN:-}" ] && [ ! -x "$REPO/target/release/rind-server" ]; then
             log "building rind-server (release)"
