@@ -16,8 +16,8 @@
 use std::io;
 use std::net::SocketAddr;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -112,18 +112,44 @@ fn encode(question: Question<'_>) -> Result<(u16, Vec<u8>), ExchangeError> {
     Ok((id, encode_with_id(question, id)?))
 }
 
-/// The question's bytes with message ID `id`, DO=1 and CD as asked.
+/// The question's bytes with message ID `id`, RD=1, CD as asked and an OPT record with DO=1
+/// and our UDP payload size.
+///
+/// Written by hand rather than through a hickory `Message`: this runs once per cache miss, and
+/// building and emitting a whole message took about 7% of the miss path's user time.
 pub fn encode_with_id(question: Question<'_>, id: u16) -> Result<Vec<u8>, ExchangeError> {
-    let mut msg = Message::query();
-    msg.metadata.id = id;
-    msg.metadata.recursion_desired = true;
-    msg.metadata.checking_disabled = question.checking_disabled;
-    msg.add_query(question.query.clone());
-    let mut edns = Edns::new();
-    edns.set_max_payload(MAX_UDP_PAYLOAD);
-    edns.set_dnssec_ok(true);
-    msg.set_edns(edns);
-    Ok(msg.to_vec()?)
+    // Header: RD, and CD in the second flags byte; one question, one additional (the OPT).
+    let flags = [0x01, if question.checking_disabled { 0x10 } else { 0 }];
+    let mut out = Vec::with_capacity(12 + 255 + 4 + 11);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&flags);
+    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
+    let name_start = out.len();
+    for label in question.query.name.iter() {
+        // A label from a parsed name is at most 63 bytes; a longer one is no name to send.
+        let len = u8::try_from(label.len())
+            .ok()
+            .filter(|&len| len <= 63)
+            .ok_or_else(|| too_long("a label over 63 bytes"))?;
+        out.push(len);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+    if out.len() - name_start > 255 {
+        return Err(too_long("a name over 255 bytes"));
+    }
+    out.extend_from_slice(&u16::from(question.query.query_type).to_be_bytes());
+    out.extend_from_slice(&u16::from(question.query.query_class).to_be_bytes());
+    // OPT (RFC 6891): root owner, TYPE 41, CLASS = payload size, TTL = extended rcode 0,
+    // version 0, DO; no options.
+    out.extend_from_slice(&[0, 0, 41]);
+    out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0x80, 0, 0, 0]);
+    Ok(out)
+}
+
+fn too_long(what: &str) -> ExchangeError {
+    ExchangeError::Io(io::Error::new(io::ErrorKind::InvalidInput, what.to_owned()))
 }
 
 /// The message with the two-byte length in front that DNS over TCP and TLS use.
@@ -162,6 +188,14 @@ async fn udp(
     let query = question.query;
     let lease = pool.lease(addr).await?;
     let socket = lease.socket();
+    // A pooled socket that last read a reply still counts as readable, so the first receive
+    // would be a wasted system call that finds nothing (about half a call per miss). Clearing
+    // that before sending is safe: a datagram that does arrive marks the socket readable
+    // again, and one already queued (a late reply to an earlier lease) is read and ignored
+    // along with the next.
+    let _ = socket.try_io(Interest::READABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
     let first_sent = Instant::now();
     socket.send(&bytes).await?;
     let mut wait = resend.rtt.timeout(TRY_TIMEOUT);
@@ -242,6 +276,51 @@ mod tests {
         let mut msg = Message::response(id, hickory_proto::op::OpCode::Query);
         msg.add_query(Query::query(Name::from_str(name).expect("name"), qtype));
         msg
+    }
+
+    /// The query as hickory would build and emit it.
+    fn encoded_by_hickory(question: Question<'_>, id: u16) -> Vec<u8> {
+        let mut msg = Message::query();
+        msg.metadata.id = id;
+        msg.metadata.recursion_desired = true;
+        msg.metadata.checking_disabled = question.checking_disabled;
+        msg.add_query(question.query.clone());
+        let mut edns = hickory_proto::op::Edns::new();
+        edns.set_max_payload(MAX_UDP_PAYLOAD);
+        edns.set_dnssec_ok(true);
+        msg.set_edns(edns);
+        msg.to_vec().expect("encode")
+    }
+
+    #[test]
+    fn queries_are_encoded_as_hickory_would() {
+        let long = format!(
+            "{}.{}.{}.example.",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(60)
+        );
+        for (name, qtype, cd, id) in [
+            ("www.Example.COM.", RecordType::A, false, 0x1234),
+            ("example.net.", RecordType::DNSKEY, true, 0),
+            (".", RecordType::NS, false, 0xffff),
+            (long.as_str(), RecordType::TXT, true, 7),
+        ] {
+            let query = Query::query(Name::from_str(name).expect("name"), qtype);
+            let question = Question {
+                query: &query,
+                checking_disabled: cd,
+            };
+            let ours = encode_with_id(question, id).expect("encode");
+            assert_eq!(
+                ours,
+                encoded_by_hickory(question, id),
+                "{name} {qtype} cd={cd}"
+            );
+            let back = Message::from_vec(&ours).expect("parse");
+            assert_eq!(back.queries, vec![query.clone()]);
+            assert!(back.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
+        }
     }
 
     #[test]
