@@ -38,7 +38,7 @@ pub enum ExchangeError {
     Io(#[from] io::Error),
     /// The query could not be encoded (a name too long for the wire, say).
     #[error("cannot encode the query: {0}")]
-    Encode(#[from] hickory_proto::ProtoError),
+    Encode(&'static str),
     /// The connection ended before the reply came.
     #[error("the connection closed before the reply")]
     Closed,
@@ -130,13 +130,13 @@ pub fn encode_with_id(question: Question<'_>, id: u16) -> Result<Vec<u8>, Exchan
         let len = u8::try_from(label.len())
             .ok()
             .filter(|&len| len <= 63)
-            .ok_or_else(|| too_long("a label over 63 bytes"))?;
+            .ok_or(ExchangeError::Encode("a label over 63 bytes"))?;
         out.push(len);
         out.extend_from_slice(label);
     }
     out.push(0);
     if out.len() - name_start > 255 {
-        return Err(too_long("a name over 255 bytes"));
+        return Err(ExchangeError::Encode("a name over 255 bytes"));
     }
     out.extend_from_slice(&u16::from(question.query.query_type).to_be_bytes());
     out.extend_from_slice(&u16::from(question.query.query_class).to_be_bytes());
@@ -146,10 +146,6 @@ pub fn encode_with_id(question: Question<'_>, id: u16) -> Result<Vec<u8>, Exchan
     out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
     out.extend_from_slice(&[0, 0, 0x80, 0, 0, 0]);
     Ok(out)
-}
-
-fn too_long(what: &str) -> ExchangeError {
-    ExchangeError::Io(io::Error::new(io::ErrorKind::InvalidInput, what.to_owned()))
 }
 
 /// The message with the two-byte length in front that DNS over TCP and TLS use.
