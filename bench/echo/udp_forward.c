@@ -78,6 +78,23 @@ static void send_all(int fd, struct mmsghdr *msgs, int n) {
     }
 }
 
+/* Points each of the BATCH receive headers at its buffer (and at its sender address slot,
+   when from is not NULL). */
+static void prepare(struct mmsghdr *in, struct iovec *iov, unsigned char (*bufs)[BUFSZ],
+                    struct sockaddr_in *from) {
+    for (int i = 0; i < BATCH; i++) {
+        iov[i].iov_base = bufs[i];
+        iov[i].iov_len = BUFSZ;
+        memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
+        in[i].msg_hdr.msg_iov = &iov[i];
+        in[i].msg_hdr.msg_iovlen = 1;
+        if (from) {
+            in[i].msg_hdr.msg_name = &from[i];
+            in[i].msg_hdr.msg_namelen = sizeof from[i];
+        }
+    }
+}
+
 static void *up(void *arg) {
     (void)arg;
     static unsigned char bufs[BATCH][BUFSZ];
@@ -87,15 +104,7 @@ static void *up(void *arg) {
     uint16_t next_id = 0;
     unsigned seed = 1;
     for (;;) {
-        for (int i = 0; i < BATCH; i++) {
-            iov[i].iov_base = bufs[i];
-            iov[i].iov_len = BUFSZ;
-            memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
-            in[i].msg_hdr.msg_iov = &iov[i];
-            in[i].msg_hdr.msg_iovlen = 1;
-            in[i].msg_hdr.msg_name = &from[i];
-            in[i].msg_hdr.msg_namelen = sizeof from[i];
-        }
+        prepare(in, iov, bufs, from);
         int n = recvmmsg(g_client_fd, in, BATCH, MSG_WAITFORONE, NULL);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -134,13 +143,7 @@ static int relay(int fd, int wait) {
     static unsigned char bufs[BATCH][BUFSZ];
     struct mmsghdr in[BATCH], out[BATCH];
     struct iovec iov[BATCH], oiov[BATCH];
-    for (int i = 0; i < BATCH; i++) {
-        iov[i].iov_base = bufs[i];
-        iov[i].iov_len = BUFSZ;
-        memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
-        in[i].msg_hdr.msg_iov = &iov[i];
-        in[i].msg_hdr.msg_iovlen = 1;
-    }
+    prepare(in, iov, bufs, NULL);
     int n = recvmmsg(fd, in, BATCH, wait ? MSG_WAITFORONE : MSG_DONTWAIT, NULL);
     if (n <= 0) return n;
     int m = 0;
