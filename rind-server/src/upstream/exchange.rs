@@ -17,7 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -184,14 +184,6 @@ async fn udp(
     let query = question.query;
     let lease = pool.lease(addr).await?;
     let socket = lease.socket();
-    // A pooled socket that last read a reply still counts as readable, so the first receive
-    // would be a wasted system call that finds nothing (about half a call per miss). Clearing
-    // that before sending is safe: a datagram that does arrive marks the socket readable
-    // again, and one already queued (a late reply to an earlier lease) is read and ignored
-    // along with the next.
-    let _ = socket.try_io(Interest::READABLE, || {
-        Err::<(), _>(io::ErrorKind::WouldBlock.into())
-    });
     let first_sent = Instant::now();
     socket.send(&bytes).await?;
     let mut wait = resend.rtt.timeout(TRY_TIMEOUT);
