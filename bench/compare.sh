@@ -316,17 +316,20 @@ print(json.dumps(d))' "$j" $((t1 - t0)) $((u1 - u0)) $((m1 - m0)) "$CLK_TCK" "$n
 for t in dnsperf dig knotd knotc python3; do
   command -v $t >/dev/null || { echo "$t missing: run bench/setup.sh (as root)" >&2; exit 1; }
 done
+# Builds bench/echo/NAME.c into BIN when BIN is missing or older than its sources.
+build_c() {
+  local src="$BENCH/echo/$1.c" header="$BENCH/echo/udp_common.h" bin=$2
+  if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$header" -nt "$bin" ]; then
+    mkdir -p "$(dirname "$bin")"
+    cc -O2 -pthread -o "$bin" "$src"
+  fi
+}
+
 for p in "${PEERS[@]}"; do
   case "$p" in
     unbound|dnsdist) command -v $p >/dev/null || { echo "$p is not installed (bench/setup.sh)" >&2; exit 1; };;
-    echo) if [ ! -x "$ECHO_BIN" ] || [ "$BENCH/echo/udp_echo.c" -nt "$ECHO_BIN" ]; then
-            mkdir -p "$(dirname "$ECHO_BIN")"
-            cc -O2 -pthread -o "$ECHO_BIN" "$BENCH/echo/udp_echo.c" || exit 1
-          fi;;
-    forward) if [ ! -x "$FORWARD_BIN" ] || [ "$BENCH/echo/udp_forward.c" -nt "$FORWARD_BIN" ]; then
-            mkdir -p "$(dirname "$FORWARD_BIN")"
-            cc -O2 -pthread -o "$FORWARD_BIN" "$BENCH/echo/udp_forward.c" || exit 1
-          fi;;
+    echo) build_c udp_echo "$ECHO_BIN" || exit 1;;
+    forward) build_c udp_forward "$FORWARD_BIN" || exit 1;;
     rind) if [ -z "${RIND_BIN:-}" ] && [ ! -x "$REPO/target/release/rind-server" ]; then
             log "building rind-server (release)"
             (cd "$REPO" && cargo build --release -p rind-server) || exit 1

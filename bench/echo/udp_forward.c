@@ -38,8 +38,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BATCH 64
-#define BUFSZ 1500
+#include "udp_common.h"
+
 #define MAX_SOCKETS 4096
 
 struct slot {
@@ -52,49 +52,6 @@ static int g_up_fds[MAX_SOCKETS];
 static int g_nsockets = 1;
 static struct slot g_slots[65536];
 
-static int open_socket(uint16_t port) {
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0) { perror("socket"); exit(1); }
-    int rb = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &rb, sizeof rb);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* 127.0.0.1 only */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("bind"); exit(1); }
-    return fd;
-}
-
-static void send_all(int fd, struct mmsghdr *msgs, int n) {
-    int off = 0;
-    while (off < n) {
-        int s = sendmmsg(fd, msgs + off, (unsigned)(n - off), 0);
-        if (s < 0) {
-            if (errno == EINTR) continue;
-            return; /* drop the rest of the batch (e.g. ENOBUFS) */
-        }
-        off += s;
-    }
-}
-
-/* Points each of the BATCH receive headers at its buffer (and at its sender address slot,
-   when from is not NULL). */
-static void prepare(struct mmsghdr *in, struct iovec *iov, unsigned char (*bufs)[BUFSZ],
-                    struct sockaddr_in *from) {
-    for (int i = 0; i < BATCH; i++) {
-        iov[i].iov_base = bufs[i];
-        iov[i].iov_len = BUFSZ;
-        memset(&in[i].msg_hdr, 0, sizeof in[i].msg_hdr);
-        in[i].msg_hdr.msg_iov = &iov[i];
-        in[i].msg_hdr.msg_iovlen = 1;
-        if (from) {
-            in[i].msg_hdr.msg_name = &from[i];
-            in[i].msg_hdr.msg_namelen = sizeof from[i];
-        }
-    }
-}
-
 static void *up(void *arg) {
     (void)arg;
     static unsigned char bufs[BATCH][BUFSZ];
@@ -104,13 +61,8 @@ static void *up(void *arg) {
     uint16_t next_id = 0;
     unsigned seed = 1;
     for (;;) {
-        prepare(in, iov, bufs, from);
-        int n = recvmmsg(g_client_fd, in, BATCH, MSG_WAITFORONE, NULL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            perror("recvmmsg");
-            exit(1);
-        }
+        prepare(in, iov, bufs, from, BUFSZ);
+        int n = recv_batch(g_client_fd, in);
         int m = 0;
         for (int i = 0; i < n; i++) {
             unsigned len = in[i].msg_len;
@@ -143,7 +95,7 @@ static int relay(int fd, int wait) {
     static unsigned char bufs[BATCH][BUFSZ];
     struct mmsghdr in[BATCH], out[BATCH];
     struct iovec iov[BATCH], oiov[BATCH];
-    prepare(in, iov, bufs, NULL);
+    prepare(in, iov, bufs, NULL, BUFSZ);
     int n = recvmmsg(fd, in, BATCH, wait ? MSG_WAITFORONE : MSG_DONTWAIT, NULL);
     if (n <= 0) return n;
     int m = 0;
@@ -190,13 +142,13 @@ int main(int argc, char **argv) {
     g_nsockets = argc > 3 ? atoi(argv[3]) : 1;
     if (g_nsockets < 1 || g_nsockets > MAX_SOCKETS) g_nsockets = 1;
     signal(SIGPIPE, SIG_IGN);
-    g_client_fd = open_socket((uint16_t)port);
+    g_client_fd = open_socket((uint16_t)port, 0);
     struct sockaddr_in upstream = {0};
     upstream.sin_family = AF_INET;
     upstream.sin_port = htons((uint16_t)upstream_port);
     upstream.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     for (int i = 0; i < g_nsockets; i++) {
-        g_up_fds[i] = open_socket(0);
+        g_up_fds[i] = open_socket(0, 0);
         if (connect(g_up_fds[i], (struct sockaddr *)&upstream, sizeof upstream) < 0) {
             perror("connect");
             return 1;
